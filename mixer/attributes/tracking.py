@@ -1,0 +1,113 @@
+"""Records which attributes an evaluation read, for `referenced_attributes` and the check cache.
+
+Expression programs see a `TrackingBag` as an ordinary ``Mapping``. Every lookup is recorded:
+a name read and found is EXACT, a name looked for and missing is ABSENCE; a string map read
+through a key records that key only (with its own presence), and a map used whole records the
+whole map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from mixer.attributes.bag import Bag, StringMap, Value
+
+
+@dataclass
+class References:
+    """What one evaluation looked at. Keys: (name, map_key or None) -> present."""
+
+    reads: dict[tuple[str, str | None], bool] = field(default_factory=dict)
+
+    def record(self, name: str, key: str | None, present: bool) -> None:
+        self.reads[(name, key)] = present
+
+    def merge(self, other: References) -> None:
+        self.reads.update(other.reads)
+
+    def names(self) -> set[str]:
+        return {name for name, _ in self.reads}
+
+
+class TrackedStringMap(Mapping[str, str]):
+    """A string map that records per-key reads against its owning attribute."""
+
+    __slots__ = ("_map", "_name", "_refs")
+
+    def __init__(self, name: str, data: Mapping[str, str], refs: References) -> None:
+        self._name = name
+        self._map = data
+        self._refs = refs
+
+    def __getitem__(self, key: str) -> str:
+        try:
+            value = self._map[key]
+        except KeyError:
+            self._refs.record(self._name, key, False)
+            raise
+        self._refs.record(self._name, key, True)
+        return value
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        value = self._map.get(key)
+        self._refs.record(self._name, key, value is not None)
+        return default if value is None else value
+
+    def __contains__(self, key: object) -> bool:
+        present = key in self._map
+        if isinstance(key, str):
+            self._refs.record(self._name, key, present)
+        return present
+
+    def __iter__(self) -> Iterator[str]:
+        self._refs.record(self._name, None, True)
+        return iter(self._map)
+
+    def __len__(self) -> int:
+        self._refs.record(self._name, None, True)
+        return len(self._map)
+
+    def unwrap(self) -> Mapping[str, str]:
+        """The underlying map; reading it this way counts as using the whole map."""
+        self._refs.record(self._name, None, True)
+        return self._map
+
+
+class TrackingBag(Mapping[str, Value]):
+    """A read-only view of a bag that records every lookup into `refs`."""
+
+    __slots__ = ("_bag", "refs")
+
+    def __init__(self, bag: Bag, refs: References | None = None) -> None:
+        self._bag = bag
+        self.refs = refs if refs is not None else References()
+
+    def __getitem__(self, name: str) -> Value:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value  # type: ignore[return-value]
+
+    def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
+        value = self._bag.get(name)
+        if value is None:
+            self.refs.record(name, None, False)
+            return default
+        if isinstance(value, StringMap):
+            return TrackedStringMap(name, value, self.refs)
+        self.refs.record(name, None, True)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        present = name in self._bag
+        self.refs.record(name, None, present)
+        return present
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bag)
+
+    def __len__(self) -> int:
+        return len(self._bag)

@@ -1,0 +1,43 @@
+"""Typed errors of the service; `mixer.api.status` maps them to gRPC status codes in one place."""
+
+from __future__ import annotations
+
+
+class MixerError(Exception):
+    """Base of every error the service raises on purpose."""
+
+
+class BadRequest(MixerError):
+    """The caller sent something malformed (gRPC INVALID_ARGUMENT)."""
+
+
+class DictionaryMismatch(MixerError):
+    """The caller uses more global words than we know (gRPC INTERNAL, as Istio's clients expect)."""
+
+    def __init__(self, ours: int, theirs: int) -> None:
+        super().__init__(
+            "inconsistent global dictionary versions used: "
+            f"mixer knows {ours} words, caller knows {theirs}"
+        )
+        self.ours = ours
+        self.theirs = theirs
+
+
+class LimitExceeded(MixerError):
+    """A request crossed a configured bound (gRPC RESOURCE_EXHAUSTED)."""
+
+
+class DispatchError(MixerError):
+    """An instance could not be built or a handler failed (gRPC INTERNAL)."""
+
+
+class BackendUnavailable(MixerError):
+    """A backend the answer needs is unreachable and the policy is to fail closed (UNAVAILABLE)."""
+
+
+class ConfigError(MixerError):
+    """A config directory or file is invalid; `errors` lists every problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors) if errors else "invalid configuration")
+        self.errors = errors
