@@ -174,7 +174,7 @@ class AdapterInfo:
 
 
 def duration_param(value: Any, path: str) -> datetime.timedelta:
-    """Parse a duration param as Istio wrote them: ``"10s"``, ``"1.5s"``, ``"1m"``, ``"100ms"``, ``"1h2m"``."""
+    """Parse a duration as Istio wrote them: ``"10s"``, ``"1.5s"``, ``"100ms"``, ``"1h2m"``."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.timedelta(seconds=value)
     if not isinstance(value, str) or not value:

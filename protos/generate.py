@@ -75,7 +75,8 @@ def main() -> int:
             drift = sorted(
                 str(rel)
                 for rel in fresh
-                if not (ROOT / rel).exists() or not filecmp.cmp(out / rel, ROOT / rel, shallow=False)
+                if not (ROOT / rel).exists()
+                or not filecmp.cmp(out / rel, ROOT / rel, shallow=False)
             )
             if drift:
                 print("generated protobuf code is out of date; run: python protos/generate.py")

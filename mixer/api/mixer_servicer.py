@@ -1,0 +1,139 @@
+"""The istio.mixer.v1 Mixer service: Check and Report over compressed attributes."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import status_pb2
+
+from mixer.api.status import unary_handler
+from mixer.attributes.compressed import Encoder, check_word_count, decode, decode_report
+from mixer.attributes.tracking import References
+from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest, RouteResult
+from mixer.runtime.runtime import RuntimeHolder
+from mixer.server.telemetry import ServerMetrics
+from mixer.v1 import mixer_pb2
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "istio.mixer.v1.Mixer"
+
+
+def _duration(value: datetime.timedelta) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromTimedelta(value)
+    return d
+
+
+def encode_references(refs: References, encoder: Encoder) -> mixer_pb2.ReferencedAttributes:
+    """ReferencedAttributes for a result, with words chosen for the caller's dictionary."""
+    out = mixer_pb2.ReferencedAttributes()
+    cond = mixer_pb2.ReferencedAttributes
+    for (name, key), present in sorted(
+        refs.reads.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+    ):
+        match = out.attribute_matches.add()
+        match.name = encoder.index(name)
+        match.condition = cond.EXACT if present else cond.ABSENCE
+        if key is not None:
+            match.map_key = encoder.index(key)
+    out.words.extend(encoder.words)
+    return out
+
+
+def _route(route: RouteResult) -> mixer_pb2.RouteDirective:
+    rd = mixer_pb2.RouteDirective(
+        direct_response_code=route.direct_response_code,
+        direct_response_body=route.direct_response_body,
+    )
+    for op in route.request_header_operations:
+        rd.request_header_operations.add(name=op.name, value=op.value, operation=int(op.operation))
+    for op in route.response_header_operations:
+        rd.response_header_operations.add(name=op.name, value=op.value, operation=int(op.operation))
+    for name, value in route.direct_response_headers.items():
+        rd.response_header_operations.add(
+            name=name, value=value, operation=mixer_pb2.HeaderOperation.REPLACE
+        )
+    return rd
+
+
+def check_response(outcome: CheckOutcome, global_word_count: int) -> mixer_pb2.CheckResponse:
+    """Build the wire response for a check outcome."""
+    resp = mixer_pb2.CheckResponse()
+    pre = resp.precondition
+    pre.status.CopyFrom(status_pb2.Status(code=outcome.status_code, message=outcome.message))
+    pre.valid_duration.CopyFrom(_duration(outcome.valid_duration))
+    pre.valid_use_count = outcome.valid_use_count
+    pre.referenced_attributes.CopyFrom(
+        encode_references(outcome.references, Encoder(global_word_count))
+    )
+    route = outcome.route
+    if (
+        route.request_header_operations
+        or route.response_header_operations
+        or route.direct_response_code
+        or route.direct_response_body
+        or route.direct_response_headers
+    ):
+        pre.route_directive.CopyFrom(_route(route))
+    for name, q in outcome.quotas.items():
+        qr = resp.quotas[name]
+        qr.granted_amount = q.granted
+        qr.valid_duration.CopyFrom(_duration(q.valid_duration))
+        qr.status.CopyFrom(status_pb2.Status(code=q.status_code, message=q.message))
+        qr.referenced_attributes.CopyFrom(
+            encode_references(q.references, Encoder(global_word_count))
+        )
+    return resp
+
+
+class MixerService:
+    """Mixer v1: decode attributes, run the current runtime, encode the answer."""
+
+    def __init__(self, holder: RuntimeHolder, metrics: ServerMetrics) -> None:
+        self._holder = holder
+        self._metrics = metrics
+        self._reports = metrics.reports_received.labels("mixer")
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The generic handler serving /istio.mixer.v1.Mixer/{Check,Report}."""
+        m = self._metrics
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Check": unary_handler(m, SERVICE, "Check", self.check, mixer_pb2.CheckRequest),
+                "Report": unary_handler(m, SERVICE, "Report", self.report, mixer_pb2.ReportRequest),
+            },
+        )
+
+    async def check(
+        self,
+        request: mixer_pb2.CheckRequest,
+        context: grpc.aio.ServicerContext[mixer_pb2.CheckRequest, mixer_pb2.CheckResponse],
+    ) -> mixer_pb2.CheckResponse:
+        check_word_count(request.global_word_count)
+        bag = decode(request.attributes)
+        quotas = {
+            name: QuotaRequest(params.amount, params.best_effort)
+            for name, params in request.quotas.items()
+        }
+        with self._holder.use() as rt:
+            outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
+        return check_response(outcome, request.global_word_count)
+
+    async def report(
+        self,
+        request: mixer_pb2.ReportRequest,
+        context: grpc.aio.ServicerContext[mixer_pb2.ReportRequest, mixer_pb2.ReportResponse],
+    ) -> mixer_pb2.ReportResponse:
+        bags = decode_report(request)
+        self._reports.inc(len(bags))
+        if logger.isEnabledFor(logging.DEBUG):
+            for i, bag in enumerate(bags):
+                logger.debug("report entry %d: %s", i, dict(bag))
+        with self._holder.use() as rt:
+            rt.dispatcher.report(bags)
+        return mixer_pb2.ReportResponse()

@@ -1,0 +1,265 @@
+"""CompressedAttributes (the Mixer v1 transport form) <-> attribute bags.
+
+Names and string values travel as word indexes: ``>= 0`` into the global dictionary,
+``< 0`` into the message's own words (slot ``-index - 1``). Decoding rejects every malformed
+input with a `BadRequest` naming the field and the index; nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from mixer.attributes.bag import Bag, StringMap, Value
+from mixer.attributes.dictionary import GLOBAL_INDEX, GLOBAL_WORD_COUNT, GLOBAL_WORDS
+from mixer.errors import BadRequest, DictionaryMismatch
+from mixer.v1 import attributes_pb2, mixer_pb2
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+# Attributes of type IP_ADDRESS in Istio's vocabulary; their bytes must be 4 or 16 long.
+DEFAULT_IP_ATTRIBUTES: frozenset[str] = frozenset(
+    {"source.ip", "destination.ip", "origin.ip", "target.ip"}
+)
+
+
+def check_word_count(global_word_count: int) -> None:
+    """Refuse callers that use a newer dictionary than ours, as Mixer did."""
+    if global_word_count > GLOBAL_WORD_COUNT:
+        raise DictionaryMismatch(GLOBAL_WORD_COUNT, global_word_count)
+
+
+class _Words:
+    """Resolves word indexes against the global dictionary and one message's words."""
+
+    __slots__ = ("_local", "_where")
+
+    def __init__(self, local: Sequence[str], where: str) -> None:
+        self._local = local
+        self._where = where
+
+    def word(self, index: int, field_name: str) -> str:
+        if index >= 0:
+            if index < GLOBAL_WORD_COUNT:
+                return GLOBAL_WORDS[index]
+            raise BadRequest(
+                f"{self._where}.{field_name}: word index {index} is outside the global "
+                f"dictionary ({GLOBAL_WORD_COUNT} words)"
+            )
+        slot = -index - 1
+        if slot < len(self._local):
+            return self._local[slot]
+        raise BadRequest(
+            f"{self._where}.{field_name}: word index {index} (message word slot {slot}) is "
+            f"outside the message's {len(self._local)} words"
+        )
+
+
+def _timestamp(ts: timestamp_pb2.Timestamp) -> datetime.datetime:
+    return _EPOCH + datetime.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+
+
+def _duration(d: duration_pb2.Duration) -> datetime.timedelta:
+    return datetime.timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+
+
+def decode_into(
+    data: dict[str, Value],
+    msg: attributes_pb2.CompressedAttributes,
+    *,
+    default_words: Sequence[str] = (),
+    where: str = "attributes",
+    ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+) -> None:
+    """Decode `msg` into `data`, overwriting attributes it already holds (delta encoding).
+
+    A name present in two typed maps of the same message is an error.
+    """
+    words = _Words(msg.words if len(msg.words) else default_words, where)
+    seen: dict[str, str] = {}
+
+    def name_of(index: int, field_name: str) -> str:
+        name = words.word(index, field_name)
+        previous = seen.get(name)
+        if previous is not None:
+            raise BadRequest(
+                f"{where}: attribute {name!r} (word index {index}) appears in both "
+                f"{previous} and {field_name}"
+            )
+        seen[name] = field_name
+        return name
+
+    for index, value_index in msg.strings.items():
+        name = name_of(index, "strings")
+        data[name] = words.word(value_index, f"strings[{name}]")
+    for index, i64 in msg.int64s.items():
+        data[name_of(index, "int64s")] = i64
+    for index, dbl in msg.doubles.items():
+        data[name_of(index, "doubles")] = dbl
+    for index, flag in msg.bools.items():
+        data[name_of(index, "bools")] = flag
+    for index, ts in msg.timestamps.items():
+        data[name_of(index, "timestamps")] = _timestamp(ts)
+    for index, dur in msg.durations.items():
+        data[name_of(index, "durations")] = _duration(dur)
+    for index, raw in msg.bytes.items():
+        name = name_of(index, "bytes")
+        if name in ip_attributes and len(raw) not in (4, 16):
+            raise BadRequest(
+                f"{where}.bytes[{name}]: an IP address must be 4 or 16 bytes, got {len(raw)}"
+            )
+        data[name] = bytes(raw)
+    for index, smap in msg.string_maps.items():
+        name = name_of(index, "string_maps")
+        entries = {
+            words.word(k, f"string_maps[{name}] key"): words.word(v, f"string_maps[{name}] value")
+            for k, v in smap.entries.items()
+        }
+        data[name] = StringMap(entries)
+
+
+def decode(
+    msg: attributes_pb2.CompressedAttributes,
+    *,
+    default_words: Sequence[str] = (),
+    where: str = "attributes",
+    ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+) -> Bag:
+    """Decode one CompressedAttributes message into a bag."""
+    data: dict[str, Value] = {}
+    decode_into(data, msg, default_words=default_words, where=where, ip_attributes=ip_attributes)
+    return Bag._adopt(data)
+
+
+def decode_report(
+    req: mixer_pb2.ReportRequest, *, ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES
+) -> list[Bag]:
+    """Decode a Report batch into one bag per entry, honouring the repeated-attributes semantics."""
+    check_word_count(req.global_word_count)
+    default_words = list(req.default_words)
+    delta = req.repeated_attributes_semantics == mixer_pb2.ReportRequest.DELTA_ENCODING
+    bags: list[Bag] = []
+    current: dict[str, Value] = {}
+    for i, entry in enumerate(req.attributes):
+        where = f"attributes[{i}]"
+        current = dict(current) if delta else {}
+        decode_into(
+            current, entry, default_words=default_words, where=where, ip_attributes=ip_attributes
+        )
+        bags.append(Bag._adopt(current))
+    return bags
+
+
+@dataclass
+class Encoder:
+    """Builds message-level word lists, using a global index only below the peer's word count."""
+
+    global_word_count: int = GLOBAL_WORD_COUNT
+    words: list[str] = field(default_factory=list)
+    _local: dict[str, int] = field(default_factory=dict)
+
+    def index(self, word: str) -> int:
+        gi = GLOBAL_INDEX.get(word)
+        if gi is not None and gi < self.global_word_count:
+            return gi
+        slot = self._local.get(word)
+        if slot is None:
+            slot = len(self.words)
+            self.words.append(word)
+            self._local[word] = slot
+        return -(slot + 1)
+
+
+def _to_timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    delta = value - _EPOCH
+    seconds = delta.days * 86400 + delta.seconds
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=delta.microseconds * 1000)
+
+
+def _to_duration(value: datetime.timedelta) -> duration_pb2.Duration:
+    micros = value // datetime.timedelta(microseconds=1)
+    seconds, rem = divmod(abs(micros), 1_000_000)
+    sign = -1 if micros < 0 else 1
+    return duration_pb2.Duration(seconds=sign * seconds, nanos=sign * rem * 1000)
+
+
+def encode(
+    attributes: Mapping[str, object],
+    *,
+    encoder: Encoder | None = None,
+    message_words: bool = True,
+) -> attributes_pb2.CompressedAttributes:
+    """Encode attributes for the wire.
+
+    Python types choose the typed map: str, bool, int, float, bytes, datetime, timedelta,
+    Mapping[str, str] (string map); ``ipaddress`` addresses travel as raw bytes. With
+    ``message_words=False`` the caller puts ``encoder.words`` somewhere shared (a Report's
+    ``default_words``) instead of into this message.
+    """
+    enc = encoder if encoder is not None else Encoder()
+    msg = attributes_pb2.CompressedAttributes()
+    for name, value in attributes.items():
+        key = enc.index(name)
+        if isinstance(value, bool):
+            msg.bools[key] = value
+        elif isinstance(value, int):
+            msg.int64s[key] = value
+        elif isinstance(value, float):
+            msg.doubles[key] = value
+        elif isinstance(value, str):
+            msg.strings[key] = enc.index(value)
+        elif isinstance(value, bytes):
+            msg.bytes[key] = value
+        elif isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            msg.bytes[key] = value.packed
+        elif isinstance(value, datetime.datetime):
+            msg.timestamps[key].CopyFrom(_to_timestamp(value))
+        elif isinstance(value, datetime.timedelta):
+            msg.durations[key].CopyFrom(_to_duration(value))
+        elif isinstance(value, Mapping):
+            entries = msg.string_maps[key].entries
+            for k, v in value.items():
+                entries[enc.index(str(k))] = enc.index(str(v))
+        else:
+            raise TypeError(f"attribute {name!r}: cannot encode a {type(value).__name__}")
+    if message_words:
+        msg.words.extend(enc.words)
+    return msg
+
+
+def encode_report(
+    batches: Iterable[Mapping[str, object]],
+    *,
+    global_word_count: int = GLOBAL_WORD_COUNT,
+    delta: bool = False,
+) -> mixer_pb2.ReportRequest:
+    """Encode report entries sharing one `default_words` list (as Istio's proxy batches them).
+
+    With ``delta=True`` each entry carries only what changed from the previous one.
+    """
+    enc = Encoder(global_word_count)
+    req = mixer_pb2.ReportRequest(global_word_count=global_word_count)
+    req.repeated_attributes_semantics = (
+        mixer_pb2.ReportRequest.DELTA_ENCODING
+        if delta
+        else mixer_pb2.ReportRequest.INDEPENDENT_ENCODING
+    )
+    previous: Mapping[str, object] = {}
+    for attrs in batches:
+        if delta:
+            changed = {k: v for k, v in attrs.items() if k not in previous or previous[k] != v}
+            missing = set(previous) - set(attrs)
+            if missing:
+                raise ValueError(f"delta encoding cannot remove attributes: {sorted(missing)}")
+            req.attributes.append(encode(changed, encoder=enc, message_words=False))
+        else:
+            req.attributes.append(encode(attrs, encoder=enc, message_words=False))
+        previous = attrs
+    req.default_words.extend(enc.words)
+    return req

@@ -1,0 +1,214 @@
+"""The `mixer` command: serve, validate, check, report, version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from mixer import __version__
+from mixer.settings import Settings, env_default
+
+
+def _bool_env(name: str) -> bool:
+    return env_default(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
+    """Turn `text` into the attribute's type from the vocabulary (inferred when unknown)."""
+    from adapters.base import ParamError, duration_param
+
+    kind = vocabulary.get(name)
+    try:
+        if kind == "STRING_MAP":
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise ValueError("expected a JSON object")
+            return {str(k): str(v) for k, v in data.items()}
+        if kind == "INT64":
+            return int(text)
+        if kind == "DOUBLE":
+            return float(text)
+        if kind == "BOOL":
+            if text.lower() not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return text.lower() == "true"
+        if kind == "IP_ADDRESS":
+            return ipaddress.ip_address(text)
+        if kind == "TIMESTAMP":
+            ts = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return ts if ts.tzinfo else ts.replace(tzinfo=datetime.UTC)
+        if kind == "DURATION":
+            return duration_param(text, name)
+    except (ValueError, ParamError) as exc:
+        raise SystemExit(f"--attr {name}: {kind} value {text!r} is invalid: {exc}") from None
+    if kind is None and text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def parse_attributes(items: Sequence[str], vocabulary: Mapping[str, str]) -> dict[str, object]:
+    """Parse ``name=value`` and ``name[key]=value`` (string-map entry) arguments."""
+    attrs: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--attr expects NAME=VALUE, got {item!r}")
+        if name.endswith("]") and "[" in name:
+            base, _, key = name[:-1].partition("[")
+            current = attrs.setdefault(base, {})
+            if not isinstance(current, dict):
+                raise SystemExit(f"--attr {base} is both a map and a {type(current).__name__}")
+            current[key.strip("\"'")] = text
+            continue
+        attrs[name] = parse_value(name, text, vocabulary)
+    return attrs
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the gRPC service")
+    p.add_argument("--config-dir", default=env_default("CONFIG_DIR", "rules"), type=Path)
+    p.add_argument("--address", default=env_default("ADDRESS", "0.0.0.0:9091"))
+    p.add_argument("--admin-address", default=env_default("ADMIN_ADDRESS", "127.0.0.1:15014"))
+    p.add_argument(
+        "--metrics-address",
+        default=env_default("METRICS_ADDRESS", "0.0.0.0:42422"),
+        help="where the prometheus adapter's metrics are served",
+    )
+    p.add_argument("--workers", type=int, default=int(env_default("WORKERS", "1")))
+    p.add_argument(
+        "--log-level",
+        default=env_default("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    p.add_argument(
+        "--log-format", default=env_default("LOG_FORMAT", "json"), choices=["json", "text"]
+    )
+    p.add_argument("--grace-period", type=float, default=float(env_default("GRACE_PERIOD", "10")))
+    p.add_argument(
+        "--handler-timeout", type=float, default=float(env_default("HANDLER_TIMEOUT", "1.0"))
+    )
+    p.add_argument("--poll-interval", type=float, default=float(env_default("POLL_INTERVAL", "5")))
+    p.add_argument(
+        "--enable-debug",
+        action="store_true",
+        default=_bool_env("ENABLE_DEBUG"),
+        help="serve /debug/config and /debug/routes on the admin port",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=env_default("REDIS_URL", ""),
+        help="Redis for quotas (rules may refer to it as ${MIXER_REDIS_URL})",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `mixer` console script."""
+    parser = argparse.ArgumentParser(prog="mixer", description="Mixer-style policy and telemetry")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    v = sub.add_parser("validate", help="validate a config directory")
+    v.add_argument("directory", type=Path, nargs="?", default=Path("rules"))
+    v.add_argument("--format", choices=["text", "json"], default="text")
+    for name, help_text in (("check", "send a Check"), ("report", "send a Report")):
+        c = sub.add_parser(name, help=help_text)
+        c.add_argument("--address", default=env_default("CLIENT_ADDRESS", "127.0.0.1:9091"))
+        c.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE")
+        c.add_argument("--timeout", type=float, default=5.0)
+        if name == "check":
+            c.add_argument(
+                "--quota",
+                action="append",
+                default=[],
+                metavar="NAME=AMOUNT",
+                help="request a quota; append ',best-effort' for best effort",
+            )
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(__version__)
+        return 0
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "validate":
+        return _validate(args.directory, args.format)
+    return _client(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mixer.server import logs
+
+    settings = Settings(
+        config_dir=args.config_dir,
+        address=args.address,
+        admin_address=args.admin_address,
+        metrics_address=args.metrics_address,
+        workers=args.workers,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        grace_period=args.grace_period,
+        handler_timeout=args.handler_timeout,
+        poll_interval=args.poll_interval,
+        enable_debug=args.enable_debug,
+        redis_url=args.redis_url,
+    )
+    if settings.redis_url:
+        os.environ["MIXER_REDIS_URL"] = settings.redis_url
+    logs.configure(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        from mixer.server.workers import run_workers
+
+        return run_workers(settings, sys.argv)
+    from mixer.server.app import serve
+
+    return asyncio.run(serve(settings))
+
+
+def _validate(directory: Path, fmt: str) -> int:
+    from mixer.runtime.build import validate_directory
+
+    problems = validate_directory(directory)
+    if fmt == "json":
+        print(
+            json.dumps({"valid": not problems, "errors": [p.as_dict() for p in problems]}, indent=2)
+        )
+    elif problems:
+        for problem in problems:
+            print(problem)
+        print(f"{len(problems)} error(s) in {directory}", file=sys.stderr)
+    else:
+        print(f"{directory}: valid")
+    return 1 if problems else 0
+
+
+def _client(args: argparse.Namespace) -> int:
+    import grpc
+
+    from mixer.client import MixerClient
+    from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY
+
+    attrs = parse_attributes(args.attr, ISTIO_1_4_VOCABULARY)
+    with MixerClient(args.address, timeout=args.timeout) as client:
+        try:
+            if args.command == "report":
+                client.report([attrs])
+                print(json.dumps({"status": "OK"}))
+                return 0
+            quotas: dict[str, int | tuple[int, bool]] = {}
+            for item in args.quota:
+                name, _, rest = item.partition("=")
+                amount, _, flag = rest.partition(",")
+                quotas[name] = (int(amount or "1"), flag == "best-effort")
+            answer = client.check(attrs, quotas)
+        except grpc.RpcError as err:
+            print(json.dumps({"error": {"code": err.code().name, "message": err.details()}}))
+            return 2
+    print(json.dumps(answer.as_json(), indent=2))
+    return 0 if answer.status_code == 0 else 3

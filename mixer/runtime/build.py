@@ -1,0 +1,138 @@
+"""Config snapshot -> runtime: build handlers (reusing unchanged ones), routes and workers, once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from adapters import load_registry
+from adapters.base import AdapterInfo, Env, Handler, ReportHandler
+from mixer.config import ConfigProblem, load_config
+from mixer.config import validate_directory as _validate
+from mixer.config.model import HeaderOperationSpec, RuleSpec, Snapshot
+from mixer.runtime.dispatcher import Dispatcher
+from mixer.runtime.reporting import ReportWorker
+from mixer.runtime.routing import (
+    Action,
+    HandlerEntry,
+    HeaderOp,
+    HeaderOperationTemplate,
+    InstanceBuilder,
+    RoutingTable,
+    Rule,
+)
+from mixer.runtime.runtime import Runtime
+from mixer.server.telemetry import ServerMetrics
+from mixer.templates import TEMPLATES, Variety
+
+logger = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def adapter_registry() -> Mapping[str, AdapterInfo]:
+    """Built-in and plugin adapters, loaded and checked once per process."""
+    return load_registry()
+
+
+def load_snapshot(directory: Path) -> Snapshot:
+    """Load and validate a config directory (raises ConfigError listing every problem)."""
+    return load_config(directory, adapter_registry())
+
+
+def validate_directory(directory: Path) -> list[ConfigProblem]:
+    """Every problem of a config directory, without building anything or dialling out."""
+    return _validate(directory, adapter_registry())
+
+
+def _header_ops(specs: tuple[HeaderOperationSpec, ...]) -> tuple[HeaderOperationTemplate, ...]:
+    return tuple(
+        HeaderOperationTemplate(s.name.lower(), s.programs, HeaderOp(s.operation.value))
+        for s in specs
+    )
+
+
+async def build_runtime(
+    snapshot: Snapshot,
+    metrics: ServerMetrics,
+    *,
+    revision: str,
+    previous: Runtime | None = None,
+    handler_timeout: float = 1.0,
+) -> Runtime:
+    """Build handlers (reusing those whose name and params did not change), routes and workers."""
+    registry = adapter_registry()
+    old_handlers = previous.handlers if previous is not None else {}
+    old_workers = previous.workers if previous is not None else {}
+    handlers: dict[str, HandlerEntry] = {}
+    by_name: dict[str, HandlerEntry] = {}
+    workers: dict[str, ReportWorker] = {}
+    built: list[Handler] = []
+    try:
+        for spec in snapshot.handlers.values():
+            key = f"{spec.name}\n{spec.signature}"
+            entry = old_handlers.get(key)
+            if entry is None:
+                env = Env(
+                    handler_name=spec.name,
+                    logger=logging.getLogger(f"adapters.{spec.adapter}"),
+                    registry=metrics.registry,
+                    clock=time.monotonic,
+                )
+                handler = registry[spec.adapter].build(spec.adapter_params, env)
+                built.append(handler)
+                entry = HandlerEntry(spec.name, spec.adapter, handler, key)
+            handlers[key] = entry
+            by_name[spec.name] = entry
+            if isinstance(entry.handler, ReportHandler):
+                worker = old_workers.get(spec.name)
+                if worker is None or old_handlers.get(key) is not entry:
+                    worker = ReportWorker(
+                        spec.name,
+                        spec.adapter,
+                        entry.handler,
+                        metrics,
+                        timeout=max(handler_timeout, 5.0),
+                    )
+                workers[spec.name] = worker
+    except Exception:
+        for handler in built:  # a config that fails to build leaves nothing open behind it
+            await handler.close()
+        raise
+    rules = tuple(_rule(r, snapshot, by_name) for r in snapshot.rules)
+    routes = RoutingTable(default_namespace=snapshot.default_namespace, rules=rules)
+    dispatcher = Dispatcher(routes, workers, metrics, handler_timeout=handler_timeout)
+    summary = {
+        "handlers": len(snapshot.handlers),
+        "instances": len(snapshot.instances),
+        "rules": len(snapshot.rules),
+        "attributes": len(snapshot.vocabulary),
+    }
+    return Runtime(revision, dispatcher, handlers, workers, snapshot, summary)
+
+
+def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntry]) -> Rule:
+    actions: list[Action] = []
+    for action in spec.actions:
+        entry = handlers[action.handler]
+        by_variety: dict[Variety, list[InstanceBuilder]] = {}
+        for name in action.instances:
+            inst = snapshot.instances[name]
+            variety = TEMPLATES[inst.template].variety
+            fields: Mapping[str, Any] = inst.programs
+            by_variety.setdefault(variety, []).append(
+                InstanceBuilder(inst.name, inst.short_name, inst.template, fields)
+            )
+        for variety, builders in by_variety.items():
+            actions.append(Action(entry, tuple(builders), variety, action.name))
+    return Rule(
+        name=spec.name,
+        namespace=spec.namespace,
+        match=None if spec.always_matches else spec.match,
+        actions=tuple(actions),
+        request_header_operations=_header_ops(spec.request_header_operations),
+        response_header_operations=_header_ops(spec.response_header_operations),
+    )

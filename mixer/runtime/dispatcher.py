@@ -1,0 +1,401 @@
+"""Check, quota and report dispatch over one runtime snapshot.
+
+request bag -> matching rules -> instances -> handlers -> combined result. Check combines
+handler results deterministically: the first denial in rule order decides the status, valid
+duration and use count are the minimum over all results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.base import CheckHandler, CheckResult, Instance, QuotaArgs, QuotaHandler, QuotaResult
+from mixer.attributes.bag import Bag
+from mixer.attributes.tracking import References, TrackingBag
+from mixer.errors import DispatchError
+from mixer.runtime.reporting import ReportWorker
+from mixer.runtime.routing import (
+    Action,
+    HandlerEntry,
+    HeaderOp,
+    HeaderOperationTemplate,
+    RoutingTable,
+    Rule,
+    request_namespace,
+)
+from mixer.server.telemetry import ServerMetrics
+from mixer.templates import Variety
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_VALID_DURATION = datetime.timedelta(minutes=1)
+DEFAULT_VALID_USE_COUNT = 10000
+OK = 0
+RESOURCE_EXHAUSTED = 8
+INTERNAL = 13
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOperationResult:
+    """An evaluated header operation for the route directive."""
+
+    name: str
+    value: str
+    operation: HeaderOp
+
+
+@dataclass
+class RouteResult:
+    """Header rewrites for an allowed request, or a direct response for a denied one."""
+
+    request_header_operations: list[HeaderOperationResult] = field(default_factory=list)
+    response_header_operations: list[HeaderOperationResult] = field(default_factory=list)
+    direct_response_code: int = 0
+    direct_response_body: str = ""
+    direct_response_headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class QuotaOutcome:
+    """The result of one requested quota."""
+
+    granted: int
+    valid_duration: datetime.timedelta
+    status_code: int = OK
+    message: str = ""
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after: datetime.timedelta | None = None
+    references: References = field(default_factory=References)
+
+
+@dataclass
+class CheckOutcome:
+    """The combined answer to a Check."""
+
+    status_code: int = OK
+    message: str = ""
+    valid_duration: datetime.timedelta = DEFAULT_VALID_DURATION
+    valid_use_count: int = DEFAULT_VALID_USE_COUNT
+    references: References = field(default_factory=References)
+    route: RouteResult = field(default_factory=RouteResult)
+    quotas: dict[str, QuotaOutcome] = field(default_factory=dict)
+    decided_by: str = ""
+
+
+@dataclass(frozen=True)
+class QuotaRequest:
+    """One entry of a Check's quota map."""
+
+    amount: int
+    best_effort: bool = False
+
+
+class Dispatcher:
+    """Runs requests against one immutable routing table and its handlers."""
+
+    def __init__(
+        self,
+        routes: RoutingTable,
+        report_workers: Mapping[str, ReportWorker],
+        metrics: ServerMetrics,
+        *,
+        handler_timeout: float = 1.0,
+    ) -> None:
+        self.routes = routes
+        self.report_workers = report_workers
+        self._metrics = metrics
+        self._timeout = handler_timeout
+        self._quota_index = _index_quota_actions(routes)
+
+    # -- matching -------------------------------------------------------------------------
+
+    def _matches(self, rule: Rule, activation: Mapping[str, object]) -> bool:
+        if rule.match is None:
+            return True
+        try:
+            result = rule.match.evaluate(activation)
+        except Exception as exc:
+            # Mixer: a match that fails to evaluate does not match; it is counted, not fatal.
+            self._metrics.rule_match_errors.labels(rule.name).inc()
+            logger.debug("rule %s: match failed: %s", rule.name, exc)
+            return False
+        return result is True
+
+    def _build(self, action: Action, activation: Mapping[str, object]) -> list[Instance]:
+        out = []
+        for builder in action.instances:
+            try:
+                out.append(builder.build(activation))
+            except Exception as exc:
+                raise DispatchError(
+                    f"performing check operation failed: instance {builder.name}: {exc}"
+                ) from exc
+        return out
+
+    async def _timed(self, entry: HandlerEntry, coro: Any) -> Any:
+        start = time.perf_counter()
+        error = "true"
+        try:
+            result = await asyncio.wait_for(coro, self._timeout)
+            error = "false"
+            return result
+        finally:
+            self._metrics.dispatches.labels(entry.adapter, entry.name, error).inc()
+            self._metrics.dispatch_latency.labels(entry.adapter, entry.name, error).observe(
+                time.perf_counter() - start
+            )
+
+    # -- check ----------------------------------------------------------------------------
+
+    async def check(
+        self,
+        bag: Bag,
+        quotas: Mapping[str, QuotaRequest] | None = None,
+        dedup_id: str = "",
+    ) -> CheckOutcome:
+        """Evaluate the check rules for `bag`, then (if allowed) the requested quotas."""
+        tracking = TrackingBag(bag)
+        outcome = CheckOutcome(references=tracking.refs)
+        namespace = request_namespace(tracking)
+        rules = self.routes.rules_for(Variety.CHECK, namespace)
+        calls: list[tuple[Rule, HandlerEntry, CheckHandler, Instance]] = []
+        matched: list[Rule] = []
+        for rule in rules:
+            if not self._matches(rule, tracking):
+                continue
+            matched.append(rule)
+            for action in rule.actions_of(Variety.CHECK):
+                handler = action.handler.handler
+                if not isinstance(handler, CheckHandler):
+                    continue
+                for instance in self._build(action, tracking):
+                    calls.append((rule, action.handler, handler, instance))
+        if calls:
+            results = await asyncio.gather(
+                *(self._timed(entry, h.check(inst)) for _, entry, h, inst in calls),
+                return_exceptions=True,
+            )
+            self._combine(outcome, calls, results)
+        if outcome.status_code == OK:
+            self._header_operations(outcome, matched, tracking)
+        if quotas and outcome.status_code == OK:
+            outcome.quotas = await self.quota(bag, quotas, dedup_id, namespace)
+            for name, q in outcome.quotas.items():
+                if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
+                    outcome.status_code = RESOURCE_EXHAUSTED
+                    outcome.message = q.message or f"quota {name} exhausted"
+                    outcome.route.direct_response_code = 429
+                    break
+        return outcome
+
+    def _combine(
+        self,
+        outcome: CheckOutcome,
+        calls: Sequence[tuple[Rule, HandlerEntry, CheckHandler, Instance]],
+        results: Sequence[object],
+    ) -> None:
+        first = True
+        messages: list[str] = []
+        for (rule, entry, _, _), result in zip(calls, results, strict=True):
+            if isinstance(result, BaseException):
+                if isinstance(result, TimeoutError):
+                    raise DispatchError(
+                        f"performing check operation failed: {entry.name}: timed out"
+                    ) from result
+                raise DispatchError(
+                    f"performing check operation failed: {entry.name}: {result}"
+                ) from result
+            assert isinstance(result, CheckResult)
+            if first:
+                outcome.valid_duration = result.valid_duration
+                outcome.valid_use_count = result.valid_use_count
+                first = False
+            else:
+                outcome.valid_duration = min(outcome.valid_duration, result.valid_duration)
+                outcome.valid_use_count = min(outcome.valid_use_count, result.valid_use_count)
+            if result.status_code != OK:
+                messages.append(f"{entry.name}:{result.message}")
+                if outcome.status_code == OK:
+                    outcome.status_code = result.status_code
+                    outcome.decided_by = rule.name
+                    if result.direct_response is not None:
+                        outcome.route.direct_response_code = result.direct_response.code
+                        outcome.route.direct_response_body = result.direct_response.body
+                        outcome.route.direct_response_headers = dict(result.direct_response.headers)
+        if messages:
+            outcome.message = ", ".join(messages)
+
+    def _header_operations(
+        self, outcome: CheckOutcome, matched: Sequence[Rule], activation: Mapping[str, object]
+    ) -> None:
+        for rule in matched:
+            for template, target in (
+                (rule.request_header_operations, outcome.route.request_header_operations),
+                (rule.response_header_operations, outcome.route.response_header_operations),
+            ):
+                for op in template:
+                    target.extend(_evaluate_header_op(op, activation, rule.name))
+            if (rule.request_header_operations or rule.response_header_operations) and (
+                not outcome.decided_by
+            ):
+                outcome.decided_by = rule.name
+
+    # -- quota ----------------------------------------------------------------------------
+
+    async def quota(
+        self,
+        bag: Bag,
+        quotas: Mapping[str, QuotaRequest],
+        dedup_id: str,
+        namespace: str | None,
+    ) -> dict[str, QuotaOutcome]:
+        """Allocate each requested quota; unconfigured or unmatched ones are granted in full."""
+        results: dict[str, QuotaOutcome] = {}
+        pending: dict[int, list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]] = {}
+        allowed = self.routes.rules_for(Variety.QUOTA, namespace)
+        allowed_ids = {id(r) for r in allowed}
+        for name, req in quotas.items():
+            tracking = TrackingBag(bag)
+            found = None
+            for rule, action, builder in self._quota_index.get(name.lower(), ()):
+                if id(rule) not in allowed_ids or not self._matches(rule, tracking):
+                    continue
+                try:
+                    instance = builder.build(tracking)
+                except Exception as exc:
+                    raise DispatchError(
+                        f"performing quota operation failed: instance {builder.name}: {exc}"
+                    ) from exc
+                found = (action.handler, instance)
+                break
+            if found is None:
+                results[name] = QuotaOutcome(
+                    req.amount, DEFAULT_VALID_DURATION, references=tracking.refs
+                )
+                continue
+            entry, instance = found
+            args = QuotaArgs(req.amount, req.best_effort, dedup_id + name if dedup_id else "")
+            pending.setdefault(id(entry), []).append((name, entry, instance, args, tracking.refs))
+        if pending:
+            groups = list(pending.values())
+            answers = await asyncio.gather(
+                *(self._quota_group(group) for group in groups), return_exceptions=True
+            )
+            for group, answer in zip(groups, answers, strict=True):
+                for i, (name, entry, _, args, refs) in enumerate(group):
+                    if isinstance(answer, BaseException):
+                        logger.warning("quota handler %s failed: %s", entry.name, answer)
+                        results[name] = QuotaOutcome(
+                            0,
+                            datetime.timedelta(0),
+                            INTERNAL,
+                            f"{entry.name}: {answer}",
+                            references=refs,
+                        )
+                        continue
+                    r = answer[i]
+                    results[name] = QuotaOutcome(
+                        r.granted,
+                        r.valid_duration,
+                        r.status_code,
+                        r.message,
+                        r.limit,
+                        r.remaining,
+                        r.reset_after,
+                        refs,
+                    )
+                    del args
+        return results
+
+    async def _quota_group(
+        self, group: list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]
+    ) -> list[QuotaResult]:
+        entry = group[0][1]
+        handler = entry.handler
+        many = getattr(handler, "quota_many", None)
+        if many is not None and len(group) > 1:
+            out: list[QuotaResult] = await self._timed(
+                entry, many([(inst, args) for _, _, inst, args, _ in group])
+            )
+            return out
+        assert isinstance(handler, QuotaHandler)
+        return list(
+            await asyncio.gather(
+                *(self._timed(entry, handler.quota(inst, args)) for _, _, inst, args, _ in group)
+            )
+        )
+
+    # -- report ---------------------------------------------------------------------------
+
+    def report(self, bags: Sequence[Bag]) -> int:
+        """Match report rules for each bag and enqueue instances; returns instances accepted.
+
+        An instance that fails to build is counted and skipped (the rest of the batch goes on).
+        """
+        per_worker: dict[str, list[Instance]] = {}
+        for bag in bags:
+            namespace = request_namespace(bag)
+            for rule in self.routes.rules_for(Variety.REPORT, namespace):
+                if not self._matches(rule, bag):
+                    continue
+                for action in rule.actions_of(Variety.REPORT):
+                    for builder in action.instances:
+                        try:
+                            instance = builder.build(bag)
+                        except Exception as exc:
+                            self._metrics.report_dropped.labels(
+                                action.handler.name, "build_error"
+                            ).inc()
+                            logger.debug("instance %s failed to build: %s", builder.name, exc)
+                            continue
+                        per_worker.setdefault(action.handler.name, []).append(instance)
+        accepted = 0
+        for handler_name, instances in per_worker.items():
+            worker = self.report_workers.get(handler_name)
+            if worker is None:
+                continue
+            accepted += len(instances) - worker.offer(instances)
+        return accepted
+
+
+def _evaluate_header_op(
+    op: HeaderOperationTemplate, activation: Mapping[str, object], rule: str
+) -> list[HeaderOperationResult]:
+    if op.operation is HeaderOp.REMOVE:
+        return [HeaderOperationResult(op.name, "", op.operation)]
+    out = []
+    for program in op.values:
+        try:
+            value = program.evaluate(activation)
+        except Exception as exc:
+            raise DispatchError(
+                f"rule {rule}: header {op.name}: expression {program.text!r} failed: {exc}"
+            ) from exc
+        text = _header_text(value)
+        if text:  # Mixer skips an operation whose value evaluates to ""
+            out.append(HeaderOperationResult(op.name, text, op.operation))
+    return out
+
+
+def _header_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _index_quota_actions(
+    routes: RoutingTable,
+) -> dict[str, list[tuple[Rule, Action, Any]]]:
+    index: dict[str, list[tuple[Rule, Action, Any]]] = {}
+    for rule in routes.rules:
+        for action in rule.actions_of(Variety.QUOTA):
+            for builder in action.instances:
+                index.setdefault(builder.short_name.lower(), []).append((rule, action, builder))
+    return index

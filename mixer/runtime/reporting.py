@@ -1,0 +1,124 @@
+"""Per-handler report queues: the Report RPC only enqueues; one worker per handler delivers.
+
+A full queue drops (and counts) instead of blocking; a handler that raises or exceeds its
+per-call timeout is counted and never delays the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+
+from adapters.base import Instance, ReportHandler
+from mixer.server.telemetry import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class ReportWorker:
+    """Delivers instances to one report handler in batches, off the request path."""
+
+    def __init__(
+        self,
+        handler_name: str,
+        adapter: str,
+        handler: ReportHandler,
+        metrics: ServerMetrics,
+        *,
+        max_queue: int = 10_000,
+        max_batch: int = 1_000,
+        timeout: float = 5.0,
+    ) -> None:
+        self.handler_name = handler_name
+        self.adapter = adapter
+        self._handler = handler
+        self._metrics = metrics
+        self._queue: asyncio.Queue[Instance] = asyncio.Queue(max_queue)
+        self._max_batch = max_batch
+        self._timeout = timeout
+        self._task: asyncio.Task[None] | None = None
+        self._depth = metrics.report_queue_depth.labels(handler_name)
+        self._dropped_full = metrics.report_dropped.labels(handler_name, "queue_full")
+        self._dropped_error = metrics.report_dropped.labels(handler_name, "handler_error")
+        self._dropped_timeout = metrics.report_dropped.labels(handler_name, "timeout")
+        self._ok = metrics.dispatches.labels(adapter, handler_name, "false")
+        self._err = metrics.dispatches.labels(adapter, handler_name, "true")
+        self._lat_ok = metrics.dispatch_latency.labels(adapter, handler_name, "false")
+        self._lat_err = metrics.dispatch_latency.labels(adapter, handler_name, "true")
+        self.delivered = 0
+        self.dropped = 0
+
+    def offer(self, instances: Sequence[Instance]) -> int:
+        """Enqueue without waiting; returns how many were dropped because the queue was full."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        dropped = 0
+        for instance in instances:
+            try:
+                self._queue.put_nowait(instance)
+            except asyncio.QueueFull:
+                dropped += 1
+        if dropped:
+            self.dropped += dropped
+            self._dropped_full.inc(dropped)
+        self._depth.set(self._queue.qsize())
+        return dropped
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._deliver(batch)
+            for _ in batch:
+                self._queue.task_done()
+            self._depth.set(self._queue.qsize())
+
+    async def _deliver(self, batch: list[Instance]) -> None:
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(self._handler.report(batch), self._timeout)
+        except TimeoutError:
+            self._account_failure(batch, self._dropped_timeout, start)
+            logger.warning(
+                "report handler %s timed out after %.3fs", self.handler_name, self._timeout
+            )
+        except Exception:
+            self._account_failure(batch, self._dropped_error, start)
+            logger.exception("report handler %s failed", self.handler_name)
+        else:
+            self.delivered += len(batch)
+            self._ok.inc()
+            self._lat_ok.observe(time.perf_counter() - start)
+
+    def _account_failure(self, batch: list[Instance], counter: object, start: float) -> None:
+        self.dropped += len(batch)
+        counter.inc(len(batch))  # type: ignore[attr-defined]
+        self._err.inc()
+        self._lat_err.observe(time.perf_counter() - start)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until everything accepted so far is delivered or dropped; False on timeout."""
+        if self._task is None:
+            return True
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Stop the worker; anything still queued is counted as dropped."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        left = self._queue.qsize()
+        if left:
+            self.dropped += left
+            self._metrics.report_dropped.labels(self.handler_name, "shutdown").inc(left)

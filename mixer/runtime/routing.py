@@ -1,0 +1,152 @@
+"""The routing table: which rules apply to a request, and what each matching rule dispatches.
+
+Built once per config snapshot (see `mixer.runtime.build`), immutable, and read by every request
+that started while it was current.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adapters.base import Handler, Instance
+from mixer.templates import Variety
+
+DEFAULT_NAMESPACE = "istio-system"
+
+
+class Evaluable(Protocol):
+    """A compiled expression (see `mixer.expr`)."""
+
+    text: str
+
+    def evaluate(self, activation: Mapping[str, object]) -> object: ...
+
+
+class HeaderOp(enum.IntEnum):
+    """Header operations, numbered as on the Mixer wire."""
+
+    REPLACE = 0
+    REMOVE = 1
+    APPEND = 2
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderOperationTemplate:
+    """A rule's header operation: values are expressions evaluated on a matching, allowed check."""
+
+    name: str
+    values: tuple[Evaluable, ...]
+    operation: HeaderOp
+
+
+FieldTree = Mapping[str, "Evaluable | FieldTree"]
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceBuilder:
+    """Builds one instance from a bag: a compiled expression per template field."""
+
+    name: str
+    short_name: str
+    template: str
+    fields: FieldTree
+
+    def build(self, activation: Mapping[str, object]) -> Instance:
+        return Instance(self.name, self.template, _evaluate_tree(self.fields, activation))
+
+
+def _evaluate_tree(tree: FieldTree, activation: Mapping[str, object]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, node in tree.items():
+        if isinstance(node, Mapping):
+            out[key] = _evaluate_tree(node, activation)
+        else:
+            out[key] = node.evaluate(activation)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerEntry:
+    """A built handler and what it is: adapter name, handler FQN, config signature."""
+
+    name: str
+    adapter: str
+    handler: Handler
+    signature: str
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Instances of one variety a matching rule sends to one handler."""
+
+    handler: HandlerEntry
+    instances: tuple[InstanceBuilder, ...]
+    variety: Variety
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A compiled rule. `match` None means always."""
+
+    name: str
+    namespace: str
+    match: Evaluable | None
+    actions: tuple[Action, ...]
+    request_header_operations: tuple[HeaderOperationTemplate, ...] = ()
+    response_header_operations: tuple[HeaderOperationTemplate, ...] = ()
+    sampling_percent: float | None = None
+
+    def actions_of(self, variety: Variety) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.variety is variety)
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    """Rules per variety, scoped by namespace as Mixer did.
+
+    Rules in the default namespace apply to all traffic; rules in namespace X apply only to
+    traffic whose namespace (destination's, or source's for outbound reports) is X.
+    """
+
+    default_namespace: str = DEFAULT_NAMESPACE
+    rules: tuple[Rule, ...] = ()
+    _by_ns: dict[tuple[Variety, str], tuple[Rule, ...]] = field(default_factory=dict)
+    _default: dict[Variety, tuple[Rule, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for variety in Variety:
+            relevant = [
+                r
+                for r in self.rules
+                if r.actions_of(variety)
+                or (
+                    variety is Variety.CHECK
+                    and (r.request_header_operations or r.response_header_operations)
+                )
+            ]
+            base = tuple(r for r in relevant if r.namespace == self.default_namespace)
+            self._default[variety] = base
+            namespaces = {r.namespace for r in relevant} - {self.default_namespace}
+            for ns in namespaces:
+                self._by_ns[(variety, ns)] = tuple(
+                    r for r in relevant if r.namespace in (self.default_namespace, ns)
+                )
+
+    def rules_for(self, variety: Variety, namespace: str | None) -> tuple[Rule, ...]:
+        """The rules of `variety` that apply to traffic of `namespace`, in config order."""
+        if namespace is not None:
+            scoped = self._by_ns.get((variety, namespace))
+            if scoped is not None:
+                return scoped
+        return self._default.get(variety, ())
+
+
+def request_namespace(activation: Mapping[str, object]) -> str | None:
+    """The namespace a request belongs to: the source's for outbound, else the destination's."""
+    kind = activation.get("context.reporter.kind")
+    ns = activation.get("source.namespace" if kind == "outbound" else "destination.namespace")
+    return ns if isinstance(ns, str) else None

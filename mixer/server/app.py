@@ -1,0 +1,124 @@
+"""The composition root: settings -> adapters -> config -> runtime -> servers; signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from typing import Any
+
+import grpc
+
+from mixer import __version__
+from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
+from mixer.api.mixer_servicer import MixerService
+from mixer.runtime.runtime import RuntimeHolder
+from mixer.server.admin import AdminServer
+from mixer.server.grpc_server import create_server, set_serving
+from mixer.server.reloader import Reloader
+from mixer.server.telemetry import ServerMetrics
+from mixer.settings import Settings, split_address
+
+logger = logging.getLogger(__name__)
+
+
+class Application:
+    """One serving process: gRPC port, admin port, config reloader."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = ServerMetrics.create()
+        self.reloader = Reloader(settings, self.metrics)
+        self.holder: RuntimeHolder | None = None
+        self.server: grpc.aio.Server | None = None
+        self.admin: AdminServer | None = None
+        self.port = 0
+        self._stopping = asyncio.Event()
+        self._ready = False
+
+    async def start(self) -> None:
+        """Load the config (failing start-up if it is invalid), then start serving."""
+        self.holder = await self.reloader.initial()
+        mixer = MixerService(self.holder, self.metrics)
+        handlers = [mixer.handler()]
+        names = [MIXER_SERVICE]
+        for extra_handler, name in self._envoy_services(self.holder):
+            handlers.append(extra_handler)
+            names.append(name)
+        self.server, health, self.port = create_server(self.settings, handlers, names)
+        self._health = health
+        self._names = names
+        host, admin_port = split_address(self.settings.admin_address)
+        self.admin = AdminServer(
+            host,
+            admin_port,
+            self.metrics.registry,
+            ready=lambda: self._ready,
+            debug=self._debug_routes() if self.settings.enable_debug else None,
+        )
+        await self.server.start()
+        self.admin.start()
+        await set_serving(health, names, True)
+        self._ready = True
+        self.reloader.start_watching()
+        logger.info(
+            "mixer %s serving",
+            __version__,
+            extra={
+                "address": self.settings.address,
+                "port": self.port,
+                "admin_port": self.admin.port,
+                "revision": self.holder.current.revision,
+            },
+        )
+
+    def _envoy_services(self, holder: RuntimeHolder) -> list[tuple[grpc.GenericRpcHandler, str]]:
+        return []
+
+    def _debug_routes(self) -> dict[str, Any]:
+        return {
+            "/debug/config": self.reloader.describe,
+            "/debug/routes": self.reloader.describe_routes,
+        }
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight calls within the grace period, flush reports."""
+        started = time.monotonic()
+        self._ready = False
+        if self.server is not None:
+            await set_serving(self._health, self._names, False)
+            await self.server.stop(self.settings.grace_period)
+        await self.reloader.stop()
+        if self.holder is not None:
+            left = max(0.5, self.settings.grace_period - (time.monotonic() - started))
+            await self.holder.close(flush_timeout=left)
+        if self.admin is not None:
+            self.admin.stop()
+        logger.info("mixer stopped", extra={"seconds": round(time.monotonic() - started, 3)})
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Returns the exit code."""
+    app = Application(settings)
+    try:
+        await app.start()
+    except Exception as exc:
+        logger.error("start-up failed: %s", exc)
+        return 1
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, app.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, app.reloader.trigger)
+    await app.wait()
+    logger.info("signal received, shutting down", extra={"grace": settings.grace_period})
+    with contextlib.suppress(Exception):
+        await app.stop()
+    return 0

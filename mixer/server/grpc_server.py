@@ -1,0 +1,46 @@
+"""The gRPC server: our services, health and reflection on one port."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from mixer.settings import Settings
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+
+def create_server(
+    settings: Settings,
+    handlers: list[grpc.GenericRpcHandler],
+    service_names: list[str],
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """Build (not start) the aio server; returns it, its health servicer and the bound port."""
+    options = [
+        ("grpc.so_reuseport", 1),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+    ]
+    server = grpc.aio.server(options=options)
+    server.add_generic_rpc_handlers(tuple(handlers))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.address)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.address}")
+    return server, health_servicer, port
+
+
+async def set_serving(servicer: health.aio.HealthServicer, names: list[str], serving: bool) -> None:
+    """Mark the whole server and each named service SERVING or NOT_SERVING."""
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else health_pb2.HealthCheckResponse.NOT_SERVING
+    )
+    for name in ["", *names]:
+        await servicer.set(name, status)

@@ -1,0 +1,121 @@
+"""Mixer's own metrics, registered on a registry the server owns (never the global one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
+
+
+@dataclass(frozen=True)
+class ServerMetrics:
+    """The service's self-metrics. Names follow go-grpc-prometheus so existing dashboards work."""
+
+    registry: CollectorRegistry
+    handled: Counter
+    latency: Histogram
+    config_reload_success: Gauge
+    config_errors: Counter
+    config_reloads: Counter
+    config_info: Gauge
+    rule_match_errors: Counter
+    check_cache: Counter
+    dispatches: Counter
+    dispatch_latency: Histogram
+    report_queue_depth: Gauge
+    report_dropped: Counter
+    reports_received: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
+        reg = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=reg,
+            handled=Counter(
+                "grpc_server_handled",
+                "RPCs completed on the server, by method and gRPC code.",
+                ["grpc_service", "grpc_method", "grpc_code"],
+                registry=reg,
+            ),
+            latency=Histogram(
+                "grpc_server_handling_seconds",
+                "Server-side latency of RPCs, by method.",
+                ["grpc_service", "grpc_method"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            config_reload_success=Gauge(
+                "mixer_config_last_reload_success",
+                "1 when the last config load succeeded, 0 when it failed.",
+                registry=reg,
+            ),
+            config_errors=Counter(
+                "mixer_config_errors", "Config errors found by loads.", registry=reg
+            ),
+            config_reloads=Counter(
+                "mixer_config_reloads", "Config loads, by outcome.", ["outcome"], registry=reg
+            ),
+            config_info=Gauge(
+                "mixer_config_info",
+                "The active config: revision (git commit or content hash) and counts.",
+                ["revision"],
+                registry=reg,
+            ),
+            rule_match_errors=Counter(
+                "mixer_config_rule_config_match_error",
+                "Rule matches that failed to evaluate (the rule did not match).",
+                ["rule"],
+                registry=reg,
+            ),
+            check_cache=Counter(
+                "mixer_check_cache", "Check cache lookups, by result.", ["result"], registry=reg
+            ),
+            dispatches=Counter(
+                "mixer_runtime_dispatches",
+                "Calls to handlers, by adapter, handler and whether they failed.",
+                ["adapter", "handler", "error"],
+                registry=reg,
+            ),
+            dispatch_latency=Histogram(
+                "mixer_runtime_dispatch_duration_seconds",
+                "Latency of calls to handlers.",
+                ["adapter", "handler", "error"],
+                buckets=_LATENCY_BUCKETS,
+                registry=reg,
+            ),
+            report_queue_depth=Gauge(
+                "mixer_report_queue_depth",
+                "Instances waiting per report handler.",
+                ["handler"],
+                registry=reg,
+            ),
+            report_dropped=Counter(
+                "mixer_report_dropped",
+                "Report instances dropped, by handler and reason.",
+                ["handler", "reason"],
+                registry=reg,
+            ),
+            reports_received=Counter(
+                "mixer_reports_received",
+                "Attribute sets received for reporting, by API.",
+                ["api"],
+                registry=reg,
+            ),
+        )

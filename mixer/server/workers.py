@@ -1,0 +1,77 @@
+"""`--workers N`: N serving processes sharing the gRPC port through SO_REUSEPORT.
+
+The kernel spreads connections across the processes, so every core serves. Worker k's admin
+port is the configured one plus k (and likewise the prometheus adapter's port), so each can be
+scraped on its own. SIGTERM/SIGINT/SIGHUP are forwarded to every worker.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from mixer.settings import Settings, split_address
+
+
+def _offset(address: str, k: int) -> str:
+    host, port = split_address(address)
+    return f"{host}:{port + k if port else 0}"
+
+
+def worker_argv(settings: Settings, k: int) -> list[str]:
+    """The command line of worker `k`."""
+    return [
+        sys.executable,
+        "-m",
+        "mixer",
+        "serve",
+        "--workers",
+        "1",
+        "--config-dir",
+        str(settings.config_dir),
+        "--address",
+        settings.address,
+        "--admin-address",
+        _offset(settings.admin_address, k),
+        "--metrics-address",
+        _offset(settings.metrics_address, k),
+        "--log-level",
+        settings.log_level,
+        "--log-format",
+        settings.log_format,
+        "--grace-period",
+        str(settings.grace_period),
+        "--handler-timeout",
+        str(settings.handler_timeout),
+        "--poll-interval",
+        str(settings.poll_interval),
+        *(["--enable-debug"] if settings.enable_debug else []),
+        *(["--redis-url", settings.redis_url] if settings.redis_url else []),
+    ]
+
+
+def run_workers(settings: Settings, argv: Sequence[str]) -> int:
+    """Start the workers, forward signals, and exit with the worst worker status."""
+    del argv
+    procs = [subprocess.Popen(worker_argv(settings, k)) for k in range(settings.workers)]
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    codes = []
+    for proc in procs:
+        while True:
+            try:
+                codes.append(proc.wait())
+                break
+            except KeyboardInterrupt:
+                time.sleep(0.01)
+    return max(codes, default=0)

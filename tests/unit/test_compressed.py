@@ -1,0 +1,203 @@
+import datetime
+import ipaddress
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixer.attributes.bag import StringMap
+from mixer.attributes.compressed import (
+    Encoder,
+    check_word_count,
+    decode,
+    decode_report,
+    encode,
+    encode_report,
+)
+from mixer.attributes.dictionary import GLOBAL_INDEX
+from mixer.errors import BadRequest, DictionaryMismatch
+from mixer.v1 import attributes_pb2, mixer_pb2
+
+UTC = datetime.UTC
+
+
+def sample() -> dict[str, object]:
+    return {
+        "destination.service": "a.b.svc.cluster.local",
+        "request.size": 1234,
+        "request.headers": {":path": "/x", "x-custom": "yes"},
+        "connection.mtls": True,
+        "source.ip": ipaddress.ip_address("10.0.0.1").packed,
+        "destination.ip": ipaddress.ip_address("2001:db8::1").packed,
+        "request.time": datetime.datetime(2020, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+        "response.duration": datetime.timedelta(milliseconds=15),
+        "rate": 0.25,
+    }
+
+
+def test_round_trip_of_every_typed_map() -> None:
+    bag = decode(encode(sample()))
+    expected = sample()
+    expected["request.headers"] = StringMap({":path": "/x", "x-custom": "yes"})
+    assert dict(bag) == expected
+
+
+def test_global_words_are_used_only_below_the_peers_count() -> None:
+    msg = encode(
+        {"source.ip": b"\x01\x02\x03\x04", "context.proxy_version": "1.4"},
+        encoder=Encoder(global_word_count=111),
+    )
+    # source.ip is word 0 (< 111); context.proxy_version is word 221 (>= 111) so goes local.
+    assert 0 in msg.bytes
+    assert "context.proxy_version" in msg.words
+    assert GLOBAL_INDEX["context.proxy_version"] == 221
+    assert decode(msg)["context.proxy_version"] == "1.4"
+
+
+def test_negative_index_is_a_message_word_slot() -> None:
+    msg = attributes_pb2.CompressedAttributes(words=["my.attr", "value"])
+    msg.strings[-1] = -2
+    assert dict(decode(msg)) == {"my.attr": "value"}
+
+
+def test_index_outside_global_dictionary_is_rejected() -> None:
+    msg = attributes_pb2.CompressedAttributes()
+    msg.int64s[500] = 1
+    with pytest.raises(
+        BadRequest,
+        match=r"attributes\.int64s: word index 500 is outside the global dictionary \(222 words\)",
+    ):
+        decode(msg)
+
+
+def test_index_outside_message_words_is_rejected() -> None:
+    msg = attributes_pb2.CompressedAttributes(words=["a"])
+    msg.bools[-3] = True
+    with pytest.raises(
+        BadRequest,
+        match=r"attributes\.bools: word index -3 \(message word slot 2\) is outside the "
+        r"message's 1 words",
+    ):
+        decode(msg)
+
+
+def test_string_value_index_that_does_not_resolve_is_rejected() -> None:
+    msg = attributes_pb2.CompressedAttributes()
+    msg.strings[0] = -7
+    with pytest.raises(BadRequest, match=r"strings\[source\.ip\]: word index -7"):
+        decode(msg)
+
+
+def test_word_inside_string_map_that_does_not_resolve_is_rejected() -> None:
+    msg = attributes_pb2.CompressedAttributes()
+    msg.string_maps[15].entries[-1] = 90
+    with pytest.raises(BadRequest, match=r"string_maps\[request\.headers\] key: word index -1"):
+        decode(msg)
+
+
+def test_name_in_two_typed_maps_is_rejected() -> None:
+    msg = attributes_pb2.CompressedAttributes()
+    msg.strings[17] = 90
+    msg.int64s[17] = 3
+    with pytest.raises(
+        BadRequest, match=r"'request\.path' \(word index 17\) appears in both strings and int64s"
+    ):
+        decode(msg)
+
+
+@pytest.mark.parametrize("length", [0, 3, 5, 15, 17])
+def test_ip_address_of_wrong_length_is_rejected(length: int) -> None:
+    msg = attributes_pb2.CompressedAttributes()
+    msg.bytes[0] = b"\x01" * length
+    with pytest.raises(
+        BadRequest, match=rf"bytes\[source\.ip\]: an IP address must be 4 or 16 bytes, got {length}"
+    ):
+        decode(msg)
+
+
+def test_newer_dictionary_is_refused_with_istios_message() -> None:
+    with pytest.raises(DictionaryMismatch) as err:
+        check_word_count(500)
+    assert str(err.value) == (
+        "inconsistent global dictionary versions used: mixer knows 222 words, caller knows 500"
+    )
+    check_word_count(222)
+    check_word_count(111)
+
+
+def test_report_delta_encoding_applies_each_entry_on_top_of_the_previous() -> None:
+    entries = [
+        {"destination.service": "a", "response.code": 200, "request.path": "/1"},
+        {"destination.service": "a", "response.code": 503, "request.path": "/1"},
+        {"destination.service": "b", "response.code": 503, "request.path": "/2"},
+    ]
+    req = encode_report(entries, delta=True)
+    # the second entry carries only what changed
+    assert len(req.attributes[1].int64s) == 1 and len(req.attributes[1].strings) == 0
+    bags = decode_report(req)
+    assert [dict(b) for b in bags] == entries
+
+
+def test_report_independent_encoding_keeps_entries_apart() -> None:
+    entries = [{"a.b": "x", "c.d": 1}, {"e.f": "y"}]
+    req = encode_report(entries, delta=False)
+    assert req.repeated_attributes_semantics == mixer_pb2.ReportRequest.INDEPENDENT_ENCODING
+    assert [dict(b) for b in decode_report(req)] == entries
+
+
+def test_report_entry_words_override_default_words() -> None:
+    req = mixer_pb2.ReportRequest(default_words=["shared.attr", "v1"])
+    first = req.attributes.add()
+    first.strings[-1] = -2
+    second = req.attributes.add(words=["own.attr", "v2"])
+    second.strings[-1] = -2
+    req.repeated_attributes_semantics = mixer_pb2.ReportRequest.INDEPENDENT_ENCODING
+    bags = decode_report(req)
+    assert dict(bags[0]) == {"shared.attr": "v1"}
+    assert dict(bags[1]) == {"own.attr": "v2"}
+
+
+def test_report_errors_name_the_entry() -> None:
+    req = mixer_pb2.ReportRequest()
+    req.attributes.add()
+    req.attributes.add().int64s[999] = 1
+    with pytest.raises(BadRequest, match=r"^attributes\[1\]\.int64s: word index 999"):
+        decode_report(req)
+
+
+_names = st.from_regex(r"[a-z]{1,6}(\.[a-z]{1,6}){0,2}", fullmatch=True)
+_text = st.text(max_size=12)
+_values = st.one_of(
+    _text,
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.binary(max_size=8),
+    st.datetimes(
+        min_value=datetime.datetime(1971, 1, 1),
+        max_value=datetime.datetime(2200, 1, 1),
+        timezones=st.just(UTC),
+    ),
+    st.timedeltas(
+        min_value=datetime.timedelta(days=-1000), max_value=datetime.timedelta(days=1000)
+    ),
+    st.dictionaries(_text, _text, max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(attrs=st.dictionaries(_names, _values, max_size=12), word_count=st.integers(0, 222))
+def test_random_bags_round_trip(attrs: dict[str, object], word_count: int) -> None:
+    msg = encode(attrs, encoder=Encoder(word_count))
+    wire = attributes_pb2.CompressedAttributes.FromString(msg.SerializeToString())
+    decoded = decode(wire, ip_attributes=frozenset())
+    assert dict(decoded) == attrs
+    for index in list(wire.strings) + list(wire.int64s):
+        assert index < word_count
+
+
+@settings(max_examples=100, deadline=None)
+@given(batch=st.lists(st.dictionaries(_names, _values, max_size=6), min_size=1, max_size=5))
+def test_random_report_batches_round_trip_independently(batch: list[dict[str, object]]) -> None:
+    req = mixer_pb2.ReportRequest.FromString(encode_report(batch).SerializeToString())
+    assert [dict(b) for b in decode_report(req, ip_attributes=frozenset())] == batch
