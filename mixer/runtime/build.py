@@ -14,7 +14,9 @@ from adapters.base import AdapterInfo, Env, Handler, ReportHandler
 from mixer.config import ConfigProblem, load_config
 from mixer.config import validate_directory as _validate
 from mixer.config.model import HeaderOperationSpec, RuleSpec, Snapshot
+from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.dispatcher import Dispatcher
+from mixer.runtime.quota_specs import QuotaSelector
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
     Action,
@@ -62,6 +64,7 @@ async def build_runtime(
     revision: str,
     previous: Runtime | None = None,
     handler_timeout: float = 1.0,
+    cache_size: int = 100_000,
 ) -> Runtime:
     """Build handlers (reusing those whose name and params did not change), routes and workers."""
     registry = adapter_registry()
@@ -104,14 +107,17 @@ async def build_runtime(
         raise
     rules = tuple(_rule(r, snapshot, by_name) for r in snapshot.rules)
     routes = RoutingTable(default_namespace=snapshot.default_namespace, rules=rules)
-    dispatcher = Dispatcher(routes, workers, metrics, handler_timeout=handler_timeout)
+    dispatcher = Dispatcher(
+        routes, workers, metrics, handler_timeout=handler_timeout, cache=CheckCache(cache_size)
+    )
     summary = {
         "handlers": len(snapshot.handlers),
         "instances": len(snapshot.instances),
         "rules": len(snapshot.rules),
         "attributes": len(snapshot.vocabulary),
     }
-    return Runtime(revision, dispatcher, handlers, workers, snapshot, summary)
+    selector = QuotaSelector(snapshot.quota_specs, snapshot.quota_spec_bindings)
+    return Runtime(revision, dispatcher, handlers, workers, snapshot, summary, selector)
 
 
 def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntry]) -> Rule:

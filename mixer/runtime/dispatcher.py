@@ -8,6 +8,7 @@ duration and use count are the minimum over all results.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import time
@@ -19,6 +20,7 @@ from adapters.base import CheckHandler, CheckResult, Instance, QuotaArgs, QuotaH
 from mixer.attributes.bag import Bag
 from mixer.attributes.tracking import References, TrackingBag
 from mixer.errors import DispatchError
+from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
     Action,
@@ -107,8 +109,12 @@ class Dispatcher:
         metrics: ServerMetrics,
         *,
         handler_timeout: float = 1.0,
+        cache: CheckCache | None = None,
     ) -> None:
         self.routes = routes
+        self.cache = cache
+        self._cache_hit = metrics.check_cache.labels("hit")
+        self._cache_miss = metrics.check_cache.labels("miss")
         self.report_workers = report_workers
         self._metrics = metrics
         self._timeout = handler_timeout
@@ -161,6 +167,36 @@ class Dispatcher:
         dedup_id: str = "",
     ) -> CheckOutcome:
         """Evaluate the check rules for `bag`, then (if allowed) the requested quotas."""
+        cached = self.cache.get(bag) if self.cache is not None else None
+        if isinstance(cached, CheckOutcome):
+            self._cache_hit.inc()
+            outcome = dataclasses.replace(cached, quotas={})
+        else:
+            self._cache_miss.inc()
+            outcome = await self._precondition(bag)
+            if self.cache is not None:
+                self.cache.put(
+                    outcome.references,
+                    bag,
+                    outcome,
+                    outcome.valid_duration.total_seconds(),
+                    outcome.valid_use_count,
+                )
+        if quotas and outcome.status_code == OK:
+            outcome.quotas = await self.quota(bag, quotas, dedup_id)
+            for name, q in outcome.quotas.items():
+                if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
+                    outcome = dataclasses.replace(
+                        outcome,
+                        status_code=RESOURCE_EXHAUSTED,
+                        message=q.message or f"quota {name} exhausted",
+                        route=RouteResult(direct_response_code=429),
+                        decided_by=name,
+                    )
+                    break
+        return outcome
+
+    async def _precondition(self, bag: Bag) -> CheckOutcome:
         tracking = TrackingBag(bag)
         outcome = CheckOutcome(references=tracking.refs)
         namespace = request_namespace(tracking)
@@ -185,14 +221,6 @@ class Dispatcher:
             self._combine(outcome, calls, results)
         if outcome.status_code == OK:
             self._header_operations(outcome, matched, tracking)
-        if quotas and outcome.status_code == OK:
-            outcome.quotas = await self.quota(bag, quotas, dedup_id, namespace)
-            for name, q in outcome.quotas.items():
-                if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
-                    outcome.status_code = RESOURCE_EXHAUSTED
-                    outcome.message = q.message or f"quota {name} exhausted"
-                    outcome.route.direct_response_code = 429
-                    break
         return outcome
 
     def _combine(
@@ -254,10 +282,10 @@ class Dispatcher:
         bag: Bag,
         quotas: Mapping[str, QuotaRequest],
         dedup_id: str,
-        namespace: str | None,
     ) -> dict[str, QuotaOutcome]:
         """Allocate each requested quota; unconfigured or unmatched ones are granted in full."""
         results: dict[str, QuotaOutcome] = {}
+        namespace = request_namespace(bag)
         pending: dict[int, list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]] = {}
         allowed = self.routes.rules_for(Variety.QUOTA, namespace)
         allowed_ids = {id(r) for r in allowed}
@@ -289,7 +317,7 @@ class Dispatcher:
                 *(self._quota_group(group) for group in groups), return_exceptions=True
             )
             for group, answer in zip(groups, answers, strict=True):
-                for i, (name, entry, _, args, refs) in enumerate(group):
+                for i, (name, entry, _, _, refs) in enumerate(group):
                     if isinstance(answer, BaseException):
                         logger.warning("quota handler %s failed: %s", entry.name, answer)
                         results[name] = QuotaOutcome(

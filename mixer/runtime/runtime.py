@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixer.runtime.dispatcher import Dispatcher
+from mixer.runtime.quota_specs import QuotaSelector
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import HandlerEntry
 
@@ -31,6 +32,7 @@ class Runtime:
     workers: Mapping[str, ReportWorker] = field(default_factory=dict)
     config: Any = None
     summary: Mapping[str, Any] = field(default_factory=dict)
+    quota_selector: QuotaSelector = field(default_factory=lambda: QuotaSelector((), ()))
     active: int = 0
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 
 from mixer import __version__
+from mixer.api.authz_servicer import SERVICE as AUTHZ_SERVICE
+from mixer.api.authz_servicer import AuthorizationService
 from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
 from mixer.api.mixer_servicer import MixerService
 from mixer.runtime.runtime import RuntimeHolder
@@ -75,7 +77,8 @@ class Application:
         )
 
     def _envoy_services(self, holder: RuntimeHolder) -> list[tuple[grpc.GenericRpcHandler, str]]:
-        return []
+        authz = AuthorizationService(holder, self.metrics)
+        return [(authz.handler(), AUTHZ_SERVICE)]
 
     def _debug_routes(self) -> dict[str, Any]:
         return {

@@ -81,6 +81,7 @@ class Reloader:
             revision=revision,
             previous=previous,
             handler_timeout=self._settings.handler_timeout,
+            cache_size=self._settings.check_cache_size,
         )
 
     async def initial(self) -> RuntimeHolder:

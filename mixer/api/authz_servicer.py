@@ -1,0 +1,141 @@
+"""Envoy's ext_authz v3 (`envoy.service.auth.v3.Authorization/Check`) on the Mixer engine.
+
+AttributeContext -> attribute bag (`mixer.attributes.envoy`) -> the same check pipeline as the
+Mixer API, including the quotas chosen by QuotaSpec/QuotaSpecBinding -> an Envoy answer: OK
+with headers to set (overwriting, never duplicating), remove and add to the response; or a
+denial with an HTTP status derived from the gRPC code, headers, body and dynamic metadata
+naming the rule that decided.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import struct_pb2
+from google.rpc import status_pb2
+
+from mixer.api.status import unary_handler
+from mixer.attributes.envoy import bag_from_check_request
+from mixer.envoy.config.core.v3 import base_pb2
+from mixer.envoy.service.auth.v3 import external_auth_pb2
+from mixer.runtime.dispatcher import CheckOutcome, HeaderOperationResult, QuotaRequest
+from mixer.runtime.routing import HeaderOp
+from mixer.runtime.runtime import RuntimeHolder
+from mixer.server.telemetry import ServerMetrics
+
+SERVICE = "envoy.service.auth.v3.Authorization"
+
+# gRPC code -> HTTP status for denials, as Mixer's route directive mapped them.
+HTTP_STATUS = {
+    1: 408,  # CANCELLED
+    2: 500,  # UNKNOWN
+    3: 400,  # INVALID_ARGUMENT
+    4: 504,  # DEADLINE_EXCEEDED
+    5: 404,  # NOT_FOUND
+    6: 409,  # ALREADY_EXISTS
+    7: 403,  # PERMISSION_DENIED
+    8: 429,  # RESOURCE_EXHAUSTED
+    9: 412,  # FAILED_PRECONDITION
+    10: 409,  # ABORTED
+    11: 400,  # OUT_OF_RANGE
+    12: 501,  # UNIMPLEMENTED
+    13: 500,  # INTERNAL
+    14: 503,  # UNAVAILABLE
+    15: 500,  # DATA_LOSS
+    16: 401,  # UNAUTHENTICATED
+}
+
+_Action = base_pb2.HeaderValueOption.HeaderAppendAction
+
+
+def http_status_for(outcome: CheckOutcome) -> int:
+    """The HTTP status of a denial: a direct response code wins, else the gRPC code's."""
+    if outcome.route.direct_response_code:
+        return outcome.route.direct_response_code
+    return HTTP_STATUS.get(outcome.status_code, 403)
+
+
+def _header(op: HeaderOperationResult) -> base_pb2.HeaderValueOption:
+    action = (
+        _Action.APPEND_IF_EXISTS_OR_ADD
+        if op.operation is HeaderOp.APPEND
+        else _Action.OVERWRITE_IF_EXISTS_OR_ADD
+    )
+    return base_pb2.HeaderValueOption(
+        header=base_pb2.HeaderValue(key=op.name, value=op.value), append_action=action
+    )
+
+
+def authz_response(outcome: CheckOutcome) -> external_auth_pb2.CheckResponse:
+    """Build Envoy's answer for a check outcome."""
+    resp = external_auth_pb2.CheckResponse()
+    resp.status.CopyFrom(status_pb2.Status(code=outcome.status_code, message=outcome.message))
+    meta = struct_pb2.Struct()
+    meta.update(
+        {
+            "mixer": {
+                "rule": outcome.decided_by,
+                "status_code": outcome.status_code,
+                "message": outcome.message,
+            }
+        }
+    )
+    resp.dynamic_metadata.CopyFrom(meta)
+    route = outcome.route
+    if outcome.status_code == 0:
+        ok = resp.ok_response
+        for op in route.request_header_operations:
+            if op.operation is HeaderOp.REMOVE:
+                ok.headers_to_remove.append(op.name)
+            else:
+                ok.headers.append(_header(op))
+        for op in route.response_header_operations:
+            if op.operation is not HeaderOp.REMOVE:
+                ok.response_headers_to_add.append(_header(op))
+        return resp
+    denied = resp.denied_response
+    denied.status.code = http_status_for(outcome)  # type: ignore[assignment]
+    denied.body = route.direct_response_body or outcome.message
+    for name, value in route.direct_response_headers.items():
+        denied.headers.append(
+            base_pb2.HeaderValueOption(
+                header=base_pb2.HeaderValue(key=name, value=value),
+                append_action=_Action.OVERWRITE_IF_EXISTS_OR_ADD,
+            )
+        )
+    return resp
+
+
+class AuthorizationService:
+    """ext_authz v3 served from the current runtime."""
+
+    def __init__(self, holder: RuntimeHolder, metrics: ServerMetrics) -> None:
+        self._holder = holder
+        self._metrics = metrics
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The generic handler serving /envoy.service.auth.v3.Authorization/Check."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "Check": unary_handler(
+                    self._metrics, SERVICE, "Check", self.check, external_auth_pb2.CheckRequest
+                )
+            },
+        )
+
+    async def check(
+        self,
+        request: external_auth_pb2.CheckRequest,
+        context: grpc.aio.ServicerContext[
+            external_auth_pb2.CheckRequest, external_auth_pb2.CheckResponse
+        ],
+    ) -> external_auth_pb2.CheckResponse:
+        bag = bag_from_check_request(request)
+        with self._holder.use() as rt:
+            quotas = {
+                name: QuotaRequest(amount)
+                for name, amount in rt.quota_selector.quotas_for(bag).items()
+            }
+            dedup = request.attributes.request.http.id
+            outcome = await rt.dispatcher.check(bag, quotas, dedup)
+        return authz_response(outcome)
