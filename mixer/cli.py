@@ -97,6 +97,13 @@ def _serve_parser(sub: Any) -> None:
     )
     p.add_argument("--poll-interval", type=float, default=float(env_default("POLL_INTERVAL", "5")))
     p.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        default=not _bool_env("NO_WATCH"),
+        help="reload only on SIGHUP (no inotify, no polling)",
+    )
+    p.add_argument(
         "--enable-debug",
         action="store_true",
         default=_bool_env("ENABLE_DEBUG"),
@@ -156,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         handler_timeout=args.handler_timeout,
         poll_interval=args.poll_interval,
+        watch=args.watch,
         enable_debug=args.enable_debug,
         redis_url=args.redis_url,
     )
@@ -177,7 +185,7 @@ def _validate(directory: Path, fmt: str) -> int:
     problems = validate_directory(directory)
     if fmt == "json":
         print(
-            json.dumps({"valid": not problems, "errors": [p.as_dict() for p in problems]}, indent=2)
+            json.dumps({"valid": not problems, "errors": [p.to_dict() for p in problems]}, indent=2)
         )
     elif problems:
         for problem in problems:

@@ -35,6 +35,7 @@ class Settings:
     handler_timeout: float = 1.0
     reload_debounce: float = 0.2
     poll_interval: float = 5.0
+    watch: bool = True
     enable_debug: bool = False
     redis_url: str = ""
     check_cache_size: int = 100_000

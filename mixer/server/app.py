@@ -12,6 +12,8 @@ from typing import Any
 import grpc
 
 from mixer import __version__
+from mixer.api.accesslog_servicer import SERVICE as ALS_SERVICE
+from mixer.api.accesslog_servicer import AccessLogService
 from mixer.api.authz_servicer import SERVICE as AUTHZ_SERVICE
 from mixer.api.authz_servicer import AuthorizationService
 from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
@@ -78,7 +80,8 @@ class Application:
 
     def _envoy_services(self, holder: RuntimeHolder) -> list[tuple[grpc.GenericRpcHandler, str]]:
         authz = AuthorizationService(holder, self.metrics)
-        return [(authz.handler(), AUTHZ_SERVICE)]
+        als = AccessLogService(holder, self.metrics)
+        return [(authz.handler(), AUTHZ_SERVICE), (als.handler(), ALS_SERVICE)]
 
     def _debug_routes(self) -> dict[str, Any]:
         return {

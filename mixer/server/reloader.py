@@ -102,11 +102,9 @@ class Reloader:
 
     def start_watching(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._reload_loop()),
-            loop.create_task(self._watch()),
-            loop.create_task(self._poll()),
-        ]
+        self._tasks = [loop.create_task(self._reload_loop())]
+        if self._settings.watch:
+            self._tasks += [loop.create_task(self._watch()), loop.create_task(self._poll())]
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -50,6 +50,7 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         "--poll-interval",
         str(settings.poll_interval),
         *(["--enable-debug"] if settings.enable_debug else []),
+        *([] if settings.watch else ["--no-watch"]),
         *(["--redis-url", settings.redis_url] if settings.redis_url else []),
     ]
 

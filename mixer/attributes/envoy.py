@@ -1,0 +1,387 @@
+"""Map Envoy's ext_authz and access-log messages onto Mixer's attribute vocabulary.
+
+Pure functions: no I/O, no clock, no global state. The attribute names are Istio 1.4's
+(``source.ip``, ``request.headers``, ``response.code``, ...); a few additions the vocabulary does
+not have (``source.port``, ``context.extensions``, ``response.code_details``) are documented in
+``docs/envoy-attributes.md``, which lists every mapping.
+
+Attributes whose Envoy field is empty or unset are left out of the bag rather than set to a zero
+value, so rules can tell "absent" from "empty" (``request.size`` of -1, "unknown", is also absent).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+from collections.abc import Mapping
+
+from mixer.attributes.bag import Bag, StringMap, Value
+from mixer.envoy.config.core.v3.address_pb2 import Address
+from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, RequestMethod
+from mixer.envoy.data.accesslog.v3.accesslog_pb2 import (
+    AccessLogCommon,
+    AccessLogType,
+    HTTPAccessLogEntry,
+    ResponseFlags,
+    TCPAccessLogEntry,
+    TLSProperties,
+)
+from mixer.envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
+from mixer.envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
+from mixer.envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+
+__all__ = [
+    "CONTEXT_EXTENSION_ATTRIBUTES",
+    "bag_from_check_request",
+    "bags_from_access_logs",
+    "proxy_error_code",
+    "reporter_kind",
+]
+
+#: Context-extension keys that, when set on an ext_authz route, become the attribute of the
+#: same name (like Istio's per-route ``mixer_attributes``).
+CONTEXT_EXTENSION_ATTRIBUTES = (
+    "destination.service.host",
+    "destination.service.name",
+    "destination.service.namespace",
+    "destination.service.uid",
+)
+
+# Envoy's %RESPONSE_FLAGS% short codes, in the order Envoy prints them (ResponseFlagUtils).
+_RESPONSE_FLAG_CODES: tuple[tuple[str, str], ...] = (
+    ("failed_local_healthcheck", "LH"),
+    ("no_healthy_upstream", "UH"),
+    ("upstream_request_timeout", "UT"),
+    ("local_reset", "LR"),
+    ("upstream_remote_reset", "UR"),
+    ("upstream_connection_failure", "UF"),
+    ("upstream_connection_termination", "UC"),
+    ("upstream_overflow", "UO"),
+    ("no_route_found", "NR"),
+    ("delay_injected", "DI"),
+    ("fault_injected", "FI"),
+    ("rate_limited", "RL"),
+    ("unauthorized_details", "UAEX"),
+    ("rate_limit_service_error", "RLSE"),
+    ("downstream_connection_termination", "DC"),
+    ("upstream_retry_limit_exceeded", "URX"),
+    ("stream_idle_timeout", "SI"),
+    ("invalid_envoy_request_headers", "IH"),
+    ("downstream_protocol_error", "DPE"),
+    ("upstream_max_stream_duration_reached", "UMSDR"),
+    ("response_from_cache_filter", "RFCF"),
+    ("no_filter_config_found", "NFCF"),
+    ("duration_timeout", "DT"),
+    ("upstream_protocol_error", "UPE"),
+    ("no_cluster_found", "NC"),
+    ("overload_manager", "OM"),
+    ("dns_resolution_failure", "DF"),
+    ("downstream_remote_reset", "DRR"),
+)
+
+_TCP_EVENTS = {
+    AccessLogType.TcpUpstreamConnected: "open",
+    AccessLogType.TcpPeriodic: "continue",
+    AccessLogType.TcpConnectionEnd: "close",
+}
+
+# Istio cluster names: "outbound|9080|v1|reviews.default.svc.cluster.local" (and "inbound|...").
+_ISTIO_CLUSTER = re.compile(r"^(?:inbound|outbound)\|\d*\|[^|]*\|(?P<host>[^|]+)$")
+_WORD = re.compile(r"[a-z0-9]+")
+_UTC = datetime.UTC
+
+
+def bag_from_check_request(req: CheckRequest) -> Bag:
+    """The attributes of one ext_authz ``CheckRequest`` (an inbound check of a request)."""
+    ctx = req.attributes
+    out: dict[str, Value] = {"context.reporter.kind": "inbound"}
+    _peer(out, "source", ctx.source)
+    _peer(out, "destination", ctx.destination)
+    # Envoy fills the principal / certificate only from a verified client certificate.
+    out["connection.mtls"] = bool(ctx.source.principal or ctx.source.certificate)
+    if ctx.tls_session.sni:
+        out["connection.requested_server_name"] = ctx.tls_session.sni
+    if ctx.request.HasField("time"):
+        out["request.time"] = ctx.request.time.ToDatetime(tzinfo=_UTC)
+    extensions = ctx.context_extensions
+    if extensions:
+        out["context.extensions"] = StringMap(extensions)
+        for name in CONTEXT_EXTENSION_ATTRIBUTES:
+            if extensions.get(name):
+                out[name] = extensions[name]
+    if ctx.request.HasField("http"):
+        _http_request(out, ctx.request.http)
+    else:
+        # The network (L4) ext_authz filter sends no HTTP request.
+        out["context.protocol"] = "tcp"
+    return Bag(out)
+
+
+def bags_from_access_logs(
+    msg: StreamAccessLogsMessage,
+    identifier: StreamAccessLogsMessage.Identifier | None = None,
+) -> list[Bag]:
+    """One bag per HTTP or TCP entry of an ALS stream message.
+
+    Envoy sends the identifier only in the first message of each stream: the caller keeps it and
+    passes it for the later messages (the message's own identifier wins when present).
+    """
+    ident = msg.identifier if msg.HasField("identifier") else identifier
+    shared: dict[str, Value] = {}
+    kind = "inbound"
+    if ident is not None:
+        kind = reporter_kind(ident.log_name)
+        if ident.node.id:
+            shared["context.reporter.uid"] = ident.node.id
+        if ident.node.user_agent_version:
+            shared["context.proxy_version"] = ident.node.user_agent_version
+    shared["context.reporter.kind"] = kind
+    which = msg.WhichOneof("log_entries")
+    if which == "http_logs":
+        return [_http_entry(shared, kind, e) for e in msg.http_logs.log_entry]
+    if which == "tcp_logs":
+        return [_tcp_entry(shared, kind, e) for e in msg.tcp_logs.log_entry]
+    return []
+
+
+def reporter_kind(log_name: str) -> str:
+    """``"outbound"`` when the ALS log name has the word "outbound" in it, else ``"inbound"``.
+
+    Words are runs of lower-case letters and digits, so "outbound_http", "istio.outbound" and
+    "Outbound-ALS" are outbound while "outboundish" is not.
+    """
+    words = _WORD.findall(log_name.lower())
+    return "outbound" if "outbound" in words and "inbound" not in words else "inbound"
+
+
+def proxy_error_code(flags: ResponseFlags) -> str:
+    """Envoy's %RESPONSE_FLAGS% text: short codes joined with "," or "-" when none is set."""
+    codes = [code for field, code in _RESPONSE_FLAG_CODES if _flag_set(flags, field)]
+    return ",".join(codes) if codes else "-"
+
+
+def _flag_set(flags: ResponseFlags, field: str) -> bool:
+    if field == "unauthorized_details":
+        return flags.unauthorized_details.reason == ResponseFlags.Unauthorized.EXTERNAL_SERVICE
+    return bool(getattr(flags, field))
+
+
+def _peer(out: dict[str, Value], side: str, peer: AttributeContext.Peer) -> None:
+    _address(out, side, peer.address)
+    if peer.principal:
+        out[f"{side}.principal"] = peer.principal
+    if peer.labels:
+        out[f"{side}.labels"] = StringMap(peer.labels)
+
+
+def _address(out: dict[str, Value], side: str, address: Address) -> bool:
+    """Set ``<side>.ip`` and ``<side>.port``; False when the address is not an IP socket."""
+    if address.WhichOneof("address") != "socket_address":
+        return False
+    socket = address.socket_address
+    ip = _ip_bytes(socket.address)
+    if ip is None:
+        return False
+    out[f"{side}.ip"] = ip
+    if socket.WhichOneof("port_specifier") == "port_value":
+        out[f"{side}.port"] = socket.port_value
+    return True
+
+
+def _ip_bytes(text: str) -> bytes | None:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    # Dual-stack listeners report IPv4 peers as ::ffff:a.b.c.d; rules compare against ip("a.b.c.d").
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.packed
+    return ip.packed
+
+
+def _http_request(out: dict[str, Value], http: AttributeContext.HttpRequest) -> None:
+    headers = _lower_keys(http.headers) if http.headers else _raw_headers(http.header_map)
+    out["request.headers"] = StringMap(headers)
+    _set_str(out, "request.method", http.method)
+    _set_str(out, "request.scheme", http.scheme)
+    _set_str(out, "request.host", http.host)
+    _path(out, http.path)
+    _set_str(out, "request.id", headers.get("x-request-id") or http.id)
+    if http.size >= 0:
+        out["request.size"] = http.size
+    _set_str(out, "request.useragent", headers.get("user-agent", ""))
+    _set_str(out, "request.referer", headers.get("referer", ""))
+    out["context.protocol"] = _protocol(headers.get("content-type", ""))
+    if "destination.service.host" not in out and http.host:
+        out["destination.service.host"] = _strip_port(http.host)
+
+
+def _http_entry(shared: Mapping[str, Value], kind: str, entry: HTTPAccessLogEntry) -> Bag:
+    out = dict(shared)
+    _common(out, kind, entry.common_properties)
+    req = entry.request
+    headers = _lower_keys(req.request_headers)
+    # Envoy logs these headers in dedicated fields; keep them reachable through request.headers.
+    for name, value in (
+        ("user-agent", req.user_agent),
+        ("referer", req.referer),
+        ("x-forwarded-for", req.forwarded_for),
+        ("x-request-id", req.request_id),
+    ):
+        if value and name not in headers:
+            headers[name] = value
+    out["request.headers"] = StringMap(headers)
+    if req.request_method != RequestMethod.METHOD_UNSPECIFIED:
+        out["request.method"] = RequestMethod.Name(req.request_method)
+    _set_str(out, "request.scheme", req.scheme)
+    _set_str(out, "request.host", req.authority)
+    _path(out, req.path)
+    _set_str(out, "request.useragent", req.user_agent)
+    _set_str(out, "request.referer", req.referer)
+    _set_str(out, "request.id", req.request_id)
+    out["request.size"] = req.request_body_bytes
+    out["request.total_size"] = req.request_headers_bytes + req.request_body_bytes
+
+    resp = entry.response
+    response_headers = _lower_keys(resp.response_headers)
+    out["response.headers"] = StringMap(response_headers)
+    if resp.HasField("response_code"):
+        out["response.code"] = resp.response_code.value
+    _set_str(out, "response.code_details", resp.response_code_details)
+    out["response.size"] = resp.response_body_bytes
+    out["response.total_size"] = resp.response_headers_bytes + resp.response_body_bytes
+    trailers = _lower_keys(resp.response_trailers)
+    # gRPC status travels in trailers, or in headers for trailers-only responses.
+    grpc_status = trailers.get("grpc-status") or response_headers.get("grpc-status", "")
+    grpc_message = trailers.get("grpc-message") or response_headers.get("grpc-message", "")
+    _set_str(out, "response.grpc_status", grpc_status)
+    _set_str(out, "response.grpc_message", grpc_message)
+
+    grpc = grpc_status != "" or headers.get("content-type", "").startswith("application/grpc")
+    out["context.protocol"] = "grpc" if grpc else "http"
+    if "destination.service.host" not in out and req.authority:
+        out["destination.service.host"] = _strip_port(req.authority)
+    return Bag(out)
+
+
+def _tcp_entry(shared: Mapping[str, Value], kind: str, entry: TCPAccessLogEntry) -> Bag:
+    out = dict(shared)
+    common = entry.common_properties
+    _common(out, kind, common)
+    out["context.protocol"] = "tcp"
+    conn = entry.connection_properties
+    # Envoy's counts are connection totals; a pure mapping has no per-connection state to turn
+    # them into Istio's since-last-report deltas, so both names carry the total.
+    out["connection.received.bytes"] = conn.received_bytes
+    out["connection.received.bytes_total"] = conn.received_bytes
+    out["connection.sent.bytes"] = conn.sent_bytes
+    out["connection.sent.bytes_total"] = conn.sent_bytes
+    out["connection.event"] = _TCP_EVENTS.get(common.access_log_type, "close")
+    _set_str(out, "connection.id", common.stream_id)
+    if common.HasField("duration"):
+        out["connection.duration"] = common.duration.ToTimedelta()
+    return Bag(out)
+
+
+def _common(out: dict[str, Value], kind: str, common: AccessLogCommon) -> None:
+    """Addresses, identities, timing and flags shared by HTTP and TCP entries."""
+    if not _address(out, "source", common.downstream_remote_address):
+        _address(out, "source", common.downstream_direct_remote_address)
+    # An inbound proxy fronts the destination (its local address is the workload's); an outbound
+    # one forwards to it (the upstream host is the destination).
+    local, upstream = common.downstream_local_address, common.upstream_remote_address
+    first, second = (local, upstream) if kind == "inbound" else (upstream, local)
+    if not _address(out, "destination", first):
+        _address(out, "destination", second)
+
+    tls = common.tls_properties
+    peer = _cert_principal(tls.peer_certificate_properties)
+    if peer:
+        out["source.principal"] = peer
+    local_principal = _cert_principal(tls.local_certificate_properties)
+    if local_principal and kind == "inbound":
+        out["destination.principal"] = local_principal
+    out["connection.mtls"] = bool(peer)
+    _set_str(out, "connection.requested_server_name", tls.tls_sni_hostname)
+
+    start = common.start_time.ToDatetime(tzinfo=_UTC) if common.HasField("start_time") else None
+    if start is not None:
+        out["request.time"] = start
+    duration = _response_duration(common)
+    if duration is not None:
+        out["response.duration"] = duration
+        if start is not None:
+            out["response.time"] = start + duration
+    out["context.proxy_error_code"] = proxy_error_code(common.response_flags)
+    match = _ISTIO_CLUSTER.match(common.upstream_cluster)
+    if match:
+        out["destination.service.host"] = match["host"]
+
+
+def _response_duration(common: AccessLogCommon) -> datetime.timedelta | None:
+    """Start to the last byte sent downstream; the stream's whole lifetime when that is unset."""
+    if common.HasField("time_to_last_downstream_tx_byte"):
+        return common.time_to_last_downstream_tx_byte.ToTimedelta()
+    if common.HasField("duration"):
+        return common.duration.ToTimedelta()
+    return None
+
+
+def _cert_principal(cert: TLSProperties.CertificateProperties) -> str:
+    """Envoy's principal rule: the first URI SAN, else the first DNS SAN, else the subject."""
+    for kind in ("uri", "dns"):
+        for san in cert.subject_alt_name:
+            if san.WhichOneof("san") == kind:
+                value: str = getattr(san, kind)
+                return value
+    return cert.subject
+
+
+def _path(out: dict[str, Value], path: str) -> None:
+    if not path:
+        return
+    out["request.path"] = path
+    url_path, _, query = path.partition("#")[0].partition("?")
+    out["request.url_path"] = url_path
+    out["request.query_params"] = StringMap(_query_params(query))
+
+
+def _query_params(query: str) -> dict[str, str]:
+    """Like Envoy's parseQueryString: values stay percent-encoded and the first value wins."""
+    params: dict[str, str] = {}
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            params.setdefault(name, value)
+    return params
+
+
+def _lower_keys(headers: Mapping[str, str]) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _raw_headers(header_map: HeaderMap) -> dict[str, str]:
+    """Headers from raw-header mode: duplicates merged with "," as Envoy's own map does."""
+    merged: dict[str, str] = {}
+    for header in header_map.headers:
+        value = header.value or header.raw_value.decode("utf-8", errors="replace")
+        name = header.key.lower()
+        merged[name] = f"{merged[name]},{value}" if name in merged else value
+    return merged
+
+
+def _protocol(content_type: str) -> str:
+    return "grpc" if content_type.startswith("application/grpc") else "http"
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    name, sep, port = host.rpartition(":")
+    return name if sep and port.isdigit() and ":" not in name else host
+
+
+def _set_str(out: dict[str, Value], name: str, value: str) -> None:
+    if value:
+        out[name] = value

@@ -1,0 +1,1 @@
+"""Wire-compatibility tests against Envoy's own generated code, run in an isolated venv."""
