@@ -43,6 +43,22 @@ def start_mixer(tmp_path: Path) -> Iterator[Callable[..., MixerProcess]]:
 
 
 @pytest.fixture
+def plugin_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a mixer subprocess that installs tests/plugins/sleepy.py as an entry point.
+
+    A dist-info folder on PYTHONPATH is all `importlib.metadata` needs to find the plugin.
+    """
+    site = tmp_path / "plugin-site"
+    dist = site / "mixer_test_plugins-0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: mixer-test-plugins\nVersion: 0.0\n"
+    )
+    (dist / "entry_points.txt").write_text("[mixer.adapters]\nsleepy = tests.plugins.sleepy:INFO\n")
+    return {"PYTHONPATH": f"{ROOT}:{site}"}
+
+
+@pytest.fixture
 def empty_config(tmp_path: Path) -> Path:
     """A config directory with no rules (only the default vocabulary applies)."""
     directory = tmp_path / "empty-rules"
