@@ -136,6 +136,8 @@ class AuthorizationService:
                 name: QuotaRequest(amount)
                 for name, amount in rt.quota_selector.quotas_for(bag).items()
             }
-            dedup = request.attributes.request.http.id
+            # x-request-id when Envoy sends one: a retried request is then not charged twice.
+            request_id = bag.get("request.id")
+            dedup = request_id if isinstance(request_id, str) else ""
             outcome = await rt.dispatcher.check(bag, quotas, dedup)
         return authz_response(outcome)

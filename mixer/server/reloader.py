@@ -177,7 +177,8 @@ class Reloader:
         self._metrics.config_reloads.labels("failure").inc()
         for error in errors:
             logger.error("config error: %s", error)
-        logger.error("config rejected; the last good config keeps serving")
+        if self.holder is not None:
+            logger.error("config rejected; the last good config keeps serving")
 
     def describe(self) -> dict[str, Any]:
         current = self.holder.current if self.holder is not None else None

@@ -1,0 +1,192 @@
+"""Envoy's rate limit service v3 (`envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit`).
+
+The request's domain and descriptors go to the current runtime's `RateLimitTable` (see
+`mixer.runtime.ratelimit` and ``docs/ratelimit.md``); the answer carries ``overall_code``, one
+status per request descriptor in request order, and rate-limit response headers in one of the
+`HEADER_MODES`. A backend failure is a gRPC UNAVAILABLE error (so Envoy's
+``failure_mode_deny`` applies), never ``overall_code: UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from mixer.api.status import unary_handler
+from mixer.envoy.config.core.v3 import base_pb2
+from mixer.envoy.service.ratelimit.v3 import rls_pb2
+from mixer.errors import BadRequest
+from mixer.runtime.ratelimit import UNIT_SECONDS, Code, Decision, DescriptorDecision, RateLimitTable
+from mixer.runtime.runtime import Runtime, RuntimeHolder
+from mixer.server.telemetry import ServerMetrics
+
+SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
+
+HEADER_MODES = ("draft", "ietf", "off")
+"""``draft``: Envoy's ``x-ratelimit-*`` (draft-polli-ratelimit-headers-03); ``ietf``: the
+``RateLimit-Policy``/``RateLimit`` structured fields of draft-ietf-httpapi-ratelimit-headers
+(08 and later); ``off``: none (e.g. when Envoy's ``enable_x_ratelimit_headers`` makes them)."""
+
+_Unit = rls_pb2.RateLimitResponse.RateLimit.Unit
+_UNITS = {
+    "second": _Unit.SECOND,
+    "minute": _Unit.MINUTE,
+    "hour": _Unit.HOUR,
+    "day": _Unit.DAY,
+    "week": _Unit.WEEK,
+    "month": _Unit.MONTH,
+    "year": _Unit.YEAR,
+}
+_CODES = {
+    Code.OK: rls_pb2.RateLimitResponse.OK,
+    Code.OVER_LIMIT: rls_pb2.RateLimitResponse.OVER_LIMIT,
+}
+
+Entries = list[tuple[str, str]]
+TableOf = Callable[[Runtime], RateLimitTable]
+
+
+def _reset_seconds(status: DescriptorDecision) -> int:
+    """Whole seconds until reset, rounded up so a client never retries before the window ends."""
+    return math.ceil(status.reset_after.total_seconds())
+
+
+def _window(status: DescriptorDecision) -> int:
+    assert status.rule is not None
+    return UNIT_SECONDS[status.rule.policy.unit]
+
+
+def draft_headers(statuses: Sequence[DescriptorDecision]) -> list[tuple[str, str]]:
+    """Envoy's DRAFT_VERSION_03 headers: the limit closest to exhaustion, plus every policy.
+
+    ``x-ratelimit-limit: 10, 10;w=60, 1000;w=3600;name="daily"`` (as Envoy's own
+    ``XRateLimitHeaderUtils`` builds it), ``x-ratelimit-remaining``, ``x-ratelimit-reset``.
+    """
+    limited = [s for s in statuses if s.limited]
+    if not limited:
+        return []
+    closest = min(limited, key=lambda s: s.remaining)  # first of equals, as Envoy
+    policies = ""
+    for s in limited:
+        assert s.rule is not None
+        policies += f", {s.rule.policy.requests_per_unit};w={_window(s)}"
+        if s.rule.policy.name:
+            policies += f';name="{s.rule.policy.name}"'
+    assert closest.rule is not None
+    return [
+        ("x-ratelimit-limit", f"{closest.rule.policy.requests_per_unit}{policies}"),
+        ("x-ratelimit-remaining", str(closest.remaining)),
+        ("x-ratelimit-reset", str(_reset_seconds(closest))),
+    ]
+
+
+def _sf_string(text: str) -> str:
+    """An RFC 8941 sf-string: printable ASCII only, with ``\\`` and ``"`` escaped."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ietf_headers(statuses: Sequence[DescriptorDecision]) -> list[tuple[str, str]]:
+    """``RateLimit-Policy: "name";q=10;w=60`` (each rule once) and ``RateLimit: "name";r=3;t=42``
+    (each limited descriptor). A rule without a ``name`` is named by its descriptor path."""
+    limited = [s for s in statuses if s.limited]
+    if not limited:
+        return []
+    policies: dict[str, str] = {}
+    live: list[str] = []
+    for s in limited:
+        assert s.rule is not None
+        name = _sf_string(s.rule.policy.name or s.rule.path)
+        policies.setdefault(name, f"{name};q={s.rule.policy.requests_per_unit};w={_window(s)}")
+        live.append(f"{name};r={s.remaining};t={_reset_seconds(s)}")
+    return [("RateLimit-Policy", ", ".join(policies.values())), ("RateLimit", ", ".join(live))]
+
+
+def rls_response(decision: Decision, headers: str = "draft") -> rls_pb2.RateLimitResponse:
+    """Build Envoy's answer for a decision."""
+    resp = rls_pb2.RateLimitResponse(overall_code=_CODES[decision.code])
+    for status in decision.statuses:
+        out = resp.statuses.add(code=_CODES[status.code], limit_remaining=status.remaining)
+        if status.limited:
+            assert status.rule is not None
+            policy = status.rule.policy
+            out.current_limit.requests_per_unit = policy.requests_per_unit
+            out.current_limit.unit = _UNITS[policy.unit]
+            out.current_limit.name = policy.name
+            out.duration_until_reset.FromTimedelta(status.reset_after)
+    made = {"draft": draft_headers, "ietf": ietf_headers}.get(headers)
+    for key, value in made(decision.statuses) if made else ():
+        resp.response_headers_to_add.append(base_pb2.HeaderValue(key=key, value=value))
+    return resp
+
+
+def _hits(request: rls_pb2.RateLimitRequest) -> list[int]:
+    """Per descriptor: its own ``hits_addend`` (0 allowed), else the request's, else 1."""
+    default = request.hits_addend or 1
+    return [
+        d.hits_addend.value if d.HasField("hits_addend") else default for d in request.descriptors
+    ]
+
+
+class RateLimitService:
+    """``ShouldRateLimit`` served from the current runtime's rate-limit table.
+
+    `table_of` picks the table out of a runtime (default: its ``ratelimit`` attribute).
+    """
+
+    def __init__(
+        self,
+        holder: RuntimeHolder,
+        metrics: ServerMetrics,
+        *,
+        headers: str = "draft",
+        table_of: TableOf | None = None,
+    ) -> None:
+        if headers not in HEADER_MODES:
+            raise ValueError(f"headers must be one of {', '.join(HEADER_MODES)}, got {headers!r}")
+        self._holder = holder
+        self._metrics = metrics
+        self._headers = headers
+        self._table_of: TableOf = table_of or _runtime_table
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The generic handler serving /envoy.service.ratelimit.v3.RateLimitService/…"""
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "ShouldRateLimit": unary_handler(
+                    self._metrics,
+                    SERVICE,
+                    "ShouldRateLimit",
+                    self.should_rate_limit,
+                    rls_pb2.RateLimitRequest,
+                )
+            },
+        )
+
+    async def should_rate_limit(
+        self,
+        request: rls_pb2.RateLimitRequest,
+        context: grpc.aio.ServicerContext[rls_pb2.RateLimitRequest, rls_pb2.RateLimitResponse],
+    ) -> rls_pb2.RateLimitResponse:
+        """Count the request's hits and answer OK or OVER_LIMIT (see the module docstring)."""
+        if not request.domain:
+            raise BadRequest("rate limit domain must not be empty")
+        if not request.descriptors:
+            raise BadRequest("rate limit descriptor list must not be empty")
+        descriptors: list[Entries] = []
+        for index, d in enumerate(request.descriptors):
+            if not d.entries:
+                raise BadRequest(f"descriptors[{index}] has no entries")
+            descriptors.append([(e.key, e.value) for e in d.entries])
+        with self._holder.use() as rt:
+            table = self._table_of(rt)
+            decision = await table.should_rate_limit(request.domain, descriptors, _hits(request))
+        return rls_response(decision, self._headers)
+
+
+def _runtime_table(rt: Runtime) -> RateLimitTable:
+    table: RateLimitTable = getattr(rt, "ratelimit")  # noqa: B009 - field added by the lead
+    return table
