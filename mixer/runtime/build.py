@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from adapters import load_registry
 from adapters.base import AdapterInfo, Env, Handler, ReportHandler
 from mixer.config import ConfigProblem, load_config
@@ -65,8 +67,13 @@ async def build_runtime(
     previous: Runtime | None = None,
     handler_timeout: float = 1.0,
     cache_size: int = 100_000,
+    metrics_registry: CollectorRegistry | None = None,
 ) -> Runtime:
-    """Build handlers (reusing those whose name and params did not change), routes and workers."""
+    """Build handlers (reusing those whose name and params did not change), routes and workers.
+
+    Adapters register their series on `metrics_registry` (served on the adapters' metrics port,
+    Mixer's :42422); it must outlive runtimes so that a swap keeps counters monotonic.
+    """
     registry = adapter_registry()
     old_handlers = previous.handlers if previous is not None else {}
     old_workers = previous.workers if previous is not None else {}
@@ -82,7 +89,7 @@ async def build_runtime(
                 env = Env(
                     handler_name=spec.name,
                     logger=logging.getLogger(f"adapters.{spec.adapter}"),
-                    registry=metrics.registry,
+                    registry=metrics_registry if metrics_registry is not None else metrics.registry,
                     clock=time.monotonic,
                 )
                 handler = registry[spec.adapter].build(spec.adapter_params, env)

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import grpc
+from prometheus_client import CollectorRegistry
 
 from mixer import __version__
 from mixer.api.accesslog_servicer import SERVICE as ALS_SERVICE
@@ -34,10 +35,12 @@ class Application:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics.create()
-        self.reloader = Reloader(settings, self.metrics)
+        self.adapter_registry = CollectorRegistry()
+        self.reloader = Reloader(settings, self.metrics, self.adapter_registry)
         self.holder: RuntimeHolder | None = None
         self.server: grpc.aio.Server | None = None
         self.admin: AdminServer | None = None
+        self.adapter_metrics: AdminServer | None = None
         self.port = 0
         self._stopping = asyncio.Event()
         self._ready = False
@@ -62,8 +65,13 @@ class Application:
             ready=lambda: self._ready,
             debug=self._debug_routes() if self.settings.enable_debug else None,
         )
+        mhost, mport = split_address(self.settings.metrics_address)
+        self.adapter_metrics = AdminServer(
+            mhost, mport, self.adapter_registry, ready=lambda: self._ready
+        )
         await self.server.start()
         self.admin.start()
+        self.adapter_metrics.start()
         await set_serving(health, names, True)
         self._ready = True
         self.reloader.start_watching()
@@ -74,6 +82,7 @@ class Application:
                 "address": self.settings.address,
                 "port": self.port,
                 "admin_port": self.admin.port,
+                "metrics_port": self.adapter_metrics.port,
                 "revision": self.holder.current.revision,
             },
         )
@@ -108,6 +117,8 @@ class Application:
             await self.holder.close(flush_timeout=left)
         if self.admin is not None:
             self.admin.stop()
+        if self.adapter_metrics is not None:
+            self.adapter_metrics.stop()
         logger.info("mixer stopped", extra={"seconds": round(time.monotonic() - started, 3)})
 
 

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from mixer.errors import ConfigError
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.runtime import Runtime, RuntimeHolder
@@ -59,9 +61,12 @@ def content_fingerprint(directory: Path) -> str:
 class Reloader:
     """Owns the runtime holder's lifecycle with respect to the config directory."""
 
-    def __init__(self, settings: Settings, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: ServerMetrics, adapter_registry: CollectorRegistry
+    ) -> None:
         self._settings = settings
         self._metrics = metrics
+        self._adapter_registry = adapter_registry
         self._dir = settings.config_dir
         self.holder: RuntimeHolder | None = None
         self._event = asyncio.Event()
@@ -82,6 +87,7 @@ class Reloader:
             previous=previous,
             handler_timeout=self._settings.handler_timeout,
             cache_size=self._settings.check_cache_size,
+            metrics_registry=self._adapter_registry,
         )
 
     async def initial(self) -> RuntimeHolder:

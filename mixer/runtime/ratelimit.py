@@ -1,0 +1,407 @@
+"""Envoy rate-limit (RLS) decisions from envoyproxy/ratelimit configs, counted by a quota adapter.
+
+Each `RateLimitConfig` (one ``domain`` with a tree of descriptors) is flattened into the nodes
+that carry a ``rate_limit``. Every limited node becomes one ``FIXED_WINDOW`` quota of ONE quota
+handler (``memquota``, or ``redisquota`` when a Redis URL is given) named
+``rls;<domain>;<k1>=<v1>;<k2>=*;…`` (``*`` for a node with a key and no value, ``~=<pattern>``
+for a value with ``*`` wildcards), with ``maxAmount = requests_per_unit`` and
+``validDuration`` = one unit (``month`` = 30 days, ``year`` = 365 days, as envoyproxy/ratelimit).
+
+Matching follows envoyproxy/ratelimit, per request descriptor: walk its entries level by level;
+at each level a child with the same key and value wins, then a child whose value pattern (with
+``*``) matches, then a child with the key and no value. The descriptor matches only when all its
+entries are consumed and the node reached has a ``rate_limit``; otherwise its status is OK with
+no limit. The quota instance's dimensions are the descriptor's entries, so a node without a
+value (or with a pattern) counts each distinct value in its own bucket.
+
+* ``unlimited`` nodes answer OK with ``limit_remaining`` 2^32 - 1 and count nothing;
+* ``shadow_mode`` nodes count but answer OK even when over the limit;
+* ``requests_per_unit: 0`` is always over the limit (nothing is counted);
+* a rule named in the ``replaces`` list of another rule matched by the same request is dropped
+  (that descriptor is answered OK with no limit), as envoyproxy/ratelimit does.
+
+Counting differs from envoyproxy/ratelimit in two ways, both from the quota adapters: a window
+opens at the first hit after the previous one closed (not at a multiple of the unit since the
+epoch), and a hit that would go over the limit is denied without being counted.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from adapters.base import (
+    OK,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    AdapterInfo,
+    Env,
+    Handler,
+    Instance,
+    QuotaArgs,
+    QuotaHandler,
+    QuotaResult,
+)
+from mixer.config.model import RateLimitConfig, RateLimitDescriptor, RateLimitPolicy, Snapshot
+from mixer.errors import BackendUnavailable, DispatchError
+
+__all__ = [
+    "UNIT_SECONDS",
+    "UNLIMITED_REMAINING",
+    "Code",
+    "Decision",
+    "DescriptorDecision",
+    "Entries",
+    "RateLimitTable",
+    "Rule",
+    "build_ratelimit_table",
+]
+
+logger = logging.getLogger(__name__)
+
+UNIT_SECONDS: Mapping[str, int] = {
+    "second": 1,
+    "minute": 60,
+    "hour": 3600,
+    "day": 86400,
+    "week": 7 * 86400,
+    "month": 30 * 86400,
+    "year": 365 * 86400,
+}
+"""Seconds per envoyproxy/ratelimit unit."""
+
+UNLIMITED_REMAINING = 2**32 - 1
+"""``limit_remaining`` of an unlimited rule (envoyproxy/ratelimit answers MaxUint32)."""
+
+HANDLER_NAME = "rls.ratelimit"
+"""The quota handler's name (in adapter logs and metric labels)."""
+
+Entries = Sequence[tuple[str, str]]
+"""One request descriptor: its (key, value) entries in order."""
+
+
+class Code(enum.IntEnum):
+    """A status code, numbered as ``RateLimitResponse.Code``."""
+
+    OK = 1
+    OVER_LIMIT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A limited node of a descriptor tree, and the quota that counts it ("" if none)."""
+
+    domain: str
+    path: str
+    """``<k1>=<v1>;<k2>=*``: the node's place in its tree."""
+    policy: RateLimitPolicy
+    shadow_mode: bool
+    quota: str
+
+    @property
+    def unit_seconds(self) -> int:
+        """The length of the rule's window (0 for an unlimited rule)."""
+        return UNIT_SECONDS.get(self.policy.unit, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorDecision:
+    """The answer for one request descriptor.
+
+    `rule` is None when nothing matched or the match was replaced; `limited` is False for those
+    and for unlimited rules (no ``current_limit`` is reported then).
+    """
+
+    code: Code
+    rule: Rule | None = None
+    remaining: int = 0
+    reset_after: datetime.timedelta = datetime.timedelta(0)
+
+    @property
+    def limited(self) -> bool:
+        """True when the descriptor has a finite limit to report."""
+        return self.rule is not None and not self.rule.policy.unlimited
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for a request: OVER_LIMIT when any descriptor is (shadow rules never are)."""
+
+    code: Code
+    statuses: tuple[DescriptorDecision, ...]
+    domain_known: bool = True
+
+
+@dataclass(eq=False)
+class _Node:
+    """One level of a flattened descriptor tree."""
+
+    exact: dict[tuple[str, str], _Node] = field(default_factory=dict)
+    patterns: list[tuple[str, str, _Node]] = field(default_factory=list)
+    any_value: dict[str, _Node] = field(default_factory=dict)
+    rule: Rule | None = None
+
+    def child(self, key: str, value: str) -> _Node | None:
+        found = self.exact.get((key, value))
+        if found is not None:
+            return found
+        for pkey, pattern, node in self.patterns:
+            if pkey == key and _glob(pattern, value):
+                return node
+        return self.any_value.get(key)
+
+
+def _glob(pattern: str, value: str) -> bool:
+    """envoyproxy/ratelimit's value wildcard: each ``*`` matches any run of characters."""
+    parts = pattern.split("*")
+    if not value.startswith(parts[0]):
+        return False
+    pos = len(parts[0])
+    for middle in parts[1:-1]:
+        found = value.find(middle, pos)
+        if found < 0:
+            return False
+        pos = found + len(middle)
+    last = parts[-1]
+    return len(value) - pos >= len(last) and value.endswith(last)
+
+
+def _step(descriptor: RateLimitDescriptor) -> str:
+    if not descriptor.value:
+        return f"{descriptor.key}=*"
+    if "*" in descriptor.value:
+        return f"{descriptor.key}~={descriptor.value}"
+    return f"{descriptor.key}={descriptor.value}"
+
+
+def _dimensions(entries: Entries) -> dict[str, str]:
+    """Entries as quota dimensions; a key repeated in one descriptor gets a ``#<index>`` suffix."""
+    dims: dict[str, str] = {}
+    for index, (key, value) in enumerate(entries):
+        dims[key if key not in dims else f"{key}#{index}"] = value
+    return dims
+
+
+class RateLimitTable:
+    """The matching trees of every configured domain and the quota handler that counts them."""
+
+    def __init__(
+        self,
+        roots: Mapping[str, _Node],
+        handler: QuotaHandler | None,
+        signature: str,
+    ) -> None:
+        self._roots = dict(roots)
+        self._handler = handler
+        self._owns_handler = handler is not None
+        self.signature = signature
+        """Backend plus quota params: equal signatures can share one handler (and its counts)."""
+
+    @classmethod
+    def empty(cls) -> RateLimitTable:
+        """A table with no domain (every descriptor is answered OK with no limit); no handler."""
+        return cls({}, None, "")
+
+    @classmethod
+    def from_configs(
+        cls,
+        configs: Sequence[RateLimitConfig],
+        *,
+        registry: Mapping[str, AdapterInfo],
+        env: Env,
+        redis_url: str = "",
+        previous: RateLimitTable | None = None,
+    ) -> RateLimitTable:
+        """Flatten `configs` and build the quota handler (``redisquota`` if `redis_url`).
+
+        When `previous` has the same signature its handler is taken over, so a config reload
+        that does not change any limit keeps the counts; `previous.close()` then leaves it open.
+        """
+        roots: dict[str, _Node] = {}
+        quotas: list[dict[str, Any]] = []
+        names: set[str] = set()
+        for config in configs:
+            root = roots.setdefault(config.domain, _Node())
+            _add(config.domain, root, config.descriptors, (), quotas, names)
+        backend = "redisquota" if redis_url else "memquota"
+        raw: dict[str, Any] = {"quotas": quotas}
+        if redis_url:
+            raw["redisServerUrl"] = redis_url
+        signature = repr((backend, raw))
+        handler: QuotaHandler | None = None
+        if quotas:
+            if previous is not None and previous.signature == signature and previous._handler:
+                handler = previous._handler
+                previous._owns_handler = False
+            else:
+                info = registry[backend]
+                built: Handler = info.build(info.parse_params(raw), env)
+                if not isinstance(built, QuotaHandler):
+                    raise DispatchError(f"adapter {backend!r} does not allocate quotas")
+                handler = built
+        return cls(roots, handler, signature)
+
+    @property
+    def domains(self) -> frozenset[str]:
+        """The configured domains."""
+        return frozenset(self._roots)
+
+    def match(self, domain: str, entries: Entries) -> Rule | None:
+        """The rule a request descriptor reaches in `domain`, or None."""
+        node = self._roots.get(domain)
+        for key, value in entries:
+            if node is None:
+                return None
+            node = node.child(key, value)
+        return node.rule if node is not None and entries else None
+
+    async def should_rate_limit(
+        self,
+        domain: str,
+        descriptors: Sequence[Entries],
+        hits: int | Sequence[int],
+    ) -> Decision:
+        """Count `hits` (one number, or one per descriptor) against every matched rule.
+
+        Raises `BackendUnavailable` when the quota backend cannot answer (e.g. Redis down) and
+        `DispatchError` for any other backend failure; never returns an unknown code.
+        """
+        per = [hits] * len(descriptors) if isinstance(hits, int) else list(hits)
+        if len(per) != len(descriptors):
+            raise ValueError("one hits value per descriptor expected")
+        if domain not in self._roots:
+            return Decision(Code.OK, tuple(DescriptorDecision(Code.OK) for _ in descriptors), False)
+        rules = [self.match(domain, entries) for entries in descriptors]
+        replaced = {name for r in rules if r is not None for name in r.policy.replaces}
+        rules = [None if r is not None and r.policy.name in replaced else r for r in rules]
+        calls: list[tuple[int, Instance, QuotaArgs]] = []
+        for index, (rule, entries) in enumerate(zip(rules, descriptors, strict=True)):
+            if rule is not None and rule.quota:
+                dims = _dimensions(entries)
+                instance = Instance(rule.quota, "quota", {"dimensions": dims})
+                calls.append((index, instance, QuotaArgs(amount=max(per[index], 0))))
+        results = await self._allocate([(i, a) for _, i, a in calls])
+        by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
+        statuses = tuple(
+            _status(rule, by_index.get(index), per[index]) for index, rule in enumerate(rules)
+        )
+        over = any(s.code is Code.OVER_LIMIT for s in statuses)
+        return Decision(Code.OVER_LIMIT if over else Code.OK, statuses)
+
+    async def _allocate(self, requests: list[tuple[Instance, QuotaArgs]]) -> list[QuotaResult]:
+        if not requests:
+            return []
+        handler = self._handler
+        if handler is None:  # a rule with a quota implies a handler
+            raise DispatchError("rate limit table has no quota handler")
+        many = getattr(handler, "quota_many", None)
+        if many is not None:
+            results: list[QuotaResult] = list(await many(requests))
+        else:
+            results = [await handler.quota(i, a) for i, a in requests]
+        for (instance, _), result in zip(requests, results, strict=True):
+            if result.status_code == UNAVAILABLE:
+                raise BackendUnavailable(f"rate limit backend unavailable: {result.message}")
+            if result.status_code not in (OK, RESOURCE_EXHAUSTED):
+                raise DispatchError(
+                    f"rate limit quota {instance.name!r} failed "
+                    f"(code {result.status_code}): {result.message}"
+                )
+        return results
+
+    async def close(self) -> None:
+        """Close the quota handler unless a newer table took it over."""
+        if self._handler is not None and self._owns_handler:
+            self._owns_handler = False
+            await self._handler.close()
+
+
+def _add(
+    domain: str,
+    parent: _Node,
+    descriptors: Sequence[RateLimitDescriptor],
+    path: tuple[str, ...],
+    quotas: list[dict[str, Any]],
+    names: set[str],
+) -> None:
+    for descriptor in descriptors:
+        node = _Node()
+        if not descriptor.value:
+            parent.any_value[descriptor.key] = node
+        elif "*" in descriptor.value:
+            parent.patterns.append((descriptor.key, descriptor.value, node))
+        else:
+            parent.exact[(descriptor.key, descriptor.value)] = node
+        here = (*path, _step(descriptor))
+        policy = descriptor.rate_limit
+        if policy is not None:
+            quota = ""
+            if not policy.unlimited and policy.requests_per_unit > 0:
+                quota = ";".join(("rls", domain, *here))
+                base, suffix = quota, 1
+                while quota in names:  # only when keys or values contain ';' or '='
+                    suffix += 1
+                    quota = f"{base}#{suffix}"
+                names.add(quota)
+                quotas.append(
+                    {
+                        "name": quota,
+                        "maxAmount": policy.requests_per_unit,
+                        "validDuration": f"{UNIT_SECONDS[policy.unit]}s",
+                        "rateLimitAlgorithm": "FIXED_WINDOW",
+                    }
+                )
+            node.rule = Rule(domain, ";".join(here), policy, descriptor.shadow_mode, quota)
+        _add(domain, node, descriptor.descriptors, here, quotas, names)
+
+
+def _status(rule: Rule | None, result: QuotaResult | None, hits: int) -> DescriptorDecision:
+    if rule is None:
+        return DescriptorDecision(Code.OK)
+    if rule.policy.unlimited:
+        return DescriptorDecision(Code.OK, rule, UNLIMITED_REMAINING)
+    window = datetime.timedelta(seconds=rule.unit_seconds)
+    if result is None:  # requests_per_unit 0: always over, nothing counted
+        over = hits > 0
+        return DescriptorDecision(_code(over, rule), rule, 0, window)
+    reset = result.reset_after
+    if reset is None or reset <= datetime.timedelta(0):
+        reset = window  # no window open: one would last a whole unit
+    remaining = result.remaining if result.remaining is not None else 0
+    over = result.status_code == RESOURCE_EXHAUSTED
+    return DescriptorDecision(_code(over, rule), rule, max(remaining, 0), reset)
+
+
+def _code(over: bool, rule: Rule) -> Code:
+    return Code.OVER_LIMIT if over and not rule.shadow_mode else Code.OK
+
+
+async def build_ratelimit_table(
+    snapshot: Snapshot,
+    metrics_registry: CollectorRegistry,
+    redis_url: str = "",
+    *,
+    registry: Mapping[str, AdapterInfo],
+    previous: RateLimitTable | None = None,
+) -> RateLimitTable:
+    """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
+    env = Env(
+        handler_name=HANDLER_NAME,
+        logger=logging.getLogger("adapters.ratelimit"),
+        registry=metrics_registry,
+        clock=time.monotonic,
+    )
+    return RateLimitTable.from_configs(
+        snapshot.rate_limit_configs,
+        registry=registry,
+        env=env,
+        redis_url=redis_url,
+        previous=previous,
+    )
