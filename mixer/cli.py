@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from mixer import __version__
+from mixer.attributes.limits import Limits
 from mixer.settings import Settings, env_default
+
+
+def _path_env(name: str) -> Path | None:
+    value = env_default(name, "")
+    return Path(value) if value else None
 
 
 def _bool_env(name: str) -> bool:
@@ -97,6 +103,39 @@ def _serve_parser(sub: Any) -> None:
     )
     p.add_argument("--poll-interval", type=float, default=float(env_default("POLL_INTERVAL", "5")))
     p.add_argument(
+        "--ratelimit-headers",
+        default=env_default("RATELIMIT_HEADERS", "draft"),
+        choices=["draft", "ietf", "off"],
+        help="rate-limit response headers of the RLS API: x-ratelimit-* (draft), IETF, or none",
+    )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_path_env("TLS_CERT"),
+        help="serve gRPC over TLS with this certificate chain (PEM)",
+    )
+    p.add_argument("--tls-key", type=Path, default=_path_env("TLS_KEY"), help="its private key")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_path_env("TLS_CLIENT_CA"),
+        help="require client certificates signed by this CA bundle (mutual TLS)",
+    )
+    limits = Limits()
+    for flag, default, text in (
+        ("max-message-bytes", 4 * 1024 * 1024, "largest gRPC message accepted"),
+        ("max-concurrent-streams", 1000, "concurrent streams per connection"),
+        ("max-attributes", limits.max_attributes, "attributes plus map entries per bag"),
+        ("max-words", limits.max_words, "message words per CompressedAttributes"),
+        ("max-string-length", limits.max_string_length, "longest string or bytes value"),
+        ("max-report-entries", limits.max_report_entries, "entries per Report batch"),
+        ("max-als-entries", limits.max_als_entries, "entries per access-log message"),
+    ):
+        env = flag.upper().replace("-", "_")
+        p.add_argument(
+            f"--{flag}", type=int, default=int(env_default(env, str(default))), help=text
+        )
+    p.add_argument(
         "--no-watch",
         dest="watch",
         action="store_false",
@@ -166,7 +205,26 @@ def _serve(args: argparse.Namespace) -> int:
         watch=args.watch,
         enable_debug=args.enable_debug,
         redis_url=args.redis_url,
+        ratelimit_headers=args.ratelimit_headers,
+        max_message_bytes=args.max_message_bytes,
+        max_concurrent_streams=args.max_concurrent_streams,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
+        limits=Limits(
+            max_attributes=args.max_attributes,
+            max_words=args.max_words,
+            max_string_length=args.max_string_length,
+            max_report_entries=args.max_report_entries,
+            max_als_entries=args.max_als_entries,
+        ),
     )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        print("mixer serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if settings.tls_client_ca is not None and settings.tls_cert is None:
+        print("mixer serve: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
     if settings.redis_url:
         os.environ["MIXER_REDIS_URL"] = settings.redis_url
     logs.configure(settings.log_level, settings.log_format)

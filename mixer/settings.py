@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from mixer.attributes.limits import Limits
 
 
 def env_default(name: str, default: str) -> str:
@@ -38,5 +40,11 @@ class Settings:
     watch: bool = True
     enable_debug: bool = False
     redis_url: str = ""
+    ratelimit_headers: str = "draft"
     check_cache_size: int = 100_000
     max_message_bytes: int = 4 * 1024 * 1024
+    max_concurrent_streams: int = 1000
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    limits: Limits = field(default_factory=Limits)

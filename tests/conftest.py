@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tests.mixer_process import ROOT, MixerProcess
@@ -23,6 +24,7 @@ def start_mixer(tmp_path: Path) -> Iterator[Callable[..., MixerProcess]]:
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         port: int | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> MixerProcess:
         if config_dir is None:
             config_dir = tmp_path / f"rules{len(started)}"
@@ -33,6 +35,7 @@ def start_mixer(tmp_path: Path) -> Iterator[Callable[..., MixerProcess]]:
             extra_args=extra_args,
             env=env,
             port=port,
+            credentials=credentials,
         )
         started.append(proc)
         return proc.start()

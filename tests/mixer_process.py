@@ -37,7 +37,9 @@ class MixerProcess:
         extra_args: Sequence[str] = (),
         env: dict[str, str] | None = None,
         port: int | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        self.credentials = credentials
         self.config_dir = config_dir
         self.port = port or free_port()
         self.admin_port = free_port()
@@ -75,7 +77,7 @@ class MixerProcess:
             args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
         )
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.address) as channel:
+        with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
@@ -89,6 +91,12 @@ class MixerProcess:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"mixer did not become SERVING within {timeout}s:\n{self.log()}")
+
+    def channel(self) -> grpc.Channel:
+        """A channel to the gRPC port (TLS when the process was given credentials)."""
+        if self.credentials is not None:
+            return grpc.secure_channel(self.address, self.credentials)
+        return grpc.insecure_channel(self.address)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from mixer.attributes.envoy import bags_from_access_logs
+from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.telemetry import ServerMetrics
@@ -32,9 +33,12 @@ Context = grpc.aio.ServicerContext[
 class AccessLogService:
     """ALS v3 served from the current runtime."""
 
-    def __init__(self, holder: RuntimeHolder, metrics: ServerMetrics) -> None:
+    def __init__(
+        self, holder: RuntimeHolder, metrics: ServerMetrics, *, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self._holder = holder
         self._metrics = metrics
+        self._limits = limits
         self._received = metrics.reports_received.labels("als")
         self._latency = metrics.latency.labels(SERVICE, METHOD)
 
@@ -61,6 +65,14 @@ class AccessLogService:
             async for message in requests:
                 if message.HasField("identifier"):
                     identifier = message.identifier
+                entries = len(message.http_logs.log_entry) + len(message.tcp_logs.log_entry)
+                if entries > self._limits.max_als_entries:
+                    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+                    await context.abort(
+                        code,
+                        f"{entries} access log entries in one message is more than the limit of "
+                        f"{self._limits.max_als_entries}",
+                    )
                 try:
                     bags = bags_from_access_logs(message, identifier)
                 except ValueError as exc:

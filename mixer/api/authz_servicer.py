@@ -13,8 +13,10 @@ import grpc
 from google.protobuf import struct_pb2
 from google.rpc import status_pb2
 
+from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
 from mixer.attributes.envoy import bag_from_check_request
+from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_bag
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.service.auth.v3 import external_auth_pb2
 from mixer.runtime.dispatcher import CheckOutcome, HeaderOperationResult, QuotaRequest
@@ -108,9 +110,18 @@ def authz_response(outcome: CheckOutcome) -> external_auth_pb2.CheckResponse:
 class AuthorizationService:
     """ext_authz v3 served from the current runtime."""
 
-    def __init__(self, holder: RuntimeHolder, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        holder: RuntimeHolder,
+        metrics: ServerMetrics,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        peer_identity: bool = False,
+    ) -> None:
         self._holder = holder
         self._metrics = metrics
+        self._limits = limits
+        self._peer_identity = peer_identity
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.auth.v3.Authorization/Check."""
@@ -131,6 +142,9 @@ class AuthorizationService:
         ],
     ) -> external_auth_pb2.CheckResponse:
         bag = bag_from_check_request(request)
+        check_bag(bag, self._limits, "attributes")
+        if self._peer_identity:
+            bag = with_peer_principal(bag, context)
         with self._holder.use() as rt:
             quotas = {
                 name: QuotaRequest(amount)

@@ -9,9 +9,12 @@ import grpc
 from google.protobuf import duration_pb2
 from google.rpc import status_pb2
 
+from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
 from mixer.attributes.compressed import Encoder, check_word_count, decode, decode_report
+from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_compressed
 from mixer.attributes.tracking import References
+from mixer.errors import LimitExceeded
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest, RouteResult
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.telemetry import ServerMetrics
@@ -93,9 +96,18 @@ def check_response(outcome: CheckOutcome, global_word_count: int) -> mixer_pb2.C
 class MixerService:
     """Mixer v1: decode attributes, run the current runtime, encode the answer."""
 
-    def __init__(self, holder: RuntimeHolder, metrics: ServerMetrics) -> None:
+    def __init__(
+        self,
+        holder: RuntimeHolder,
+        metrics: ServerMetrics,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        peer_identity: bool = False,
+    ) -> None:
         self._holder = holder
         self._metrics = metrics
+        self._limits = limits
+        self._peer_identity = peer_identity
         self._reports = metrics.reports_received.labels("mixer")
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -115,7 +127,10 @@ class MixerService:
         context: grpc.aio.ServicerContext[mixer_pb2.CheckRequest, mixer_pb2.CheckResponse],
     ) -> mixer_pb2.CheckResponse:
         check_word_count(request.global_word_count)
+        check_compressed(request.attributes, self._limits)
         bag = decode(request.attributes)
+        if self._peer_identity:
+            bag = with_peer_principal(bag, context)
         quotas = {
             name: QuotaRequest(params.amount, params.best_effort)
             for name, params in request.quotas.items()
@@ -129,7 +144,16 @@ class MixerService:
         request: mixer_pb2.ReportRequest,
         context: grpc.aio.ServicerContext[mixer_pb2.ReportRequest, mixer_pb2.ReportResponse],
     ) -> mixer_pb2.ReportResponse:
+        if len(request.attributes) > self._limits.max_report_entries:
+            raise LimitExceeded(
+                f"attributes: {len(request.attributes)} report entries is more than the limit of "
+                f"{self._limits.max_report_entries}"
+            )
+        for i, entry in enumerate(request.attributes):
+            check_compressed(entry, self._limits, f"attributes[{i}]")
         bags = decode_report(request)
+        if self._peer_identity:
+            bags = [with_peer_principal(bag, context) for bag in bags]
         self._reports.inc(len(bags))
         if logger.isEnabledFor(logging.DEBUG):
             for i, bag in enumerate(bags):

@@ -188,5 +188,4 @@ class RateLimitService:
 
 
 def _runtime_table(rt: Runtime) -> RateLimitTable:
-    table: RateLimitTable = getattr(rt, "ratelimit")  # noqa: B009 - field added by the lead
-    return table
+    return rt.ratelimit

@@ -1,0 +1,122 @@
+"""The expression engine behind rule matches, instance fields and header operations.
+
+`compile(text, dialect=..., vocabulary=...)` parses and type-checks once and returns a `Program`
+whose `evaluate(activation)` runs compiled Python closures. Dialects:
+
+- ``"mixer"`` (default, as in Istio): CEXL, the Go-expression subset with `|` defaults;
+- ``"cel"``: the Common Expression Language (own compiler, cel-spec semantics) plus Mixer's
+  functions `match`, `ip`, `email`, `dnsName`, `uri`, `emptyStringMap`, `reverse`, `toLower`,
+  `conditional`;
+- ``"compat"``: CEXL syntax with CEL semantics. Istio's COMPAT only rewrites `|` and duration
+  literals, which the Mixer dialect already treats that way, so it compiles as ``"mixer"``.
+
+Programs read attributes only through ``activation.get(name)`` and string-map keys only through
+the map's ``get``/``in``, and only the ones evaluation needs, so a `TrackingBag` records exactly
+the attributes an answer depended on.
+
+Values: bag types in (see `mixer.attributes.bag`); CEL results may also be lists, dicts, None,
+`mixer.expr._cel_runtime.UInt` (an int subclass for CEL's uint) and CEL type values.
+Limits against hostile expressions: 16 KiB of text, a tree at most 100 levels deep, 100,000
+comprehension iterations per evaluation and 1 MiB per concatenated string, bytes or list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mixer.expr._ast import MAX_TREE_DEPTH, NOT_CONSTANT
+from mixer.expr._cel_compiler import CelCompiler
+from mixer.expr._errors import CompileError, EvaluationError
+from mixer.expr._mixer_compiler import MixerCompiler
+
+__all__ = ["VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
+
+VALUE_TYPES = frozenset(
+    {
+        "STRING",
+        "INT64",
+        "DOUBLE",
+        "BOOL",
+        "TIMESTAMP",
+        "DURATION",
+        "IP_ADDRESS",
+        "EMAIL_ADDRESS",
+        "URI",
+        "DNS_NAME",
+        "STRING_MAP",
+        "DYNAMIC",
+    }
+)
+_DIALECTS = ("mixer", "cel", "compat")
+# Python errors a dynamically typed program can hit on unexpected values (e.g. `"a" < 1`).
+_RUNTIME_ERRORS = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    OverflowError,
+    ZeroDivisionError,
+)
+
+
+class Program:
+    """A compiled expression: evaluate it against any number of activations."""
+
+    __slots__ = ("_fn", "_unwrap", "constant", "dialect", "result_type", "text")
+
+    def __init__(
+        self,
+        text: str,
+        dialect: str,
+        result_type: str,
+        constant: object | None,
+        fn: Callable[[Mapping[str, Any]], object],
+    ) -> None:
+        self.text = text
+        self.dialect = dialect
+        self.result_type = result_type
+        self.constant = constant
+        self._fn = fn
+        # A whole string map leaving the program counts as reading all of it (TrackedStringMap).
+        self._unwrap = result_type in ("STRING_MAP", "DYNAMIC")
+
+    def evaluate(self, activation: Mapping[str, object]) -> object:
+        """The expression's value; raises EvaluationError (missing attribute, bad value, ...)."""
+        try:
+            value = self._fn(activation)
+        except EvaluationError:
+            raise
+        except RecursionError:
+            raise EvaluationError(f"{self.text!r}: evaluation nests too deeply") from None
+        except _RUNTIME_ERRORS as err:
+            raise EvaluationError(f"{self.text!r}: {type(err).__name__}: {err}") from None
+        if self._unwrap:
+            unwrap = getattr(value, "unwrap", None)
+            if unwrap is not None:
+                return unwrap()
+        return value
+
+    def __repr__(self) -> str:
+        return f"Program({self.text!r}, dialect={self.dialect!r}, result_type={self.result_type!r})"
+
+
+def compile(
+    text: str, *, dialect: str = "mixer", vocabulary: Mapping[str, str] | None = None
+) -> Program:
+    """Compile `text` in `dialect`; with a `vocabulary` (attribute name -> ValueType name),
+    unknown attributes and type errors are CompileErrors."""
+    if dialect not in _DIALECTS:
+        raise CompileError(f"unknown expression dialect {dialect!r} (use one of {_DIALECTS})")
+    if vocabulary is not None:
+        unknown = {t for t in vocabulary.values() if t not in VALUE_TYPES}
+        if unknown:
+            raise CompileError(f"vocabulary uses unknown value types {sorted(unknown)}")
+    try:
+        if dialect == "cel":
+            fn, result_type, const = CelCompiler(vocabulary).compile(text)
+        else:
+            fn, result_type, const = MixerCompiler(vocabulary).compile(text)
+    except RecursionError:
+        raise CompileError(f"expression nests deeper than {MAX_TREE_DEPTH} levels") from None
+    return Program(text, dialect, result_type, None if const is NOT_CONSTANT else const, fn)

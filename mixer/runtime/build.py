@@ -19,6 +19,7 @@ from mixer.config.model import HeaderOperationSpec, RuleSpec, Snapshot
 from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.dispatcher import Dispatcher
 from mixer.runtime.quota_specs import QuotaSelector
+from mixer.runtime.ratelimit import build_ratelimit_table
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
     Action,
@@ -68,6 +69,7 @@ async def build_runtime(
     handler_timeout: float = 1.0,
     cache_size: int = 100_000,
     metrics_registry: CollectorRegistry | None = None,
+    redis_url: str = "",
 ) -> Runtime:
     """Build handlers (reusing those whose name and params did not change), routes and workers.
 
@@ -124,7 +126,16 @@ async def build_runtime(
         "attributes": len(snapshot.vocabulary),
     }
     selector = QuotaSelector(snapshot.quota_specs, snapshot.quota_spec_bindings)
-    return Runtime(revision, dispatcher, handlers, workers, snapshot, summary, selector)
+    ratelimit = await build_ratelimit_table(
+        snapshot,
+        metrics_registry or metrics.registry,
+        redis_url,
+        registry=registry,
+        previous=previous.ratelimit if previous is not None else None,
+    )
+    return Runtime(
+        revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit
+    )
 
 
 def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntry]) -> Rule:

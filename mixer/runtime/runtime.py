@@ -16,6 +16,7 @@ from typing import Any
 
 from mixer.runtime.dispatcher import Dispatcher
 from mixer.runtime.quota_specs import QuotaSelector
+from mixer.runtime.ratelimit import RateLimitTable
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import HandlerEntry
 
@@ -33,6 +34,7 @@ class Runtime:
     config: Any = None
     summary: Mapping[str, Any] = field(default_factory=dict)
     quota_selector: QuotaSelector = field(default_factory=lambda: QuotaSelector((), ()))
+    ratelimit: RateLimitTable = field(default_factory=RateLimitTable.empty)
     active: int = 0
 
 
@@ -73,6 +75,7 @@ class RuntimeHolder:
             for worker in removed_workers:
                 await worker.flush(timeout=max(0.0, deadline - loop.time()))
                 await worker.stop()
+            await old.ratelimit.close()
             for entry in removed:
                 try:
                     await entry.handler.close()
@@ -87,6 +90,7 @@ class RuntimeHolder:
         for worker in rt.workers.values():
             await worker.flush(timeout=max(0.0, deadline - loop.time()))
             await worker.stop()
+        await rt.ratelimit.close()
         for entry in rt.handlers.values():
             try:
                 await entry.handler.close()

@@ -19,6 +19,8 @@ from mixer.api.authz_servicer import SERVICE as AUTHZ_SERVICE
 from mixer.api.authz_servicer import AuthorizationService
 from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
 from mixer.api.mixer_servicer import MixerService
+from mixer.api.ratelimit_servicer import SERVICE as RLS_SERVICE
+from mixer.api.ratelimit_servicer import RateLimitService
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.admin import AdminServer
 from mixer.server.grpc_server import create_server, set_serving
@@ -48,7 +50,12 @@ class Application:
     async def start(self) -> None:
         """Load the config (failing start-up if it is invalid), then start serving."""
         self.holder = await self.reloader.initial()
-        mixer = MixerService(self.holder, self.metrics)
+        mixer = MixerService(
+            self.holder,
+            self.metrics,
+            limits=self.settings.limits,
+            peer_identity=self.settings.tls_client_ca is not None,
+        )
         handlers = [mixer.handler()]
         names = [MIXER_SERVICE]
         for extra_handler, name in self._envoy_services(self.holder):
@@ -88,9 +95,20 @@ class Application:
         )
 
     def _envoy_services(self, holder: RuntimeHolder) -> list[tuple[grpc.GenericRpcHandler, str]]:
-        authz = AuthorizationService(holder, self.metrics)
-        als = AccessLogService(holder, self.metrics)
-        return [(authz.handler(), AUTHZ_SERVICE), (als.handler(), ALS_SERVICE)]
+        limits = self.settings.limits
+        authz = AuthorizationService(
+            holder,
+            self.metrics,
+            limits=limits,
+            peer_identity=self.settings.tls_client_ca is not None,
+        )
+        als = AccessLogService(holder, self.metrics, limits=limits)
+        rls = RateLimitService(holder, self.metrics, headers=self.settings.ratelimit_headers)
+        return [
+            (authz.handler(), AUTHZ_SERVICE),
+            (als.handler(), ALS_SERVICE),
+            (rls.handler(), RLS_SERVICE),
+        ]
 
     def _debug_routes(self) -> dict[str, Any]:
         return {

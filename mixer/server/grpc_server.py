@@ -6,6 +6,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mixer.server.tls import CertificateReloader
 from mixer.settings import Settings
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -19,6 +20,7 @@ def create_server(
     """Build (not start) the aio server; returns it, its health servicer and the bound port."""
     options = [
         ("grpc.so_reuseport", 1),
+        ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
@@ -29,7 +31,11 @@ def create_server(
     reflection.enable_server_reflection(
         (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.address)
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        reloader = CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        port = server.add_secure_port(settings.address, reloader.credentials())
+    else:
+        port = server.add_insecure_port(settings.address)
     if port == 0:
         raise OSError(f"cannot listen on {settings.address}")
     return server, health_servicer, port

@@ -88,6 +88,7 @@ class Reloader:
             handler_timeout=self._settings.handler_timeout,
             cache_size=self._settings.check_cache_size,
             metrics_registry=self._adapter_registry,
+            redis_url=self._settings.redis_url,
         )
 
     async def initial(self) -> RuntimeHolder:

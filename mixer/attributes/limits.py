@@ -1,0 +1,73 @@
+"""Bounds on what one request may carry, checked before any rule sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mixer.errors import LimitExceeded
+from mixer.v1 import attributes_pb2
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request bounds (each has a `mixer serve` flag)."""
+
+    max_attributes: int = 1024
+    max_words: int = 4096
+    max_string_length: int = 64 * 1024
+    max_report_entries: int = 10_000
+    max_als_entries: int = 10_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _too_many(what: str, count: int, limit: int, where: str) -> LimitExceeded:
+    return LimitExceeded(f"{where}: {count} {what} is more than the limit of {limit}")
+
+
+def check_compressed(
+    msg: attributes_pb2.CompressedAttributes, limits: Limits, where: str = "attributes"
+) -> None:
+    """Refuse a CompressedAttributes message that crosses a bound."""
+    if len(msg.words) > limits.max_words:
+        raise _too_many("words", len(msg.words), limits.max_words, f"{where}.words")
+    count = (
+        len(msg.strings) + len(msg.int64s) + len(msg.doubles) + len(msg.bools)
+        + len(msg.timestamps) + len(msg.durations) + len(msg.bytes)
+    )  # fmt: skip
+    for smap in msg.string_maps.values():
+        count += 1 + len(smap.entries)
+    if count > limits.max_attributes:
+        raise _too_many("attributes and map entries", count, limits.max_attributes, where)
+    longest = limits.max_string_length
+    for i, word in enumerate(msg.words):
+        if len(word) > longest:
+            raise LimitExceeded(
+                f"{where}.words[{i}]: {len(word)} characters is more than the limit of {longest}"
+            )
+    for index, raw in msg.bytes.items():
+        if len(raw) > longest:
+            raise LimitExceeded(
+                f"{where}.bytes[{index}]: {len(raw)} bytes is more than the limit of {longest}"
+            )
+
+
+def check_bag(attributes: Mapping[str, object], limits: Limits, where: str) -> None:
+    """Refuse an attribute set (built from an Envoy message) that crosses a bound."""
+    count = 0
+    longest = limits.max_string_length
+    for name, value in attributes.items():
+        count += 1
+        if isinstance(value, Mapping):
+            count += len(value)
+            for key, item in value.items():
+                if len(key) > longest or len(str(item)) > longest:
+                    raise LimitExceeded(
+                        f"{where}: {name}[{key[:40]!r}] is longer than the limit of {longest}"
+                    )
+        elif isinstance(value, str | bytes) and len(value) > longest:
+            raise LimitExceeded(f"{where}: {name} is longer than the limit of {longest}")
+    if count > limits.max_attributes:
+        raise _too_many("attributes and map entries", count, limits.max_attributes, where)

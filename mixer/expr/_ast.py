@@ -1,0 +1,181 @@
+"""The syntax tree both dialect parsers produce. Columns are 1-based, for error messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mixer.expr._errors import CompileError
+
+# Deepest expression tree accepted: bounds compile-time and evaluation-time recursion.
+MAX_TREE_DEPTH = 100
+# What a compiler reports as the constant value of a non-constant expression.
+NOT_CONSTANT: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    """A constant as written; `kind` is int, uint, double, string, bytes, bool or null."""
+
+    value: object
+    kind: str
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ident:
+    """A bare name (`absolute` for CEL's leading-dot form `.name`)."""
+
+    name: str
+    col: int
+    absolute: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Select:
+    """`operand.field`."""
+
+    operand: Node
+    field: str
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """`operand[index]`."""
+
+    operand: Node
+    index: Node
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """`function(args)` or, with a target, `target.function(args)`."""
+
+    function: str
+    target: Node | None
+    args: tuple[Node, ...]
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unary:
+    """`op operand` with op `!` or `-`."""
+
+    op: str
+    operand: Node
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Binary:
+    """`left op right`; op is the operator as written (`==`, `&&`, `|`, `in`, ...)."""
+
+    op: str
+    left: Node
+    right: Node
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class Conditional:
+    """`cond ? then : otherwise`."""
+
+    cond: Node
+    then: Node
+    otherwise: Node
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit:
+    """`[a, b, ...]`."""
+
+    items: tuple[Node, ...]
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class MapLit:
+    """`{k: v, ...}`."""
+
+    entries: tuple[tuple[Node, Node], ...]
+    col: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageLit:
+    """`Name{field: value, ...}` (parsed so it can be rejected with a clear message)."""
+
+    type_name: str
+    fields: tuple[tuple[str, Node], ...]
+    col: int
+
+
+Node = (
+    Literal
+    | Ident
+    | Select
+    | Index
+    | Call
+    | Unary
+    | Binary
+    | Conditional
+    | ListLit
+    | MapLit
+    | MessageLit
+)
+
+
+def dotted_name(node: Node) -> str | None:
+    """`a.b.c` for a chain of selections on an identifier, else None."""
+    parts: list[str] = []
+    while isinstance(node, Select):
+        parts.append(node.field)
+        node = node.operand
+    if isinstance(node, Ident) and not node.absolute:
+        parts.append(node.name)
+        return ".".join(reversed(parts))
+    return None
+
+
+def children(node: Node) -> tuple[Node, ...]:
+    """The direct sub-expressions of `node`."""
+    if isinstance(node, Select):
+        return (node.operand,)
+    if isinstance(node, Index):
+        return (node.operand, node.index)
+    if isinstance(node, Call):
+        return node.args if node.target is None else (node.target, *node.args)
+    if isinstance(node, Unary):
+        return (node.operand,)
+    if isinstance(node, Binary):
+        return (node.left, node.right)
+    if isinstance(node, Conditional):
+        return (node.cond, node.then, node.otherwise)
+    if isinstance(node, ListLit):
+        return node.items
+    if isinstance(node, MapLit):
+        return tuple(part for entry in node.entries for part in entry)
+    if isinstance(node, MessageLit):
+        return tuple(value for _, value in node.fields)
+    return ()
+
+
+def check_depth(node: Node) -> Node:
+    """`node`, if its tree is at most MAX_TREE_DEPTH high (long `a + b + c ...` chains count)."""
+    if depth(node) > MAX_TREE_DEPTH:
+        raise CompileError(f"expression nests deeper than {MAX_TREE_DEPTH} levels")
+    return node
+
+
+def depth(node: Node) -> int:
+    """The height of the tree (iteratively: the tree may be deeper than Python's stack)."""
+    deepest = 0
+    stack = [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children(current))
+    return deepest

@@ -1,0 +1,799 @@
+"""Compile a CEL tree to nested Python closures with CEL's semantics.
+
+- Errors are exceptions; `&&`, `||`, `all` and `exists` absorb them exactly where CEL's
+  commutative logic says so (`error || true` is true, `error && false` is false).
+- With a vocabulary, names resolve at compile time to attributes (longest dotted prefix, the
+  rest is map field selection), and unknown names, unknown functions and clear type mismatches
+  are CompileErrors. Without one, names resolve at evaluation time as CEL specifies (longest
+  qualified name first, container-prefixed candidates before plain ones).
+- Attributes are read with `activation.get(name, default)`, string-map keys with the map's
+  `get`/`in`, and only when evaluation reaches them, so a TrackingBag sees exactly what counted.
+- Sub-expressions whose operands are all constants are evaluated once, at compile time (unless
+  that raises: a CEL error stays an evaluation-time value that `||`/`&&` may still absorb).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from mixer.expr import _cel_runtime as rt
+from mixer.expr._ast import (
+    NOT_CONSTANT,
+    Binary,
+    Call,
+    Conditional,
+    Ident,
+    Index,
+    ListLit,
+    Literal,
+    MapLit,
+    MessageLit,
+    Node,
+    Select,
+    Unary,
+    check_depth,
+)
+from mixer.expr._cel_parser import parse
+from mixer.expr._errors import CompileError, EvaluationError
+
+DYN = "dyn"
+Activation = Any
+Fn = Callable[[Activation], Any]
+
+_MISSING: Any = object()
+# Iterations one top-level comprehension may run, nested comprehensions included.
+MAX_COMPREHENSION_ITERATIONS = 100_000
+
+# Mixer ValueType -> CEL kind, and the result type a CEL kind reports as.
+_KIND_OF_VALUE_TYPE = {
+    "STRING": "string",
+    "EMAIL_ADDRESS": "string",
+    "URI": "string",
+    "DNS_NAME": "string",
+    "INT64": "int",
+    "DOUBLE": "double",
+    "BOOL": "bool",
+    "TIMESTAMP": "timestamp",
+    "DURATION": "duration",
+    "IP_ADDRESS": "bytes",
+    "STRING_MAP": "map",
+    "DYNAMIC": DYN,
+}
+_VALUE_TYPE_OF_KIND = {
+    "string": "STRING",
+    "int": "INT64",
+    "double": "DOUBLE",
+    "bool": "BOOL",
+    "timestamp": "TIMESTAMP",
+    "duration": "DURATION",
+}
+_LITERAL_KIND = {
+    "int": "int",
+    "uint": "uint",
+    "double": "double",
+    "string": "string",
+    "bytes": "bytes",
+    "bool": "bool",
+    "null": "null",
+}
+# Result kinds (and Mixer ValueTypes) of functions, for result_type and checking.
+_FUNCTION_RESULTS: dict[str, tuple[str, str | None]] = {
+    "size": ("int", None),
+    "contains": ("bool", None),
+    "startsWith": ("bool", None),
+    "endsWith": ("bool", None),
+    "matches": ("bool", None),
+    "int": ("int", None),
+    "uint": ("uint", None),
+    "double": ("double", None),
+    "string": ("string", None),
+    "bytes": ("bytes", None),
+    "bool": ("bool", None),
+    "timestamp": ("timestamp", None),
+    "duration": ("duration", None),
+    "type": ("type", None),
+    "dyn": (DYN, None),
+    "match": ("bool", None),
+    "ip": ("bytes", "IP_ADDRESS"),
+    "email": ("string", "EMAIL_ADDRESS"),
+    "dnsName": ("string", "DNS_NAME"),
+    "uri": ("string", "URI"),
+    "emptyStringMap": ("map", "STRING_MAP"),
+    "reverse": ("string", None),
+    "toLower": ("string", None),
+    **{name: ("int", None) for name in rt.TIME_ACCESSORS},
+}
+_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {
+    "+": rt.add,
+    "-": rt.subtract,
+    "*": rt.multiply,
+    "/": rt.divide,
+    "%": rt.modulo,
+}
+_ORDERING: dict[str, Callable[[Any, Any], bool]] = {
+    "<": rt.less,
+    "<=": rt.less_equal,
+    ">": rt.greater,
+    ">=": rt.greater_equal,
+}
+_PY_ORDERING: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+# Kinds each arithmetic operator takes when both operands have the same kind.
+_ARITHMETIC_KINDS = {
+    "+": frozenset({"int", "uint", "double", "string", "bytes", "list", "duration"}),
+    "-": frozenset({"int", "uint", "double", "duration"}),
+    "*": rt.NUMERIC,
+    "/": rt.NUMERIC,
+    "%": frozenset({"int", "uint"}),
+}
+_MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+_ORDERED_KINDS = frozenset(
+    {"int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration", DYN}
+)
+
+
+class _Scope:
+    """The activation inside a comprehension: attribute reads go to the root activation,
+    comprehension variables live in `vars` (so they never leak into attribute lookups)."""
+
+    __slots__ = ("budget", "root", "vars")
+
+    def __init__(self, root: Any, variables: dict[str, Any], budget: list[int]) -> None:
+        self.root = root
+        self.vars = variables
+        self.budget = budget  # iterations left, shared by nested comprehensions
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.root.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.root
+
+
+class _Code:
+    """One compiled node: static kind (CEL kind or "dyn"), Mixer ValueType if known, closure."""
+
+    __slots__ = ("const", "fn", "kind", "value_type")
+
+    def __init__(
+        self, kind: str, fn: Fn, const: Any = NOT_CONSTANT, value_type: str | None = None
+    ) -> None:
+        self.kind = kind
+        self.fn = fn
+        self.const = const
+        self.value_type = value_type
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not NOT_CONSTANT
+
+
+def _constant(value: Any, kind: str | None = None) -> _Code:
+    return _Code(kind or rt.kind(value), lambda act: value, value)
+
+
+def _raiser(error: rt.CelError) -> Fn:
+    def fn(act: Activation) -> Any:
+        raise error
+
+    return fn
+
+
+class CelCompiler:
+    """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated."""
+
+    def __init__(self, vocabulary: Mapping[str, str] | None, container: str = "") -> None:
+        self.vocabulary = vocabulary
+        self.checked = vocabulary is not None
+        parts = container.split(".") if container else []
+        self.prefixes = [".".join(parts[:n]) + "." for n in range(len(parts), 0, -1)] + [""]
+        self.type_names = dict(rt.TYPES)
+
+    def compile(self, text: str) -> tuple[Fn, str, Any]:
+        """(evaluate, result ValueType name, constant value or NOT_CONSTANT)."""
+        code = self.node(check_depth(parse(text)), frozenset())
+        result = code.value_type or _VALUE_TYPE_OF_KIND.get(code.kind, "DYNAMIC")
+        return code.fn, result, code.const
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def require(self, code: _Code, kinds: Iterable[str], what: str, col: int) -> None:
+        allowed = set(kinds)
+        if self.checked and code.kind != DYN and code.kind not in allowed:
+            expected = " or ".join(sorted(allowed))
+            raise CompileError(f"{what} must be {expected}, got {code.kind}", col)
+
+    @staticmethod
+    def fold(code: _Code, operands: Iterable[_Code]) -> _Code:
+        """Evaluate now when every operand is a constant and evaluation succeeds."""
+        if not all(op.is_const for op in operands):
+            return code
+        try:
+            value = code.fn({})
+        except (EvaluationError, ArithmeticError, ValueError, TypeError):
+            return code
+        return _Code(code.kind, lambda act: value, value, code.value_type)
+
+    # -- nodes --------------------------------------------------------------------------------
+
+    def node(self, node: Node, scope: frozenset[str]) -> _Code:
+        if isinstance(node, Literal):
+            value = node.value
+            if node.kind == "uint":
+                assert isinstance(value, int)
+                value = rt.UInt(value)
+            return _constant(value, _LITERAL_KIND[node.kind])
+        if isinstance(node, Ident | Select):
+            path = self.path_of(node, scope)
+            if path is not None:
+                return self.name(path, node, scope)
+            assert isinstance(node, Select)
+            return self.select(self.node(node.operand, scope), node.field, node.col)
+        if isinstance(node, Index):
+            return self.index(node, scope)
+        if isinstance(node, Call):
+            return self.call(node, scope)
+        if isinstance(node, Unary):
+            return self.unary(node, scope)
+        if isinstance(node, Binary):
+            return self.binary(node, scope)
+        if isinstance(node, Conditional):
+            return self.conditional(node, scope)
+        if isinstance(node, ListLit):
+            return self.list_literal(node, scope)
+        if isinstance(node, MapLit):
+            return self.map_literal(node, scope)
+        assert isinstance(node, MessageLit)
+        raise CompileError(
+            f"message construction ({node.type_name}{{...}}) is not supported", node.col
+        )
+
+    @staticmethod
+    def path_of(node: Node, scope: frozenset[str]) -> tuple[list[str], bool] | None:
+        """(parts, absolute) of a dotted name `a.b.c`, or None if the root is not a name."""
+        parts: list[str] = []
+        while isinstance(node, Select):
+            parts.append(node.field)
+            node = node.operand
+        if not isinstance(node, Ident):
+            return None
+        parts.append(node.name)
+        parts.reverse()
+        return parts, node.absolute
+
+    def name(
+        self, path: tuple[list[str], bool], node: Ident | Select, scope: frozenset[str]
+    ) -> _Code:
+        parts, absolute = path
+        col = _start_col(node)
+        if not absolute and parts[0] in scope:
+            local = parts[0]
+            code = _Code(DYN, lambda act: act.vars[local])
+            for field in parts[1:]:
+                code = self.select(code, field, col)
+            return code
+        if self.vocabulary is not None:
+            return self.typed_name(parts, col)
+        return self.dynamic_name(parts, absolute, col)
+
+    def typed_name(self, parts: list[str], col: int) -> _Code:
+        assert self.vocabulary is not None
+        for n in range(len(parts), 0, -1):
+            name = ".".join(parts[:n])
+            value_type = self.vocabulary.get(name)
+            if value_type is not None:
+                code = self.attribute(name, value_type)
+                for field in parts[n:]:
+                    code = self.select(code, field, col)
+                return code
+        dotted = ".".join(parts)
+        if dotted in self.type_names:
+            return _constant(self.type_names[dotted], "type")
+        raise CompileError(f"unknown attribute '{dotted}'", col)
+
+    @staticmethod
+    def attribute(name: str, value_type: str) -> _Code:
+        missing = rt.CelError(f"no such attribute: '{name}'")
+
+        def fn(act: Activation) -> Any:
+            value = act.get(name, _MISSING)
+            if value is _MISSING:
+                raise missing
+            return value
+
+        kind = _KIND_OF_VALUE_TYPE[value_type]
+        return _Code(kind, fn, value_type=value_type if value_type != "DYNAMIC" else None)
+
+    def dynamic_name(self, parts: list[str], absolute: bool, col: int) -> _Code:
+        prefixes = [""] if absolute else self.prefixes
+        candidates = [
+            (prefix + ".".join(parts[:n]), tuple(parts[n:]))
+            for n in range(len(parts), 0, -1)
+            for prefix in prefixes
+        ]
+        dotted = ".".join(parts)
+        fallback = self.type_names.get(dotted)
+        undeclared = rt.CelError(f"undeclared reference to '{dotted}'")
+        if len(candidates) == 1 and fallback is None:
+            only = candidates[0][0]
+
+            def single(act: Activation) -> Any:
+                value = act.get(only, _MISSING)
+                if value is _MISSING:
+                    raise undeclared
+                return value
+
+            return _Code(DYN, single)
+
+        def resolve(act: Activation) -> Any:
+            for name, fields in candidates:
+                value = act.get(name, _MISSING)
+                if value is not _MISSING:
+                    for field in fields:
+                        value = rt.select(value, field)
+                    return value
+            if fallback is not None:
+                return fallback
+            raise undeclared
+
+        return _Code(DYN, resolve)
+
+    def select(self, operand: _Code, field: str, col: int) -> _Code:
+        self.require(operand, ("map",), f"the operand of '.{field}'", col)
+        get = operand.fn
+        missing = rt.CelError(f"no such key: '{field}'")
+
+        def fn(act: Activation) -> Any:
+            container = get(act)
+            try:
+                value = container.get(field, _MISSING)
+            except AttributeError:
+                return rt.select(container, field)
+            if value is _MISSING:
+                raise missing
+            return value
+
+        kind = "string" if operand.value_type == "STRING_MAP" else DYN
+        return self.fold(_Code(kind, fn), (operand,))
+
+    def index(self, node: Index, scope: frozenset[str]) -> _Code:
+        operand = self.node(node.operand, scope)
+        key = self.node(node.index, scope)
+        self.require(operand, ("map", "list"), "an indexed value", node.col)
+        kind = "string" if operand.value_type == "STRING_MAP" else DYN
+        get = operand.fn
+        if key.is_const and isinstance(key.const, str):
+            k = key.const
+            missing = rt.CelError(f"no such key: {k!r}")
+
+            def const_key(act: Activation) -> Any:
+                container = get(act)
+                try:
+                    value = container.get(k, _MISSING)
+                except AttributeError:
+                    return rt.index(container, k)
+                if value is _MISSING:
+                    raise missing
+                return value
+
+            return self.fold(_Code(kind, const_key), (operand, key))
+        get_key = key.fn
+        return self.fold(_Code(kind, lambda act: rt.index(get(act), get_key(act))), (operand, key))
+
+    def list_literal(self, node: ListLit, scope: frozenset[str]) -> _Code:
+        items = [self.node(item, scope) for item in node.items]
+        fns = [item.fn for item in items]
+        return self.fold(_Code("list", lambda act: [f(act) for f in fns]), items)
+
+    def map_literal(self, node: MapLit, scope: frozenset[str]) -> _Code:
+        entries = [(self.node(k, scope), self.node(v, scope)) for k, v in node.entries]
+        fns = [(k.fn, v.fn) for k, v in entries]
+        code = _Code("map", lambda act: rt.make_map([(k(act), v(act)) for k, v in fns]))
+        return self.fold(code, [c for pair in entries for c in pair])
+
+    def unary(self, node: Unary, scope: frozenset[str]) -> _Code:
+        operand = self.node(node.operand, scope)
+        f = operand.fn
+        if node.op == "!":
+            self.require(operand, ("bool",), "the operand of '!'", node.col)
+            return self.fold(_Code("bool", lambda act: rt.logical_not(f(act))), (operand,))
+        self.require(operand, ("int", "double"), "the operand of '-'", node.col)
+        return self.fold(_Code(operand.kind, lambda act: rt.negate(f(act))), (operand,))
+
+    def conditional(self, node: Conditional, scope: frozenset[str]) -> _Code:
+        cond = self.node(node.cond, scope)
+        then = self.node(node.then, scope)
+        otherwise = self.node(node.otherwise, scope)
+        self.require(cond, ("bool",), "the condition of '?:'", node.col)
+        if cond.const is True:
+            return then
+        if cond.const is False:
+            return otherwise
+        c, t, e = cond.fn, then.fn, otherwise.fn
+
+        def fn(act: Activation) -> Any:
+            value = c(act)
+            if value is True:
+                return t(act)
+            if value is False:
+                return e(act)
+            raise rt.no_overload("_?_:_", value)
+
+        kind = then.kind if then.kind == otherwise.kind else DYN
+        value_type = then.value_type if then.value_type == otherwise.value_type else None
+        return _Code(kind, fn, value_type=value_type)
+
+    def binary(self, node: Binary, scope: frozenset[str]) -> _Code:
+        op = node.op
+        left, right = self.node(node.left, scope), self.node(node.right, scope)
+        if op in ("&&", "||"):
+            return self.logical(op, left, right, node.col)
+        lf, rf = left.fn, right.fn
+        code: _Code
+        if op in ("==", "!="):
+            self.check_comparable(op, left, right, node.col, ordered=False)
+            code = _Code("bool", _equality(lf, rf, left, right, negate=op == "!="))
+        elif op in _ORDERING:
+            self.check_comparable(op, left, right, node.col, ordered=True)
+            code = _Code("bool", _ordering(op, lf, rf, right))
+        elif op == "in":
+            self.require(right, ("list", "map"), "the right operand of 'in'", node.col)
+            code = _Code("bool", _membership(lf, rf, right))
+        else:
+            arith = _ARITHMETIC[op]
+            code = _Code(
+                self.arithmetic_kind(op, left, right, node.col), lambda act: arith(lf(act), rf(act))
+            )
+        return self.fold(code, (left, right))
+
+    def check_comparable(self, op: str, left: _Code, right: _Code, col: int, ordered: bool) -> None:
+        if not self.checked or DYN in (left.kind, right.kind) or "null" in (left.kind, right.kind):
+            return
+        numeric = left.kind in rt.NUMERIC and right.kind in rt.NUMERIC
+        if left.kind != right.kind and not numeric:
+            raise CompileError(
+                f"no matching overload for '{op}' applied to ({left.kind}, {right.kind})", col
+            )
+        if ordered and left.kind not in _ORDERED_KINDS:
+            raise CompileError(f"'{op}' is not defined for {left.kind}", col)
+
+    def arithmetic_kind(self, op: str, left: _Code, right: _Code, col: int) -> str:
+        a, b = left.kind, right.kind
+        if DYN in (a, b):
+            return DYN
+        if a == b and a in _ARITHMETIC_KINDS[op]:
+            return a
+        if (
+            op in "+-"
+            and {a, b} == {"timestamp", "duration"}
+            and not (op == "-" and a == "duration")
+        ):
+            return "timestamp"
+        if op == "-" and a == b == "timestamp":
+            return "duration"
+        if self.checked:
+            raise CompileError(f"no matching overload for '{op}' applied to ({a}, {b})", col)
+        return DYN
+
+    def logical(self, op: str, left: _Code, right: _Code, col: int) -> _Code:
+        self.require(left, ("bool",), f"the left operand of '{op}'", col)
+        self.require(right, ("bool",), f"the right operand of '{op}'", col)
+        fn = _and(left.fn, right.fn) if op == "&&" else _or(left.fn, right.fn)
+        short = op == "||"
+        # Constant folding keeps CEL's logic: `true || x` is true whatever x is.
+        if left.const is short or right.const is short:
+            return _constant(short, "bool")
+        if left.const is (not short):
+            return right if right.kind == "bool" else self.fold(_Code("bool", fn), (left, right))
+        if right.const is (not short):
+            return left if left.kind == "bool" else self.fold(_Code("bool", fn), (left, right))
+        return self.fold(_Code("bool", fn), (left, right))
+
+    def call(self, node: Call, scope: frozenset[str]) -> _Code:
+        name = node.function
+        if name == "has" and node.target is None:
+            return self.has(node, scope)
+        if (
+            name in _MACROS
+            and node.target is not None
+            and node.args
+            and isinstance(node.args[0], Ident)
+        ):
+            return self.comprehension(node, scope)
+        target = self.node(node.target, scope) if node.target is not None else None
+        args = [self.node(arg, scope) for arg in node.args]
+        operands = ([target] if target is not None else []) + args
+        impl = rt.FUNCTIONS.get(name)
+        if impl is None:
+            if self.checked:
+                raise CompileError(f"unknown function '{name}'", node.col)
+            return _Code(DYN, _raiser(rt.CelError(f"unbound function: '{name}'")))
+        kind, value_type = _FUNCTION_RESULTS.get(name, (DYN, None))
+        if name == "conditional" and len(args) == 3:
+            return self.conditional_function(args, node.col)
+        fn = _apply(impl, [op.fn for op in operands])
+        return self.fold(_Code(kind, fn, value_type=value_type), operands)
+
+    def conditional_function(self, args: list[_Code], col: int) -> _Code:
+        cond, then, otherwise = args
+        self.require(cond, ("bool",), "argument 1 of conditional()", col)
+        c, t, e = cond.fn, then.fn, otherwise.fn
+
+        def fn(act: Activation) -> Any:
+            value = c(act)
+            if value is True:
+                return t(act)
+            if value is False:
+                return e(act)
+            raise rt.no_overload("conditional", value)
+
+        kind = then.kind if then.kind == otherwise.kind else DYN
+        return self.fold(_Code(kind, fn, value_type=then.value_type), args)
+
+    def has(self, node: Call, scope: frozenset[str]) -> _Code:
+        if len(node.args) != 1 or not isinstance(node.args[0], Select):
+            raise CompileError("invalid argument to has() macro", node.col)
+        arg = node.args[0]
+        path = self.path_of(arg, scope)
+        if path is not None and not path[1] and path[0][0] not in scope:
+            dotted = ".".join(path[0])
+            if self.vocabulary is not None and dotted in self.vocabulary:
+                # has(request.headers): is the attribute present?
+                return _Code("bool", lambda act: dotted in act)
+        operand = self.node(arg.operand, scope)
+        self.require(operand, ("map",), "the operand of has()", node.col)
+        get, field = operand.fn, arg.field
+        return self.fold(_Code("bool", lambda act: rt.has_field(get(act), field)), (operand,))
+
+    def comprehension(self, node: Call, scope: frozenset[str]) -> _Code:
+        name = node.function
+        variable = node.args[0]
+        assert isinstance(variable, Ident) and node.target is not None
+        arity = {"all": 2, "exists": 2, "exists_one": 2, "filter": 2, "map": (2, 3)}[name]
+        if len(node.args) not in (arity if isinstance(arity, tuple) else (arity,)):
+            raise CompileError(f"wrong number of arguments to the {name}() macro", node.col)
+        target = self.node(node.target, scope)
+        self.require(target, ("list", "map"), f"the receiver of {name}()", node.col)
+        inner = scope | {variable.name}
+        steps = [self.node(arg, inner).fn for arg in node.args[1:]]
+        var = variable.name
+        get_range = target.fn
+        kinds = {
+            "all": "bool",
+            "exists": "bool",
+            "exists_one": "bool",
+            "filter": "list",
+            "map": "list",
+        }
+        loop = _LOOPS[name] if not (name == "map" and len(steps) == 2) else _map_filtered
+
+        def fn(act: Activation) -> Any:
+            items = _range(get_range(act), name)
+            if isinstance(act, _Scope):
+                scope = _Scope(act.root, dict(act.vars), act.budget)
+            else:
+                scope = _Scope(act, {}, [MAX_COMPREHENSION_ITERATIONS])
+            scope.budget[0] -= len(items)
+            if scope.budget[0] < 0:
+                raise rt.CelError(
+                    f"comprehensions would iterate more than {MAX_COMPREHENSION_ITERATIONS} times"
+                )
+            return loop(items, scope, var, steps)
+
+        return _Code(kinds[name], fn)
+
+
+# -- closures for operators ------------------------------------------------------------------------
+
+
+def _start_col(node: Node) -> int:
+    while isinstance(node, Select | Index):
+        node = node.operand
+    return node.col
+
+
+def _apply(impl: Callable[..., Any], fns: list[Fn]) -> Fn:
+    # One closure per arity: a call without building an argument list is cheaper.
+    if len(fns) == 1:
+        (a,) = fns
+        return lambda act: impl(a(act))
+    if len(fns) == 2:
+        a, b = fns
+        return lambda act: impl(a(act), b(act))
+    return lambda act: impl(*[f(act) for f in fns])
+
+
+def _ordering(op: str, lf: Fn, rf: Fn, right: _Code) -> Fn:
+    order = _ORDERING[op]
+    const = right.const
+    if type(const) in (int, float, str):
+        # `x > 1024`: when x has the literal's exact kind, Python's comparison is CEL's.
+        exact, py_compare = type(const), _PY_ORDERING[op]
+
+        def fast(act: Activation) -> bool:
+            value = lf(act)
+            if type(value) is exact:
+                return py_compare(value, const)  # type: ignore[no-any-return]
+            return order(value, const)
+
+        return fast
+    return lambda act: order(lf(act), rf(act))
+
+
+def _membership(lf: Fn, rf: Fn, right: _Code) -> Fn:
+    const = right.const
+    if isinstance(const, list) and const and all(type(item) is str for item in const):
+        # `method in ["GET", "HEAD"]`: a set lookup when the element is a string.
+        members = frozenset(const)
+
+        def fast(act: Activation) -> bool:
+            value = lf(act)
+            if type(value) is str:
+                return value in members
+            return rt.contains(value, const)
+
+        return fast
+    return lambda act: rt.contains(lf(act), rf(act))
+
+
+def _equality(lf: Fn, rf: Fn, left: _Code, right: _Code, negate: bool) -> Fn:
+    # `x == "literal"`: Python's == on a str (or bytes) already is CEL's (other kinds: false).
+    const = right.const if right.is_const else left.const if left.is_const else NOT_CONSTANT
+    if isinstance(const, str | bytes) and not isinstance(const, bool):
+        f = lf if right.is_const else rf
+        if negate:
+            return lambda act: f(act) != const
+        return lambda act: f(act) == const
+    eq = rt.equal
+    if negate:
+        return lambda act: not eq(lf(act), rf(act))
+    return lambda act: eq(lf(act), rf(act))
+
+
+def _and(lf: Fn, rf: Fn) -> Fn:
+    def fn(act: Activation) -> bool:
+        try:
+            left = lf(act)
+        except EvaluationError:
+            if rf(act) is False:  # error && false == false
+                return False
+            raise
+        if left is False:
+            return False
+        right = rf(act)
+        if left is True and (right is True or right is False):
+            return right
+        if right is False:
+            return False
+        raise rt.no_overload("_&&_", left, right)
+
+    return fn
+
+
+def _or(lf: Fn, rf: Fn) -> Fn:
+    def fn(act: Activation) -> bool:
+        try:
+            left = lf(act)
+        except EvaluationError:
+            if rf(act) is True:  # error || true == true
+                return True
+            raise
+        if left is True:
+            return True
+        right = rf(act)
+        if left is False and (right is True or right is False):
+            return right
+        if right is True:
+            return True
+        raise rt.no_overload("_||_", left, right)
+
+    return fn
+
+
+def _range(value: Any, macro: str) -> list[Any]:
+    k = rt.kind(value)
+    if k not in ("list", "map"):
+        raise rt.no_overload(macro, value)
+    items = list(value)
+    return items
+
+
+def _loop_all(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
+    (predicate,) = steps
+    error: EvaluationError | None = None
+    for item in items:
+        scope.vars[var] = item
+        try:
+            result = predicate(scope)
+        except EvaluationError as err:
+            error = error or err
+            continue
+        if result is False:
+            return False
+        if result is not True:
+            error = error or rt.no_overload("all", result)
+    if error is not None:
+        raise error
+    return True
+
+
+def _loop_exists(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
+    (predicate,) = steps
+    error: EvaluationError | None = None
+    for item in items:
+        scope.vars[var] = item
+        try:
+            result = predicate(scope)
+        except EvaluationError as err:
+            error = error or err
+            continue
+        if result is True:
+            return True
+        if result is not False:
+            error = error or rt.no_overload("exists", result)
+    if error is not None:
+        raise error
+    return False
+
+
+def _loop_exists_one(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
+    (predicate,) = steps
+    count = 0
+    for item in items:
+        scope.vars[var] = item
+        result = predicate(scope)
+        if result is True:
+            count += 1
+        elif result is not False:
+            raise rt.no_overload("exists_one", result)
+    return count == 1
+
+
+def _loop_filter(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> list[Any]:
+    (predicate,) = steps
+    kept = []
+    for item in items:
+        scope.vars[var] = item
+        result = predicate(scope)
+        if result is True:
+            kept.append(item)
+        elif result is not False:
+            raise rt.no_overload("filter", result)
+    return kept
+
+
+def _loop_map(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> list[Any]:
+    (transform,) = steps
+    out = []
+    for item in items:
+        scope.vars[var] = item
+        out.append(transform(scope))
+    return out
+
+
+def _map_filtered(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> list[Any]:
+    predicate, transform = steps
+    out = []
+    for item in items:
+        scope.vars[var] = item
+        result = predicate(scope)
+        if result is True:
+            out.append(transform(scope))
+        elif result is not False:
+            raise rt.no_overload("map", result)
+    return out
+
+
+_LOOPS: dict[str, Callable[[list[Any], _Scope, str, list[Fn]], Any]] = {
+    "all": _loop_all,
+    "exists": _loop_exists,
+    "exists_one": _loop_exists_one,
+    "filter": _loop_filter,
+    "map": _loop_map,
+}
