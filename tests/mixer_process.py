@@ -26,6 +26,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """Another process bound one of the ports between choosing and binding it."""
+
+
 class MixerProcess:
     """A `mixer serve` subprocess; `start()` waits for SERVING or fails loudly with its log."""
 
@@ -41,6 +45,7 @@ class MixerProcess:
     ) -> None:
         self.credentials = credentials
         self.config_dir = config_dir
+        self._fixed_port = port is not None
         self.port = port or free_port()
         self.admin_port = free_port()
         self.metrics_port = free_port()
@@ -51,6 +56,21 @@ class MixerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> MixerProcess:
+        """Start and wait for SERVING; retried on fresh ports if another process took one."""
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == 2:
+                    raise
+                self.admin_port = free_port()
+                self.metrics_port = free_port()
+                if not self._fixed_port:
+                    self.port = free_port()
+                    self.address = f"127.0.0.1:{self.port}"
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> MixerProcess:
         args = [
             sys.executable,
             "-m",
@@ -81,7 +101,11 @@ class MixerProcess:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"mixer exited with {self.proc.returncode}:\n{self.log()}")
+                    log = self.log()
+                    self._log.close()
+                    if "Address already in use" in log or "cannot listen on" in log:
+                        raise PortTaken(log)
+                    raise RuntimeError(f"mixer exited with {self.proc.returncode}:\n{log}")
                 try:
                     resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
                     if resp.status == health_pb2.HealthCheckResponse.SERVING:

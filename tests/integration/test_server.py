@@ -118,11 +118,15 @@ def _bad(field: str) -> mixer_pb2.CheckRequest:
 @pytest.mark.parametrize(
     ("field", "message"),
     [
-        ("global", "attributes.int64s: word index 400 is outside the global dictionary (222 words)"),
-        ("local", "attributes.bools: word index -2 (message word slot 1) is outside the message's 1 words"),
-        ("twice", "attributes: attribute 'request.path' (word index 17) appears in both strings and int64s"),
+        ("global", "attributes.int64s: word index 400 is outside the global dictionary "
+                   "(222 words)"),
+        ("local", "attributes.bools: word index -2 (message word slot 1) is outside the "
+                  "message's 1 words"),
+        ("twice", "attributes: attribute 'request.path' (word index 17) appears in both "
+                  "strings and int64s"),
         ("ip", "attributes.bytes[source.ip]: an IP address must be 4 or 16 bytes, got 3"),
-        ("map", "attributes.string_maps[request.headers] value: word index -4 (message word slot 3) is outside the message's 0 words"),
+        ("map", "attributes.string_maps[request.headers] value: word index -4 (message word "
+                "slot 3) is outside the message's 0 words"),
     ],
 )  # fmt: skip
 def test_malformed_attributes_get_invalid_argument(

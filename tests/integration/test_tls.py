@@ -91,9 +91,8 @@ def test_tls_serves_clients_that_trust_the_server(
 ) -> None:
     mixer = start_tls(start_mixer, tmp_path, pki, mutual=False)
     assert principal_seen(mixer, pki.credentials(None)) == "none"
-    with MixerClient(mixer.address, timeout=2) as plain:  # plaintext to a TLS port
-        with pytest.raises(grpc.RpcError):
-            plain.check({})
+    with MixerClient(mixer.address, timeout=2) as plain, pytest.raises(grpc.RpcError):
+        plain.check({})  # plaintext to a TLS port
 
 
 def test_mtls_refuses_missing_untrusted_and_expired_certificates(

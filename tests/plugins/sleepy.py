@@ -1,4 +1,4 @@
-"""A test plugin adapter, loaded through the `mixer.adapters` entry point: slow or failing on demand.
+"""A test plugin adapter, loaded through the `mixer.adapters` entry point: slow or failing.
 
 Params: ``delay`` (seconds each call sleeps), ``fail`` (raise after sleeping),
 ``recordTo`` (a file that receives one line per reported instance).

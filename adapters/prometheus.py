@@ -1,0 +1,731 @@
+"""The ``prometheus`` adapter: publishes ``metric`` instances as Prometheus series, as Mixer did.
+
+Params are Mixer's (``mixer/adapter/prometheus/config/config.proto``)::
+
+    metrics:
+    - name: requests_total             # exposed as <namespace>_<name>; namespace defaults to istio
+      instanceName: requestcount.instance.istio-system
+      kind: COUNTER                    # GAUGE | COUNTER | DISTRIBUTION
+      labelNames: [reporter, source_app]
+      buckets: {explicitBuckets: {bounds: [0.005, 0.01]}}   # or linearBuckets / exponentialBuckets
+    metricsExpirationPolicy: {metricsExpiryDuration: 10m, expiryCheckIntervalDuration: 1m}
+
+Where the series live (the design the server relies on):
+
+- Every prometheus handler built with the same ``env.registry`` shares a single `MetricStore`, a
+  Collector registered into that registry once (``MetricStore.on(registry)``; the store is kept
+  as an attribute of the registry object, so there is no module state). The server owns that
+  registry (``mixer.runtime.build``'s ``metrics_registry``), keeps it for the life of the
+  process and serves it on Mixer's adapter port (``:42422/metrics``) from its own thread.
+  Handlers never register anything themselves, so building a new handler while the old one
+  still runs cannot raise ``DuplicateTimeseries``.
+- A metric is identified by its exposed name and its whole definition (kind, labels, buckets,
+  help). A new handler with an unchanged definition adopts the existing series, so counters stay
+  monotonic across config swaps, provided the new handler is built before the old one is closed.
+  A changed definition replaces the old one in the exposition (its series start from zero, as in
+  Mixer, which cleared its registry on redefinition). A metric is dropped from the exposition when
+  the last handler using it closes.
+- ``_created`` samples are left out of the exposition: Mixer's Go client had none, and they double
+  the size of every scrape.
+
+Differences from Mixer, on purpose: a counter whose name does not end in ``_total`` is exposed with
+``_total`` appended (prometheus_client follows OpenMetrics here); a dimension missing from an
+instance gives an empty label value and dimensions that are not label names are ignored, where
+Mixer's Go client panicked.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import ipaddress
+import itertools
+import logging
+import math
+import operator
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+
+from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError, duration_param
+
+__all__ = [
+    "INFO",
+    "ExpirationPolicy",
+    "Kind",
+    "MetricInfo",
+    "MetricStore",
+    "Params",
+    "build",
+    "go_duration",
+    "label_value",
+    "parse_params",
+    "safe_name",
+]
+
+DEFAULT_NAMESPACE: Final = "istio"
+
+# prometheus.DefBuckets of the Go client Mixer used (not prometheus_client's defaults).
+GO_DEFAULT_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SANITIZE = str.maketrans({"/": "_", ".": "_", " ": "_", "-": None})
+_STORE_ATTRIBUTE: Final = "_mixer_prometheus_store"
+_NO_DIMENSIONS: Final[Mapping[str, Any]] = {}
+
+
+class Kind(enum.Enum):
+    """How instance values are applied: ``Set``, ``Add`` or ``Observe``."""
+
+    GAUGE = 1
+    COUNTER = 2
+    DISTRIBUTION = 3
+
+
+@dataclass(frozen=True, slots=True)
+class MetricInfo:
+    """One configured metric.
+
+    `name` is the full Prometheus name (namespace prefix included); `dimension_keys` are the label
+    names as written in the config, used to look dimensions up, and `label_names` their sanitised
+    forms used in the exposition.
+    """
+
+    name: str
+    instance_name: str
+    kind: Kind
+    label_names: tuple[str, ...]
+    dimension_keys: tuple[str, ...]
+    buckets: tuple[float, ...]
+    description: str
+
+    @property
+    def family_name(self) -> str:
+        """The name of the metric family in the exposition (counters lose ``_total``)."""
+        if self.kind is Kind.COUNTER and self.name.endswith("_total"):
+            return self.name[: -len("_total")]
+        return self.name
+
+    @property
+    def definition(self) -> tuple[object, ...]:
+        """What makes two configs the same metric: everything but the instance it reads."""
+        return (self.name, self.kind, self.label_names, self.buckets, self.description)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpirationPolicy:
+    """Series idle for `expiry` seconds are removed, checked every `check_interval` seconds."""
+
+    expiry: float
+    check_interval: float
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """The parsed params of one prometheus handler."""
+
+    metrics: tuple[MetricInfo, ...]
+    expiration: ExpirationPolicy | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Params
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _fields(raw: object, path: str, allowed: Sequence[str]) -> dict[str, Any]:
+    """`raw` as a dict with camelCase keys; unknown keys and a key given twice are errors."""
+    if not isinstance(raw, Mapping):
+        raise ParamError(path, f"expected a mapping, got {type(raw).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str):
+            raise ParamError(path, f"field names must be strings, got {key!r}")
+        camel = _camel(key)
+        if camel not in allowed:
+            raise ParamError(
+                _join(path, key), f"unknown field; expected one of {', '.join(allowed)}"
+            )
+        if camel in out:
+            raise ParamError(_join(path, camel), "given twice (camelCase and snake_case)")
+        out[camel] = value
+    return out
+
+
+def _string(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise ParamError(path, f"expected a string, got {value!r}")
+    return value
+
+
+def _number(value: object, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ParamError(path, f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _count(value: object, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ParamError(path, f"expected a positive integer, got {value!r}")
+    return value
+
+
+def safe_name(name: str) -> str:
+    """Mixer's sanitising of metric and label names: leading ``/`` dropped, ``/ . space`` → ``_``,
+    ``-`` removed."""
+    return name.removeprefix("/").translate(_SANITIZE)
+
+
+def _kind(value: object, path: str) -> Kind:
+    if isinstance(value, str) and value in Kind.__members__:
+        return Kind[value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        for kind in Kind:
+            if kind.value == value:
+                return kind
+    raise ParamError(path, f"must be one of GAUGE, COUNTER, DISTRIBUTION, got {value!r}")
+
+
+def _buckets(raw: object, path: str) -> tuple[float, ...]:
+    spec = _fields(raw, path, ("linearBuckets", "exponentialBuckets", "explicitBuckets"))
+    if len(spec) != 1:
+        raise ParamError(
+            path, "exactly one of linearBuckets, exponentialBuckets, explicitBuckets is required"
+        )
+    ((which, body),) = spec.items()
+    where = _join(path, which)
+    if which == "explicitBuckets":
+        fields = _fields(body, where, ("bounds",))
+        bounds_raw = fields.get("bounds")
+        if not isinstance(bounds_raw, list) or not bounds_raw:
+            raise ParamError(_join(where, "bounds"), "expected a non-empty list of numbers")
+        bounds = tuple(_number(b, f"{where}.bounds[{i}]") for i, b in enumerate(bounds_raw))
+        if any(b >= c for b, c in itertools.pairwise(bounds)):
+            raise ParamError(_join(where, "bounds"), "bounds must be strictly increasing")
+        return bounds
+    if which == "linearBuckets":
+        fields = _fields(body, where, ("numFiniteBuckets", "width", "offset"))
+        n = _count(fields.get("numFiniteBuckets"), _join(where, "numFiniteBuckets"))
+        width = _number(fields.get("width"), _join(where, "width"))
+        offset = _number(fields.get("offset", 0), _join(where, "offset"))
+        if width <= 0:
+            raise ParamError(_join(where, "width"), f"must be > 0, got {width}")
+        return tuple(offset + width * i for i in range(n + 1))
+    fields = _fields(body, where, ("numFiniteBuckets", "growthFactor", "scale"))
+    n = _count(fields.get("numFiniteBuckets"), _join(where, "numFiniteBuckets"))
+    growth = _number(fields.get("growthFactor"), _join(where, "growthFactor"))
+    scale = _number(fields.get("scale"), _join(where, "scale"))
+    if growth <= 1:
+        raise ParamError(_join(where, "growthFactor"), f"must be > 1, got {growth}")
+    if scale <= 0:
+        raise ParamError(_join(where, "scale"), f"must be > 0, got {scale}")
+    return tuple(scale * growth**i for i in range(n + 1))
+
+
+_METRIC_FIELDS: Final = (
+    "name",
+    "instanceName",
+    "kind",
+    "labelNames",
+    "buckets",
+    "namespace",
+    "description",
+)
+
+
+def _metric(raw: object, path: str) -> MetricInfo:
+    fields = _fields(raw, path, _METRIC_FIELDS)
+    instance_name = _string(fields.get("instanceName", ""), _join(path, "instanceName"))
+    if not instance_name:
+        raise ParamError(_join(path, "instanceName"), "is required")
+    base = _string(fields.get("name", ""), _join(path, "name")) or instance_name
+    namespace = safe_name(_string(fields.get("namespace", ""), _join(path, "namespace")))
+    name = f"{namespace or DEFAULT_NAMESPACE}_{safe_name(base)}"
+    if not _METRIC_NAME.match(name):
+        raise ParamError(_join(path, "name"), f"{name!r} is not a valid Prometheus metric name")
+    kind = _kind(fields.get("kind"), _join(path, "kind"))
+
+    raw_labels = fields.get("labelNames", [])
+    if not isinstance(raw_labels, list):
+        raise ParamError(_join(path, "labelNames"), "expected a list of strings")
+    keys: list[str] = []
+    labels: list[str] = []
+    for i, raw_label in enumerate(raw_labels):
+        where = f"{path}.labelNames[{i}]"
+        key = _string(raw_label, where)
+        label = safe_name(key)
+        if not _LABEL_NAME.match(label) or label.startswith("__"):
+            raise ParamError(where, f"{label!r} is not a valid Prometheus label name")
+        if label in labels:
+            raise ParamError(where, f"duplicate label {label!r}")
+        if kind is Kind.DISTRIBUTION and label == "le":
+            raise ParamError(where, "'le' is reserved for histogram buckets")
+        keys.append(key)
+        labels.append(label)
+
+    buckets: tuple[float, ...] = ()
+    if kind is Kind.DISTRIBUTION:
+        raw_buckets = fields.get("buckets")
+        buckets = (
+            GO_DEFAULT_BUCKETS
+            if raw_buckets is None
+            else _buckets(raw_buckets, _join(path, "buckets"))
+        )
+    description = _string(fields.get("description", ""), _join(path, "description")) or base
+    return MetricInfo(
+        name=name,
+        instance_name=instance_name,
+        kind=kind,
+        label_names=tuple(labels),
+        dimension_keys=tuple(keys),
+        buckets=buckets,
+        description=description,
+    )
+
+
+def _expiration(raw: object, path: str) -> ExpirationPolicy | None:
+    fields = _fields(raw, path, ("metricsExpiryDuration", "expiryCheckIntervalDuration"))
+    if not fields:
+        return None
+    where = _join(path, "metricsExpiryDuration")
+    if "metricsExpiryDuration" not in fields:
+        raise ParamError(where, "is required when an expiration policy is given")
+    expiry = duration_param(fields["metricsExpiryDuration"], where).total_seconds()
+    if expiry <= 0:
+        raise ParamError(where, f"must be > 0, got {fields['metricsExpiryDuration']!r}")
+    interval = expiry / 2
+    if "expiryCheckIntervalDuration" in fields:
+        where = _join(path, "expiryCheckIntervalDuration")
+        interval = duration_param(fields["expiryCheckIntervalDuration"], where).total_seconds()
+        if interval <= 0:
+            raise ParamError(where, f"must be > 0, got {fields['expiryCheckIntervalDuration']!r}")
+    return ExpirationPolicy(expiry=expiry, check_interval=interval)
+
+
+def parse_params(raw: Mapping[str, Any]) -> Params:
+    """Parse and validate a prometheus handler's params (camelCase or snake_case keys)."""
+    fields = _fields(raw, "", ("metrics", "metricsExpirationPolicy"))
+    raw_metrics = fields.get("metrics", [])
+    if not isinstance(raw_metrics, list):
+        raise ParamError("metrics", "expected a list")
+    metrics = tuple(_metric(m, f"metrics[{i}]") for i, m in enumerate(raw_metrics))
+    seen_families: dict[str, int] = {}
+    seen_instances: dict[str, int] = {}
+    for i, metric in enumerate(metrics):
+        if metric.family_name in seen_families:
+            raise ParamError(
+                f"metrics[{i}].name",
+                f"{metric.name!r} clashes with metrics[{seen_families[metric.family_name]}]",
+            )
+        if metric.instance_name in seen_instances:
+            raise ParamError(
+                f"metrics[{i}].instanceName",
+                f"instance {metric.instance_name!r} is already used by "
+                f"metrics[{seen_instances[metric.instance_name]}]",
+            )
+        seen_families[metric.family_name] = i
+        seen_instances[metric.instance_name] = i
+    expiration = None
+    if fields.get("metricsExpirationPolicy") is not None:
+        expiration = _expiration(fields["metricsExpirationPolicy"], "metricsExpirationPolicy")
+    return Params(metrics=metrics, expiration=expiration)
+
+
+# --------------------------------------------------------------------------------------------
+# Value conversion (Mixer's promValue and adapter.Stringify)
+
+
+def go_duration(value: datetime.timedelta) -> str:
+    """A duration as Go's ``time.Duration.String`` writes it: ``1.5s``, ``2m0s``, ``150ms``."""
+    nanos = (value.days * 86_400 + value.seconds) * 1_000_000_000 + value.microseconds * 1_000
+    sign = "-" if nanos < 0 else ""
+    nanos = abs(nanos)
+    if nanos == 0:
+        return "0s"
+    if nanos < 1_000_000_000:
+        for unit, scale in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
+            if nanos < scale * 1_000:
+                return sign + _decimal(nanos, scale) + unit
+    hours, rest = divmod(nanos, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    seconds = _decimal(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}"
+    return sign + seconds
+
+
+def _decimal(value: int, scale: int) -> str:
+    whole, frac = divmod(value, scale)
+    if not frac:
+        return str(whole)
+    digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0")
+    return f"{whole}.{digits}"
+
+
+def _go_float(value: float) -> str:
+    """``strconv.FormatFloat(v, 'f', -1, 64)``: shortest round-trip digits, never an exponent."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    if "e" in text or "E" in text:
+        text = format(decimal.Decimal(text), "f")
+    return text.removesuffix(".0")
+
+
+def label_value(value: object) -> str:
+    """A bag value as a label string, as Mixer's ``adapter.Stringify`` wrote it.
+
+    IP addresses (4 or 16 bytes) become dotted or colon text, durations Go duration text,
+    timestamps ``2006-01-02T15:04:05.000000Z``, string maps ``k=v&k=v`` (sorted), None "".
+    """
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _go_float(value)
+    if isinstance(value, bytes):
+        if len(value) == 4:
+            return str(ipaddress.IPv4Address(value))
+        if len(value) == 16:
+            address = ipaddress.IPv6Address(value)
+            return str(address.ipv4_mapped or address)
+        return "[" + " ".join(str(b) for b in value) + "]"
+    if isinstance(value, datetime.datetime):
+        utc = value.astimezone(datetime.UTC) if value.tzinfo else value
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, datetime.timedelta):
+        return go_duration(value)
+    if isinstance(value, Mapping):
+        return "&".join(f"{k}={label_value(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def metric_value(value: object) -> float:
+    """An instance value as a float: numbers as is, durations in seconds, numeric strings parsed."""
+    if isinstance(value, bool):
+        raise ValueError(f"could not extract numeric value for {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"could not extract numeric value for {value!r}") from None
+    raise ValueError(f"could not extract numeric value for {value!r}")
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+
+
+_Cell = list[Any]
+"""``[operation(amount), last_used, label values]``: a list so the hot path updates it in place."""
+
+
+class _Family:
+    """One metric definition: its prometheus_client object and caches of its series."""
+
+    __slots__ = ("_lock", "expiry", "info", "labelled", "metric", "next_sweep", "refs", "series")
+
+    def __init__(self, info: MetricInfo) -> None:
+        self.info = info
+        self.metric: Counter | Gauge | Histogram
+        if info.kind is Kind.COUNTER:
+            self.metric = Counter(info.name, info.description, info.label_names, registry=None)
+        elif info.kind is Kind.GAUGE:
+            self.metric = Gauge(info.name, info.description, info.label_names, registry=None)
+        else:
+            self.metric = Histogram(
+                info.name, info.description, info.label_names, registry=None, buckets=info.buckets
+            )
+        # One cell per series, by label strings; and the same cells by the dimension values as
+        # the bag holds them (ints, IP bytes …), so a repeated series is found without converting
+        # anything. Only the event loop adds entries; the scrape thread's expiry sweep removes
+        # them. Single dict operations are atomic under the GIL.
+        self.labelled: dict[tuple[str, ...], _Cell] = {}
+        self.series: dict[tuple[Any, ...], _Cell] = {}
+        self.refs = 0
+        self.expiry: ExpirationPolicy | None = None
+        self.next_sweep = 0.0
+        self._lock = threading.Lock()
+
+    def add_series(self, raw: tuple[Any, ...] | None, labels: tuple[str, ...], now: float) -> _Cell:
+        """The cell for `labels`, remembered under the raw dimension values too (if hashable)."""
+        cell = self.labelled.get(labels)
+        if cell is None:
+            child = self.metric.labels(*labels) if labels else self.metric
+            operation: Callable[[float], None]
+            if isinstance(child, Counter):
+                operation = child.inc
+            elif isinstance(child, Gauge):
+                operation = child.set
+            else:
+                operation = child.observe
+            cell = [operation, now, labels]
+            self.labelled[labels] = cell
+        else:
+            cell[1] = now
+        self.series[raw if raw is not None else labels] = cell
+        return cell
+
+    def sweep(self, now: float) -> int:
+        """Remove series unused for the expiry duration; returns how many went.
+
+        Runs on the loop (from ``report``) or the scrape thread (from ``collect``). A report that
+        touches a series in the instant the sweep removes it loses that one update; the series
+        comes back from zero on its next report, which Prometheus reads as a counter reset.
+        """
+        policy = self.expiry
+        if policy is None or now < self.next_sweep or not self.info.label_names:
+            return 0
+        if not self._lock.acquire(blocking=False):
+            return 0  # another thread is sweeping this family right now
+        try:
+            self.next_sweep = now + policy.check_interval
+            cutoff = now - policy.expiry
+            removed = 0
+            for raw, cell in list(self.series.items()):
+                if cell[1] <= cutoff:
+                    self.series.pop(raw, None)
+            for labels, cell in list(self.labelled.items()):
+                if cell[1] <= cutoff:  # re-read: a report may have just used it
+                    self.labelled.pop(labels, None)
+                    self.metric.remove(*labels)
+                    removed += 1
+            return removed
+        finally:
+            self._lock.release()
+
+
+class MetricStore:
+    """A Collector holding the metrics of every prometheus handler built on one registry.
+
+    Get it with `MetricStore.on(registry)`: the first call registers the store into the registry
+    and later calls return the same store, so it outlives handlers and config swaps.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._families: dict[str, _Family] = {}
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry, clock: Callable[[], float]) -> MetricStore:
+        """The store registered in `registry`, created and registered on first use.
+
+        Call from one thread (config loading); the store itself is thread-safe once created.
+        """
+        store = getattr(registry, _STORE_ATTRIBUTE, None)
+        if isinstance(store, MetricStore):
+            return store
+        store = cls(clock)
+        registry.register(store)
+        setattr(registry, _STORE_ATTRIBUTE, store)
+        return store
+
+    def acquire(
+        self, info: MetricInfo, expiry: ExpirationPolicy | None, log: logging.Logger
+    ) -> _Family:
+        """The family for `info`, shared with other handlers if they define it identically."""
+        with self._lock:
+            family = self._families.get(info.family_name)
+            if family is None or family.info.definition != info.definition:
+                if family is not None:
+                    log.warning(
+                        "prometheus metric %s redefined; its series restart from zero", info.name
+                    )
+                family = _Family(info)
+                self._families[info.family_name] = family
+            family.refs += 1
+            family.expiry = expiry
+            return family
+
+    def release(self, family: _Family) -> None:
+        """A handler stopped using `family`; the last user takes it out of the exposition."""
+        with self._lock:
+            family.refs -= 1
+            if family.refs <= 0 and self._families.get(family.info.family_name) is family:
+                del self._families[family.info.family_name]
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing: names come from config at runtime, so the registry must not pre-check them."""
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        """The current metrics, idle series expired first, without ``_created`` samples."""
+        with self._lock:
+            families = list(self._families.values())
+        now = self._clock()
+        for family in families:
+            family.sweep(now)
+            for metric in family.metric.collect():
+                created = metric.name + "_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+                yield metric
+
+    def series_count(self) -> int:
+        """How many series are exposed (for tests and debug pages)."""
+        with self._lock:
+            families = list(self._families.values())
+        return sum(len(f.labelled) for f in families)
+
+
+# --------------------------------------------------------------------------------------------
+# The handler
+
+
+@dataclass(frozen=True, slots=True)
+class _Binding:
+    family: _Family
+    series: dict[tuple[Any, ...], _Cell]
+    keys: tuple[str, ...]
+    values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+
+
+def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The dimension values for `keys` as a tuple, fetched in C; KeyError if one is missing."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)
+    if keys:
+        (key,) = keys
+        return lambda dims: (dims[key],)
+    return lambda dims: ()
+
+
+def _short_fqn(name: str) -> tuple[str, str] | None:
+    """``requestcount.metric.istio-system`` and ``requestcount.instance.istio-system`` both give
+    ``("requestcount", "istio-system")``: Istio 1.0 named instances by template, 1.1+ by kind."""
+    parts = name.rsplit(".", 2)
+    if len(parts) != 3 or not (parts[1] == "instance" or parts[1] in TEMPLATES):
+        return None
+    return parts[0], parts[2]
+
+
+class PrometheusHandler:
+    """Applies metric instances to the shared store's series."""
+
+    def __init__(self, params: Params, env: Env) -> None:
+        self._store = MetricStore.on(env.registry, env.clock)
+        self._clock = env.clock
+        self._log = env.logger
+        self._expiry = params.expiration
+        self._families: list[_Family] = []
+        self._bindings: dict[str, _Binding | None] = {}
+        self._by_short: dict[tuple[str, str], _Binding] = {}
+        for info in params.metrics:
+            family = self._store.acquire(info, params.expiration, env.logger)
+            self._families.append(family)
+            keys = info.dimension_keys
+            binding = _Binding(family, family.series, keys, _getter(keys))
+            self._bindings[info.instance_name] = binding
+            short = _short_fqn(info.instance_name)
+            if short is not None:
+                self._by_short[short] = binding
+        self._next_sweep = 0.0
+        self._closed = False
+
+    def _resolve(self, name: str) -> _Binding | None:
+        short = _short_fqn(name)
+        binding = self._by_short.get(short) if short is not None else None
+        # Instance names come from config, so this cache stays as small as the config.
+        self._bindings[name] = binding
+        return binding
+
+    async def report(self, instances: Sequence[Instance]) -> None:
+        """Record each instance; problems are collected and raised once the batch is done."""
+        now = self._clock()
+        errors: list[str] = []
+        bindings = self._bindings
+        for instance in instances:
+            name = instance.name
+            try:
+                binding = bindings[name]
+            except KeyError:
+                binding = self._resolve(name)
+            if binding is None:
+                errors.append(f"no metric configured for instance {name}")
+                continue
+            fields = instance.fields
+            raw = fields.get("value")
+            if type(raw) is float:
+                amount = raw
+            elif type(raw) is int:
+                amount = float(raw)
+            else:
+                try:
+                    amount = metric_value(raw)
+                except ValueError as exc:
+                    errors.append(f"{name}: {exc}")
+                    continue
+            dims = fields.get("dimensions") or _NO_DIMENSIONS
+            raw_key: tuple[Any, ...] | None
+            try:
+                found = binding.values(dims)
+                cell = binding.series.get(found)
+                raw_key = found
+            except (KeyError, TypeError):  # a dimension is missing, or a value is unhashable
+                raw_key = cell = None
+            if cell is None:
+                labels = tuple([label_value(v) for v in map(dims.get, binding.keys)])
+                cell = binding.family.add_series(raw_key, labels, now)
+            else:
+                cell[1] = now
+            try:
+                cell[0](amount)
+            except ValueError as exc:  # a negative counter increment
+                errors.append(f"{name}: {exc}")
+        if self._expiry is not None and now >= self._next_sweep:
+            self._next_sweep = now + self._expiry.check_interval
+            for family in self._families:
+                family.sweep(now)
+        if errors:
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            raise ValueError("; ".join(errors[:3]) + more)
+
+    async def close(self) -> None:
+        """Stop using the store's metrics; ones no other handler uses leave the exposition."""
+        if self._closed:
+            return
+        self._closed = True
+        for family in self._families:
+            self._store.release(family)
+
+
+def build(params: Params, env: Env) -> PrometheusHandler:
+    """Build a handler whose series live in the store registered in ``env.registry``."""
+    return PrometheusHandler(params, env)
+
+
+INFO = AdapterInfo(
+    name="prometheus",
+    description="Publishes prometheus metrics",
+    templates=frozenset({"metric"}),
+    parse_params=parse_params,
+    build=build,
+)
