@@ -13,6 +13,8 @@ from tests.mixer_process import ROOT, MixerProcess
 
 SHARED = ROOT.parent / "shared"
 
+pytest_plugins = ["tests.redis_server"]
+
 
 @pytest.fixture
 def start_mixer(tmp_path: Path) -> Iterator[Callable[..., MixerProcess]]:

@@ -48,6 +48,9 @@ class ReportWorker:
         self._err = metrics.dispatches.labels(adapter, handler_name, "true")
         self._lat_ok = metrics.dispatch_latency.labels(adapter, handler_name, "false")
         self._lat_err = metrics.dispatch_latency.labels(adapter, handler_name, "true")
+        self._inflight = 0
+        self.accepted = 0
+        self.rejected = 0
         self.delivered = 0
         self.dropped = 0
 
@@ -61,11 +64,22 @@ class ReportWorker:
                 self._queue.put_nowait(instance)
             except asyncio.QueueFull:
                 dropped += 1
+        self.accepted += len(instances) - dropped
         if dropped:
-            self.dropped += dropped
+            self.rejected += dropped
             self._dropped_full.inc(dropped)
         self._depth.set(self._queue.qsize())
         return dropped
+
+    def stats(self) -> dict[str, int]:
+        """Counts that always add up: offered = accepted + rejected (queue full), and
+        accepted = delivered + dropped (handler error, timeout or shutdown)."""
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+        }
 
     async def _run(self) -> None:
         while True:
@@ -73,7 +87,9 @@ class ReportWorker:
             batch = [first]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._inflight = len(batch)
             await self._deliver(batch)
+            self._inflight = 0
             for _ in batch:
                 self._queue.task_done()
             self._depth.set(self._queue.qsize())
@@ -118,7 +134,8 @@ class ReportWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        left = self._queue.qsize()
+        left = self._queue.qsize() + self._inflight
+        self._inflight = 0
         if left:
             self.dropped += left
             self._metrics.report_dropped.labels(self.handler_name, "shutdown").inc(left)

@@ -90,6 +90,11 @@ class RuntimeHolder:
         for worker in rt.workers.values():
             await worker.flush(timeout=max(0.0, deadline - loop.time()))
             await worker.stop()
+            logger.info(
+                "report handler %s: final counts",
+                worker.handler_name,
+                extra={"handler": worker.handler_name, **worker.stats()},
+            )
         await rt.ratelimit.close()
         for entry in rt.handlers.values():
             try:
