@@ -31,6 +31,7 @@ from mixer.runtime.routing import (
     Rule,
 )
 from mixer.runtime.runtime import Runtime
+from mixer.runtime.sampling import Sampler
 from mixer.server.telemetry import ServerMetrics
 from mixer.templates import TEMPLATES, Variety
 
@@ -159,4 +160,5 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
         actions=tuple(actions),
         request_header_operations=_header_ops(spec.request_header_operations),
         response_header_operations=_header_ops(spec.response_header_operations),
+        sampler=Sampler(spec.sampling) if spec.sampling is not None else None,
     )

@@ -373,6 +373,8 @@ class Dispatcher:
             for rule in self.routes.rules_for(Variety.REPORT, namespace):
                 if not self._matches(rule, bag):
                     continue
+                if rule.sampler is not None and not rule.sampler.keep(bag):
+                    continue
                 for action in rule.actions_of(Variety.REPORT):
                     for builder in action.instances:
                         try:

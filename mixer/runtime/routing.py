@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.base import Handler, Instance
+from mixer.runtime.sampling import Sampler
 from mixer.templates import Variety
 
 DEFAULT_NAMESPACE = "istio-system"
@@ -98,7 +99,7 @@ class Rule:
     actions: tuple[Action, ...]
     request_header_operations: tuple[HeaderOperationTemplate, ...] = ()
     response_header_operations: tuple[HeaderOperationTemplate, ...] = ()
-    sampling_percent: float | None = None
+    sampler: Sampler | None = None
 
     def actions_of(self, variety: Variety) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.variety is variety)
