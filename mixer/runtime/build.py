@@ -16,6 +16,7 @@ from adapters.base import AdapterInfo, Env, Handler, ReportHandler
 from mixer.config import ConfigProblem, load_config
 from mixer.config import validate_directory as _validate
 from mixer.config.model import HeaderOperationSpec, RuleSpec, Snapshot
+from mixer.expr.predicates import leading_equality
 from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.dispatcher import Dispatcher
 from mixer.runtime.quota_specs import QuotaSelector
@@ -161,4 +162,5 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
         request_header_operations=_header_ops(spec.request_header_operations),
         response_header_operations=_header_ops(spec.response_header_operations),
         sampler=Sampler(spec.sampling) if spec.sampling is not None else None,
+        equality=leading_equality(spec.match_text, spec.dialect, snapshot.vocabulary),
     )

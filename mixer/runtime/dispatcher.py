@@ -200,7 +200,7 @@ class Dispatcher:
         tracking = TrackingBag(bag)
         outcome = CheckOutcome(references=tracking.refs)
         namespace = request_namespace(tracking)
-        rules = self.routes.rules_for(Variety.CHECK, namespace)
+        rules = self.routes.candidates(Variety.CHECK, namespace, tracking)
         calls: list[tuple[Rule, HandlerEntry, CheckHandler, Instance]] = []
         matched: list[Rule] = []
         for rule in rules:
@@ -370,7 +370,7 @@ class Dispatcher:
         per_worker: dict[str, list[Instance]] = {}
         for bag in bags:
             namespace = request_namespace(bag)
-            for rule in self.routes.rules_for(Variety.REPORT, namespace):
+            for rule in self.routes.candidates(Variety.REPORT, namespace, bag):
                 if not self._matches(rule, bag):
                     continue
                 if rule.sampler is not None and not rule.sampler.keep(bag):

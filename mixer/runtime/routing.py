@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.base import Handler, Instance
+from mixer.expr.predicates import Equality
 from mixer.runtime.sampling import Sampler
 from mixer.templates import Variety
 
@@ -100,9 +101,56 @@ class Rule:
     request_header_operations: tuple[HeaderOperationTemplate, ...] = ()
     response_header_operations: tuple[HeaderOperationTemplate, ...] = ()
     sampler: Sampler | None = None
+    equality: Equality | None = None
 
     def actions_of(self, variety: Variety) -> tuple[Action, ...]:
         return tuple(a for a in self.actions if a.variety is variety)
+
+
+# Below this many rules, evaluating every match is cheaper than consulting an index.
+_INDEX_THRESHOLD = 8
+
+
+class RuleIndex:
+    """Rules (in config order) indexed by the equality their match requires first.
+
+    `select` returns the rules that can match a request: those without such an equality, plus
+    those whose equality holds; reading the indexed attributes records the same references
+    that evaluating each match would have recorded.
+    """
+
+    __slots__ = ("_always", "_keys", "rules")
+
+    def __init__(self, rules: tuple[Rule, ...]) -> None:
+        self.rules = rules
+        self._always: list[int] = []
+        self._keys: dict[tuple[str, str | None], dict[str, list[int]]] = {}
+        if len(rules) < _INDEX_THRESHOLD:
+            return
+        for position, rule in enumerate(rules):
+            eq = rule.equality if rule.match is not None else None
+            if eq is None:
+                self._always.append(position)
+            else:
+                table = self._keys.setdefault((eq.attribute, eq.key), {})
+                table.setdefault(eq.value, []).append(position)
+
+    def select(self, activation: Mapping[str, object]) -> tuple[Rule, ...] | list[Rule]:
+        """The rules worth evaluating for `activation`, in config order."""
+        if not self._keys:
+            return self.rules
+        positions = list(self._always)
+        for (attribute, key), table in self._keys.items():
+            value = activation.get(attribute)
+            if key is not None:
+                value = value.get(key) if isinstance(value, Mapping) else None
+            if isinstance(value, str):
+                hit = table.get(value)
+                if hit:
+                    positions.extend(hit)
+        positions.sort()
+        rules = self.rules
+        return [rules[p] for p in positions]
 
 
 @dataclass(frozen=True)
@@ -117,6 +165,8 @@ class RoutingTable:
     rules: tuple[Rule, ...] = ()
     _by_ns: dict[tuple[Variety, str], tuple[Rule, ...]] = field(default_factory=dict)
     _default: dict[Variety, tuple[Rule, ...]] = field(default_factory=dict)
+    _index_by_ns: dict[tuple[Variety, str], RuleIndex] = field(default_factory=dict)
+    _index_default: dict[Variety, RuleIndex] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for variety in Variety:
@@ -131,11 +181,12 @@ class RoutingTable:
             ]
             base = tuple(r for r in relevant if r.namespace == self.default_namespace)
             self._default[variety] = base
+            self._index_default[variety] = RuleIndex(base)
             namespaces = {r.namespace for r in relevant} - {self.default_namespace}
             for ns in namespaces:
-                self._by_ns[(variety, ns)] = tuple(
-                    r for r in relevant if r.namespace in (self.default_namespace, ns)
-                )
+                scoped = tuple(r for r in relevant if r.namespace in (self.default_namespace, ns))
+                self._by_ns[(variety, ns)] = scoped
+                self._index_by_ns[(variety, ns)] = RuleIndex(scoped)
 
     def rules_for(self, variety: Variety, namespace: str | None) -> tuple[Rule, ...]:
         """The rules of `variety` that apply to traffic of `namespace`, in config order."""
@@ -144,6 +195,17 @@ class RoutingTable:
             if scoped is not None:
                 return scoped
         return self._default.get(variety, ())
+
+    def candidates(
+        self, variety: Variety, namespace: str | None, activation: Mapping[str, object]
+    ) -> tuple[Rule, ...] | list[Rule]:
+        """Like `rules_for`, without the rules whose leading equality cannot hold."""
+        index = None
+        if namespace is not None:
+            index = self._index_by_ns.get((variety, namespace))
+        if index is None:
+            index = self._index_default.get(variety)
+        return index.select(activation) if index is not None else ()
 
 
 def request_namespace(activation: Mapping[str, object]) -> str | None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from config_helpers import TEST_ADAPTERS
-
 from mixer.config import check_config, default_vocabulary
 from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY
+from tests.unit.config_helpers import TEST_ADAPTERS
 
 REPO = Path(__file__).parents[2]
 RULES_COPY = REPO / "rules" / "attributes.yaml"

@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from config_helpers import TEST_ADAPTERS, relative
 
 from mixer.config import check_config
+from tests.unit.config_helpers import TEST_ADAPTERS, relative
 
 FIXTURES = sorted((Path(__file__).parent / "rules_bad").glob("*.yaml"))
 _EXPECT = "# expect: "

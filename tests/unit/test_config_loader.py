@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from config_helpers import TEST_ADAPTERS, problems_of, write
 
 from mixer.attributes.bag import Bag, StringMap
 from mixer.config import (
@@ -26,6 +25,7 @@ from mixer.config import (
 )
 from mixer.errors import ConfigError
 from mixer.expr import Program
+from tests.unit.config_helpers import TEST_ADAPTERS, problems_of, write
 
 DENY_LABEL = """
 apiVersion: config.istio.io/v1alpha2

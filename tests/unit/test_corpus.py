@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from config_helpers import relative
 
 from adapters import load_registry
 from mixer.config import ConfigReport, check_config
+from tests.unit.config_helpers import relative
 
 CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "istio"
 TESTDATA = "mixer-testdata-config"

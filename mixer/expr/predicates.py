@@ -1,0 +1,83 @@
+"""What a condition requires before anything else: its leading ``attribute == "constant"``.
+
+A rule whose match starts with such an equality cannot match a request where the attribute (or
+map key) is absent or holds another value, so the routing table can index rules by it and skip
+evaluating the rest. Only the first conjunct is used: evaluation reads it first anyway, so the
+index records exactly the reads that evaluation would have made.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mixer.expr._ast import Binary, Ident, Index, Literal, Node, Select
+from mixer.expr._cel_parser import parse as parse_cel
+from mixer.expr._errors import CompileError
+from mixer.expr._mixer_parser import parse as parse_mixer
+
+# In the Mixer dialect a quoted Go duration is a DURATION constant, not a string.
+_GO_DURATION = re.compile(r"^[+-]?(?:0|(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Equality:
+    """``attribute == value`` or ``attribute[key] == value`` with a string constant."""
+
+    attribute: str
+    key: str | None
+    value: str
+
+
+def _dotted(node: Node) -> str | None:
+    if isinstance(node, Ident) and not node.absolute:
+        return node.name
+    if isinstance(node, Select):
+        base = _dotted(node.operand)
+        return None if base is None else f"{base}.{node.field}"
+    return None
+
+
+def _side(node: Node, vocabulary: Mapping[str, str] | None) -> tuple[str, str | None] | None:
+    if isinstance(node, Index):
+        name = _dotted(node.operand)
+        index = node.index
+        if name is None or not (isinstance(index, Literal) and index.kind == "string"):
+            return None
+        if vocabulary is not None and vocabulary.get(name) != "STRING_MAP":
+            return None
+        return name, str(index.value)
+    name = _dotted(node)
+    if name is None or (vocabulary is not None and vocabulary.get(name) != "STRING"):
+        return None
+    return name, None
+
+
+def _first_conjunct(node: Node) -> Node:
+    while isinstance(node, Binary) and node.op == "&&":
+        node = node.left
+    return node
+
+
+def leading_equality(
+    text: str, dialect: str, vocabulary: Mapping[str, str] | None = None
+) -> Equality | None:
+    """The equality every match of `text` requires first, or None (also for invalid text)."""
+    try:
+        tree = parse_cel(text) if dialect == "cel" else parse_mixer(text)
+    except (CompileError, RecursionError):
+        return None
+    node = _first_conjunct(tree)
+    if not (isinstance(node, Binary) and node.op == "=="):
+        return None
+    for attr_side, const_side in ((node.left, node.right), (node.right, node.left)):
+        if not (isinstance(const_side, Literal) and const_side.kind == "string"):
+            continue
+        value = str(const_side.value)
+        if dialect != "cel" and _GO_DURATION.match(value):
+            return None
+        side = _side(attr_side, vocabulary)
+        if side is not None:
+            return Equality(side[0], side[1], value)
+    return None

@@ -1,0 +1,114 @@
+import random
+
+import pytest
+
+from mixer.attributes.bag import Bag, StringMap
+from mixer.attributes.tracking import TrackingBag
+from mixer.expr import compile
+from mixer.expr.predicates import Equality, leading_equality
+from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY as VOCAB
+from mixer.runtime.routing import Rule, RuleIndex
+
+HOST_A = Equality("destination.service.host", None, "a")
+
+
+@pytest.mark.parametrize(
+    ("text", "dialect", "expected"),
+    [
+        ('destination.service.host == "a"', "mixer", HOST_A),
+        ('"a" == destination.service.host', "cel", HOST_A),
+        ('destination.labels["app"] == "x" && request.path == "/"', "mixer",
+         Equality("destination.labels", "app", "x")),
+        ('destination.labels["app"] == "x" && request.path == "/"', "cel",
+         Equality("destination.labels", "app", "x")),
+        ('request.path == "/" || destination.service.host == "a"', "mixer", None),
+        ('(destination.service.host | "x") == "a"', "mixer", None),
+        ('response.duration == "10s"', "mixer", None),  # a DURATION constant in Mixer's dialect
+        ("response.code == 200", "mixer", None),
+        ('match(request.path, "/api*") && request.host == "h"', "mixer", None),
+        ("not valid ((", "mixer", None),
+    ],
+)  # fmt: skip
+def test_leading_equality(text: str, dialect: str, expected: Equality | None) -> None:
+    assert leading_equality(text, dialect, VOCAB) == expected
+
+
+SERVICES = ["a", "b", "c", "d"]
+APPS = ["ratings", "reviews", "details"]
+
+
+def random_rules(rng: random.Random, count: int) -> tuple[Rule, ...]:
+    rules = []
+    for i in range(count):
+        kind = rng.randrange(4)
+        if kind == 0:
+            text = f'destination.service.host == "{rng.choice(SERVICES)}"'
+        elif kind == 1:
+            text = (
+                f'destination.labels["app"] == "{rng.choice(APPS)}" && '
+                f'source.labels["version"] == "v{rng.randrange(3)}"'
+            )
+        elif kind == 2:
+            text = f'match(request.path, "/{rng.choice(APPS)}*")'
+        else:
+            text = f'request.headers["x-user"] == "u{rng.randrange(3)}" && request.method == "GET"'
+        dialect = rng.choice(["mixer", "cel"])
+        rules.append(
+            Rule(
+                name=f"r{i}",
+                namespace="istio-system",
+                match=compile(text, dialect=dialect, vocabulary=VOCAB),
+                actions=(),
+                equality=leading_equality(text, dialect, VOCAB),
+            )
+        )
+    return tuple(rules)
+
+
+def random_bag(rng: random.Random) -> Bag:
+    data: dict[str, object] = {"request.method": rng.choice(["GET", "POST"])}
+    if rng.random() < 0.8:
+        data["destination.service.host"] = rng.choice(SERVICES)
+    if rng.random() < 0.8:
+        data["destination.labels"] = StringMap({"app": rng.choice(APPS)})
+    data["source.labels"] = StringMap({"version": f"v{rng.randrange(3)}"})
+    data["request.path"] = f"/{rng.choice(APPS)}/1"
+    if rng.random() < 0.5:
+        data["request.headers"] = StringMap({"x-user": f"u{rng.randrange(3)}"})
+    return Bag(data)  # type: ignore[arg-type]
+
+
+def matching(rules: object, activation: TrackingBag) -> list[str]:
+    out = []
+    for rule in rules:  # type: ignore[attr-defined]
+        try:
+            if rule.match.evaluate(activation) is True:
+                out.append(rule.name)
+        except Exception:
+            pass
+    return out
+
+
+def test_index_selects_exactly_the_rules_that_can_match_and_reads_no_more() -> None:
+    # CEL evaluates the right of `&&` when the left is an error (a missing map), reads that the
+    # index saves; they cannot change the decision, since an error never matches.
+    rng = random.Random(11)
+    rules = random_rules(rng, 60)
+    index = RuleIndex(rules)
+    for _ in range(500):
+        bag = random_bag(rng)
+        everything, indexed = TrackingBag(bag), TrackingBag(bag)
+        assert matching(index.select(indexed), indexed) == matching(rules, everything)
+        assert indexed.refs.reads.items() <= everything.refs.reads.items()
+
+
+def test_index_skips_rules_whose_equality_fails() -> None:
+    rules = random_rules(random.Random(3), 40)
+    index = RuleIndex(rules)
+    selected = index.select(Bag({"destination.service.host": "a"}))
+    assert len(selected) < len(rules)
+    assert all(
+        r.equality is None
+        or (r.equality.attribute, r.equality.value) == ("destination.service.host", "a")
+        for r in selected
+    )
