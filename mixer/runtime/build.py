@@ -12,10 +12,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from adapters import load_registry
-from adapters.base import AdapterInfo, Env, Handler, ReportHandler
+from adapters.base import AdapterInfo, Env, Handler, ParamError, ReportHandler
 from mixer.config import ConfigProblem, load_config
 from mixer.config import validate_directory as _validate
-from mixer.config.model import HeaderOperationSpec, RuleSpec, Snapshot
+from mixer.config.model import HandlerSpec, HeaderOperationSpec, RuleSpec, Snapshot, thaw
+from mixer.errors import ConfigError
 from mixer.expr.predicates import leading_equality
 from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.dispatcher import Dispatcher
@@ -87,18 +88,19 @@ async def build_runtime(
     built: list[Handler] = []
     try:
         for spec in snapshot.handlers.values():
-            key = f"{spec.name}\n{spec.signature}"
+            adapter, params = _effective_adapter(spec, registry, redis_url)
+            key = f"{spec.name}\n{spec.signature}\n{adapter}"
             entry = old_handlers.get(key)
             if entry is None:
                 env = Env(
                     handler_name=spec.name,
-                    logger=logging.getLogger(f"adapters.{spec.adapter}"),
+                    logger=logging.getLogger(f"adapters.{adapter}"),
                     registry=metrics_registry if metrics_registry is not None else metrics.registry,
                     clock=time.monotonic,
                 )
-                handler = registry[spec.adapter].build(spec.adapter_params, env)
+                handler = registry[adapter].build(params, env)
                 built.append(handler)
-                entry = HandlerEntry(spec.name, spec.adapter, handler, key)
+                entry = HandlerEntry(spec.name, adapter, handler, key)
             handlers[key] = entry
             by_name[spec.name] = entry
             if isinstance(entry.handler, ReportHandler):
@@ -106,7 +108,7 @@ async def build_runtime(
                 if worker is None or old_handlers.get(key) is not entry:
                     worker = ReportWorker(
                         spec.name,
-                        spec.adapter,
+                        adapter,
                         entry.handler,
                         metrics,
                         timeout=max(handler_timeout, 5.0),
@@ -138,6 +140,29 @@ async def build_runtime(
     return Runtime(
         revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit
     )
+
+
+def _effective_adapter(
+    spec: HandlerSpec, registry: Mapping[str, AdapterInfo], redis_url: str
+) -> tuple[str, Any]:
+    """The adapter and params a handler runs with.
+
+    With a Redis URL (``--redis-url``), memquota handlers run on redisquota with the same quotas,
+    so that the shipped config shares its budgets across replicas without being edited.
+    """
+    if not redis_url or spec.adapter != "memquota":
+        return spec.adapter, spec.adapter_params
+    raw = thaw(spec.params)
+    raw["redisServerUrl"] = redis_url
+    try:
+        return "redisquota", registry["redisquota"].parse_params(raw)
+    except ParamError as exc:
+        raise ConfigError(
+            [
+                f"{spec.source}: handler/{spec.short_name}: with --redis-url this memquota "
+                f"handler runs on redisquota, which refuses its params: {exc}"
+            ]
+        ) from exc
 
 
 def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntry]) -> Rule:
