@@ -47,6 +47,7 @@ HTTP_STATUS = {
 }
 
 _Action = base_pb2.HeaderValueOption.HeaderAppendAction
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def http_status_for(outcome: CheckOutcome) -> int:
@@ -154,4 +155,9 @@ class AuthorizationService:
             request_id = bag.get("request.id")
             dedup = request_id if isinstance(request_id, str) else ""
             outcome = await rt.dispatcher.check(bag, quotas, dedup)
+        self._metrics.check_results.labels(
+            "ext_authz",
+            outcome.decided_by if outcome.status_code else "",
+            _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),
+        ).inc()
         return authz_response(outcome)

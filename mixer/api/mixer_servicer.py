@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "istio.mixer.v1.Mixer"
 
+_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+
 
 def _duration(value: datetime.timedelta) -> duration_pb2.Duration:
     d = duration_pb2.Duration()
@@ -137,6 +139,11 @@ class MixerService:
         }
         with self._holder.use() as rt:
             outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
+        self._metrics.check_results.labels(
+            "mixer",
+            outcome.decided_by if outcome.status_code else "",
+            _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),
+        ).inc()
         return check_response(outcome, request.global_word_count)
 
     async def report(

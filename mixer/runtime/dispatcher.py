@@ -185,6 +185,13 @@ class Dispatcher:
         if quotas and outcome.status_code == OK:
             outcome.quotas = await self.quota(bag, quotas, dedup_id)
             for name, q in outcome.quotas.items():
+                result = (
+                    "granted" if q.status_code == OK and (q.granted > 0 or quotas[name].amount <= 0)
+                    else "exhausted" if q.status_code in (OK, RESOURCE_EXHAUSTED)
+                    else "error"
+                )  # fmt: skip
+                self._metrics.quota_results.labels(name, result).inc()
+            for name, q in outcome.quotas.items():
                 if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
                     outcome = dataclasses.replace(
                         outcome,

@@ -42,6 +42,8 @@ class ServerMetrics:
     report_queue_depth: Gauge
     report_dropped: Counter
     reports_received: Counter
+    check_results: Counter
+    quota_results: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
@@ -116,6 +118,18 @@ class ServerMetrics:
                 "mixer_reports_received",
                 "Attribute sets received for reporting, by API.",
                 ["api"],
+                registry=reg,
+            ),
+            check_results=Counter(
+                "mixer_check_results",
+                "Check decisions, by API, the rule that decided ('' when none) and status code.",
+                ["api", "rule", "code"],
+                registry=reg,
+            ),
+            quota_results=Counter(
+                "mixer_quota_results",
+                "Quota allocations, by quota name and result (granted, exhausted, error).",
+                ["quota", "result"],
                 registry=reg,
             ),
         )

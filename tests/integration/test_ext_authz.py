@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.compat.harness import run_envoy_client
+from tests.integration.test_faults import metric
 from tests.mixer_process import MixerProcess
 
 pytestmark = pytest.mark.integration
@@ -222,6 +223,11 @@ def test_quota_from_quota_spec_maps_exhaustion_to_429(mixer: MixerProcess) -> No
     answers = [check(mixer, request("/limited/a")) for _ in range(3)]
     assert [a["status"]["code"] for a in answers] == [0, 0, 8]
     assert answers[2]["denied_response"]["status"]["code"] == "TooManyRequests"
+    assert metric(mixer, "mixer_quota_results_total", quota="rq", result="granted") == 2
+    assert metric(mixer, "mixer_quota_results_total", quota="rq", result="exhausted") == 1
+    assert (
+        metric(mixer, "mixer_check_results_total", api="ext_authz", code="RESOURCE_EXHAUSTED") == 1
+    )
     # paths outside the QuotaSpec's match are not charged
     assert all(check(mixer, request("/free"))["status"]["code"] == 0 for _ in range(3))
 

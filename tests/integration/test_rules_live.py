@@ -94,6 +94,14 @@ def test_deny_rule_denies_exactly_the_matching_check(
     assert ("destination.labels", "app", "EXACT") in read
     assert ("source.labels", "version", "EXACT") in read
     assert all(r["name"] != "request.path" for r in denied.referenced)
+    _, text = mixer.admin_get("/metrics")
+    decisions = {
+        (s.labels["rule"], s.labels["code"]): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "mixer_check_results_total"
+    }
+    assert decisions == {("deny.rule.istio-system", "PERMISSION_DENIED"): 1, ("", "OK"): 2}
 
 
 def test_editing_the_rule_flips_the_decision_without_failed_requests(
@@ -164,9 +172,7 @@ def test_a_broken_edit_keeps_the_old_decision_and_reports_the_error(
     with MixerClient(mixer.address) as client:
         assert client.check(ratings("v3")).status_code == 7
     _, text = mixer.admin_get("/metrics")
-    samples = {
-        s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
-    }
+    samples = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     assert samples["mixer_config_last_reload_success"] == 0
     assert samples["mixer_config_errors_total"] >= 1
 
