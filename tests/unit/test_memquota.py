@@ -305,6 +305,16 @@ async def test_dedup_ids_are_remembered_one_to_two_periods() -> None:
     assert (await take(h, 0)).remaining == 8
 
 
+async def test_dedup_rotation_follows_a_fixed_schedule_even_when_idle() -> None:
+    clock = FakeClock(1000.0)  # rotations due at 1001, 1002, ...
+    h = make(clock, maxAmount=10, minDeduplicationDuration="1s")
+    clock.advance(0.9)
+    await take(h, dedup_id="a")  # added at 1000.9
+    clock.advance(1.2)  # 1002.1: rotations at 1001 and 1002 both passed, "a" is forgotten
+    await take(h, dedup_id="a")
+    assert (await take(h, 0)).remaining == 8
+
+
 async def test_denials_are_replayed_too() -> None:
     h = make(FakeClock(), maxAmount=1, validDuration="10s")
     await take(h)

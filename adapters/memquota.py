@@ -1,0 +1,673 @@
+"""memquota: quotas kept in this process's memory (the embedded default; no Redis needed).
+
+State lives in one process, so a fleet of mixer replicas each enforce their own budget; use
+``redisquota`` to share a budget between replicas.
+
+Params (camelCase or snake_case keys; unknown keys are errors)::
+
+    quotas:
+      - name: requestcountquota.instance.istio-system   # instance FQN (legacy or short ok)
+        maxAmount: 100
+        validDuration: 10s          # 0 (default): an allocation counter, freed by negative amounts
+        rateLimitAlgorithm: TOKEN_BUCKET   # absent: Istio's memquota rolling window (below)
+        bucketDuration: 100ms       # ROLLING_WINDOW only; default validDuration / 10
+        burst: 20                   # TOKEN_BUCKET only; default maxAmount
+        overrides:
+          - dimensions: {destination: ratings}
+            maxAmount: 10
+            validDuration: 1s       # optional, default the quota's
+    minDeduplicationDuration: 1s    # default 1s, must be > 0
+
+Algorithms, per bucket (a bucket is one quota name plus one set of dimension values):
+
+* **absent** (Istio's memquota, kept so existing configs keep their meaning): ``validDuration`` 0
+  is an allocation counter: at most ``maxAmount`` in use, negative amounts free. Otherwise a
+  rolling window of ``ceil(validDuration / 1s) * 10`` ticks of 100 ms: an amount granted in tick
+  ``t`` counts against ``maxAmount`` until tick ``t + ticks``; negative amounts release the most
+  recent grants first (racy by nature, as in Istio).
+* ``ROLLING_WINDOW``: the same rolling window with ``n = ceil(validDuration / bucketDuration)``
+  buckets of ``bucketDuration``.
+* ``FIXED_WINDOW`` (Istio's redisquota default): a window opens at the first grant after the
+  previous one closed and lasts ``validDuration``; at most ``maxAmount`` is granted in it. Like
+  any fixed window it can admit up to 2 x ``maxAmount`` across a window edge.
+* ``TOKEN_BUCKET``: capacity ``burst`` (default ``maxAmount``), starts full, refills continuously
+  at ``maxAmount`` per ``validDuration``; a request takes whole tokens. ``reset_after`` is the
+  time until the bucket is full again.
+
+Requests: ``best_effort`` grants what is left (possibly less than asked); otherwise all or
+nothing. A denial is ``granted`` 0 with status ``RESOURCE_EXHAUSTED`` and message
+``memquota: Resource exhausted``; a grant carries the configured ``validDuration``. An amount of
+0 grants nothing with status OK (and reports the bucket's ``remaining``). Negative amounts free
+allocation counters and rolling windows; for fixed windows and token buckets they do nothing.
+
+Override selection: the first override whose every dimension equals (as text) the instance's
+dimension value; otherwise the quota's defaults.
+
+Deduplication: a request with a non-empty ``dedup_id`` seen within 1 to 2 x
+``minDeduplicationDuration`` returns the first result again without charging. Ids live in two
+generations swapped every ``minDeduplicationDuration``; a generation holds at most 100 000 ids
+(more ids swap it early), so memory stays bounded. Idle buckets (nothing in use) are dropped on
+the same schedule.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import ipaddress
+import math
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from adapters.base import (
+    INTERNAL,
+    OK,
+    RESOURCE_EXHAUSTED,
+    AdapterInfo,
+    Env,
+    Instance,
+    ParamError,
+    QuotaArgs,
+    QuotaResult,
+    StringMap,
+    duration_param,
+)
+
+__all__ = [
+    "INFO",
+    "Algorithm",
+    "MemQuotaHandler",
+    "MemQuotaParams",
+    "Override",
+    "QuotaConfig",
+    "bucket_key",
+    "parse_params",
+]
+
+_TICK_SECONDS = 0.1
+_TICKS_PER_SECOND = 10
+_MAX_DEDUP_IDS_PER_GENERATION = 100_000
+_MIN_BUCKET = datetime.timedelta(milliseconds=1)
+_EXHAUSTED = "memquota: Resource exhausted"
+
+
+class Algorithm(enum.Enum):
+    """A rate-limit algorithm (``rateLimitAlgorithm``)."""
+
+    FIXED_WINDOW = "FIXED_WINDOW"
+    ROLLING_WINDOW = "ROLLING_WINDOW"
+    TOKEN_BUCKET = "TOKEN_BUCKET"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """Limits for instances whose dimensions equal all of `dimensions`."""
+
+    dimensions: Mapping[str, str]
+    max_amount: int
+    valid_duration: datetime.timedelta | None = None
+    burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """One configured quota. `algorithm` None means Istio's memquota behaviour."""
+
+    name: str
+    max_amount: int
+    valid_duration: datetime.timedelta
+    bucket_duration: datetime.timedelta | None = None
+    algorithm: Algorithm | None = None
+    burst: int | None = None
+    overrides: tuple[Override, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MemQuotaParams:
+    """The parsed params of a memquota handler."""
+
+    quotas: tuple[QuotaConfig, ...]
+    min_deduplication_duration: datetime.timedelta = datetime.timedelta(seconds=1)
+
+
+# --- params -------------------------------------------------------------------------------
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _fields(raw: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """`raw`'s entries keyed by camelCase name; snake_case is accepted, unknown keys rejected."""
+    if not isinstance(raw, Mapping):
+        raise ParamError(path, f"expected a mapping, got {type(raw).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _camel(str(key))
+        where = f"{path}.{name}" if path else name
+        if name not in allowed:
+            raise ParamError(where, f"unknown field (expected one of {', '.join(sorted(allowed))})")
+        if name in out:
+            raise ParamError(where, "given twice (camelCase and snake_case)")
+        out[name] = value
+    return out
+
+
+def _int(value: Any, path: str, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ParamError(path, f"expected an integer, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # protobuf Struct numbers arrive as floats
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)  # proto3 JSON writes int64 as a string
+    if not isinstance(value, int):
+        raise ParamError(path, f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise ParamError(path, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _text(value: Any) -> str:
+    """A dimension value as text, the way both config and instances are compared and keyed."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        if len(value) in (4, 16):
+            return str(ipaddress.ip_address(value))
+        return value.hex()
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, StringMap | Mapping):
+        return ",".join(f"{k}={_text(v)}" for k, v in sorted(value.items()))
+    return str(value)
+
+
+def _algorithm(value: Any, path: str) -> Algorithm:
+    if isinstance(value, str):
+        try:
+            return Algorithm(value.strip().upper())
+        except ValueError:
+            pass
+    names = ", ".join(a.value for a in Algorithm)
+    raise ParamError(path, f"expected one of {names}, got {value!r}")
+
+
+_QUOTA_FIELDS = frozenset(
+    {
+        "name",
+        "maxAmount",
+        "validDuration",
+        "bucketDuration",
+        "rateLimitAlgorithm",
+        "burst",
+        "overrides",
+    }
+)
+_OVERRIDE_FIELDS = frozenset({"dimensions", "maxAmount", "validDuration", "burst"})
+
+
+def _override(raw: Any, path: str, quota: QuotaConfig) -> Override:
+    f = _fields(raw, path, _OVERRIDE_FIELDS)
+    dims = f.get("dimensions")
+    if not isinstance(dims, Mapping) or not dims:
+        raise ParamError(f"{path}.dimensions", "expected a non-empty map of dimension values")
+    if "maxAmount" not in f:
+        raise ParamError(f"{path}.maxAmount", "required")
+    max_amount = _int(f["maxAmount"], f"{path}.maxAmount", 1)
+    valid: datetime.timedelta | None = None
+    if "validDuration" in f:
+        valid = duration_param(f["validDuration"], f"{path}.validDuration")
+        _check_valid_duration(valid, quota.algorithm, f"{path}.validDuration")
+    burst: int | None = None
+    if "burst" in f:
+        if quota.algorithm is not Algorithm.TOKEN_BUCKET:
+            raise ParamError(
+                f"{path}.burst", "burst applies only to rateLimitAlgorithm TOKEN_BUCKET"
+            )
+        burst = _int(f["burst"], f"{path}.burst", 1)
+    return Override(
+        dimensions=MappingProxyType({str(k): _text(v) for k, v in dims.items()}),
+        max_amount=max_amount,
+        valid_duration=valid,
+        burst=burst,
+    )
+
+
+def _check_valid_duration(valid: datetime.timedelta, alg: Algorithm | None, path: str) -> None:
+    if valid < datetime.timedelta(0):
+        raise ParamError(path, "must not be negative")
+    if alg is not None and valid <= datetime.timedelta(0):
+        raise ParamError(path, f"must be > 0 with rateLimitAlgorithm {alg.value}")
+
+
+def _quota(raw: Any, path: str) -> QuotaConfig:
+    f = _fields(raw, path, _QUOTA_FIELDS)
+    name = f.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ParamError(f"{path}.name", "required: the quota instance's name")
+    if "maxAmount" not in f:
+        raise ParamError(f"{path}.maxAmount", "required")
+    max_amount = _int(f["maxAmount"], f"{path}.maxAmount", 1)
+    alg = None
+    if f.get("rateLimitAlgorithm") is not None:
+        alg = _algorithm(f["rateLimitAlgorithm"], f"{path}.rateLimitAlgorithm")
+    valid = duration_param(f.get("validDuration", 0), f"{path}.validDuration")
+    _check_valid_duration(valid, alg, f"{path}.validDuration")
+    bucket: datetime.timedelta | None = None
+    if f.get("bucketDuration") is not None:
+        bucket = duration_param(f["bucketDuration"], f"{path}.bucketDuration")
+        if alg is Algorithm.ROLLING_WINDOW and not _MIN_BUCKET <= bucket <= valid:
+            raise ParamError(
+                f"{path}.bucketDuration", "must be between 1ms and validDuration for ROLLING_WINDOW"
+            )
+    burst: int | None = None
+    if "burst" in f:
+        if alg is not Algorithm.TOKEN_BUCKET:
+            raise ParamError(
+                f"{path}.burst", "burst applies only to rateLimitAlgorithm TOKEN_BUCKET"
+            )
+        burst = _int(f["burst"], f"{path}.burst", 1)
+    quota = QuotaConfig(name.strip(), max_amount, valid, bucket, alg, burst)
+    overrides = f.get("overrides") or []
+    if not isinstance(overrides, Sequence) or isinstance(overrides, str):
+        raise ParamError(f"{path}.overrides", "expected a list")
+    parsed = tuple(_override(o, f"{path}.overrides[{i}]", quota) for i, o in enumerate(overrides))
+    return QuotaConfig(name.strip(), max_amount, valid, bucket, alg, burst, parsed)
+
+
+def parse_params(raw: Mapping[str, Any]) -> MemQuotaParams:
+    """Parse and validate memquota params (pure; raises `ParamError` naming the field)."""
+    f = _fields(raw, "", frozenset({"quotas", "minDeduplicationDuration"}))
+    quotas = f.get("quotas")
+    if not isinstance(quotas, Sequence) or isinstance(quotas, str) or not quotas:
+        raise ParamError("quotas", "required: a non-empty list of quotas")
+    parsed = tuple(_quota(q, f"quotas[{i}]") for i, q in enumerate(quotas))
+    seen: set[str] = set()
+    for i, q in enumerate(parsed):
+        if q.name in seen:
+            raise ParamError(f"quotas[{i}].name", f"duplicate quota name {q.name!r}")
+        seen.add(q.name)
+    dedup = duration_param(f.get("minDeduplicationDuration", "1s"), "minDeduplicationDuration")
+    if dedup <= datetime.timedelta(0):
+        raise ParamError("minDeduplicationDuration", "must be > 0")
+    return MemQuotaParams(parsed, dedup)
+
+
+# --- limits, keys and name lookup -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    """The effective limit of one request: the quota's, or a matching override's."""
+
+    algorithm: Algorithm | None
+    max_amount: int
+    valid_seconds: float
+    bucket_seconds: float
+    capacity: int
+    valid_duration: datetime.timedelta
+
+
+def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
+    max_amount, valid, burst = q.max_amount, q.valid_duration, q.burst
+    for o in q.overrides:
+        if all(dims.get(k) == v for k, v in o.dimensions.items()):
+            max_amount = o.max_amount
+            valid = o.valid_duration if o.valid_duration is not None else valid
+            burst = o.burst if o.burst is not None else burst
+            break
+    seconds = valid.total_seconds()
+    if q.algorithm is Algorithm.ROLLING_WINDOW:
+        bucket = q.bucket_duration.total_seconds() if q.bucket_duration else seconds / 10
+        bucket = min(max(bucket, _MIN_BUCKET.total_seconds()), seconds)
+    else:
+        bucket = _TICK_SECONDS
+    return _Limit(q.algorithm, max_amount, seconds, bucket, burst or max_amount, valid)
+
+
+def bucket_key(quota_name: str, dims: Mapping[str, str]) -> str:
+    """Istio's bucket key: ``<quotaName>;<d1>=<v1>;<d2>=<v2>`` with dimension names sorted."""
+    return ";".join([quota_name, *(f"{k}={dims[k]}" for k in sorted(dims))])
+
+
+class _Names:
+    """Finds an instance's quota config by its FQN, tolerating the naming styles Istio allowed.
+
+    Exact name first; then ``short.<any kind>.namespace`` (``x.instance.ns`` and the legacy
+    ``x.quota.ns`` name the same instance); then a config written with the bare short name.
+    """
+
+    def __init__(self, quotas: Sequence[QuotaConfig]) -> None:
+        self._exact = {q.name: q for q in quotas}
+        self._by_short_ns: dict[tuple[str, str], QuotaConfig] = {}
+        self._by_short: dict[str, QuotaConfig] = {}
+        for q in quotas:
+            parts = q.name.split(".")
+            if len(parts) >= 3:
+                self._by_short_ns.setdefault((parts[0], parts[-1]), q)
+            elif len(parts) == 1:
+                self._by_short.setdefault(q.name, q)
+
+    def find(self, instance_name: str) -> QuotaConfig | None:
+        found = self._exact.get(instance_name)
+        if found is not None:
+            return found
+        parts = instance_name.split(".")
+        if len(parts) >= 3:
+            found = self._by_short_ns.get((parts[0], parts[-1]))
+            if found is not None:
+                return found
+        return self._by_short.get(parts[0])
+
+
+def _dimensions(instance: Instance) -> dict[str, str]:
+    raw = instance.fields.get("dimensions") or {}
+    return {str(k): _text(v) for k, v in raw.items()}
+
+
+def _take(amount: int, available: int, best_effort: bool) -> int:
+    if amount <= available:
+        return amount
+    return max(available, 0) if best_effort else 0
+
+
+# --- bucket state -----------------------------------------------------------------------------
+
+
+class _Bucket(Protocol):
+    def alloc(self, amount: int, best_effort: bool, now: float) -> int: ...
+    def release(self, amount: int, now: float) -> int: ...
+    def remaining(self, now: float) -> int: ...
+    def reset_after(self, now: float) -> float | None: ...
+    def idle(self, now: float) -> bool: ...
+
+
+class _Counter:
+    """Allocation counter (``validDuration`` 0): in-use amount, freed explicitly."""
+
+    def __init__(self, limit: _Limit) -> None:
+        self._max = limit.max_amount
+        self._used = 0
+
+    def alloc(self, amount: int, best_effort: bool, now: float) -> int:
+        granted = _take(amount, self._max - self._used, best_effort)
+        self._used += granted
+        return granted
+
+    def release(self, amount: int, now: float) -> int:
+        freed = min(amount, self._used)
+        self._used -= freed
+        return freed
+
+    def remaining(self, now: float) -> int:
+        return max(self._max - self._used, 0)
+
+    def reset_after(self, now: float) -> float | None:
+        return None
+
+    def idle(self, now: float) -> bool:
+        return self._used == 0
+
+
+class _RollingWindow:
+    """Grants per tick; a tick's grants count for ``ticks`` ticks (Istio's rollingWindow)."""
+
+    def __init__(self, limit: _Limit) -> None:
+        self._max = limit.max_amount
+        self._tick = limit.bucket_seconds
+        if limit.algorithm is None:
+            self._ticks = math.ceil(limit.valid_seconds) * _TICKS_PER_SECOND
+        else:
+            self._ticks = math.ceil(limit.valid_seconds / limit.bucket_seconds - 1e-9)
+        self._slots: deque[list[int]] = deque()  # [tick, amount], oldest first, no empty ticks
+        self._used = 0
+
+    def _roll(self, now: float) -> int:
+        current = math.floor(now / self._tick)
+        while self._slots and self._slots[0][0] <= current - self._ticks:
+            self._used -= self._slots.popleft()[1]
+        return current
+
+    def alloc(self, amount: int, best_effort: bool, now: float) -> int:
+        current = self._roll(now)
+        granted = _take(amount, self._max - self._used, best_effort)
+        if granted > 0:
+            if self._slots and self._slots[-1][0] == current:
+                self._slots[-1][1] += granted
+            else:
+                self._slots.append([current, granted])
+            self._used += granted
+        return granted
+
+    def release(self, amount: int, now: float) -> int:
+        self._roll(now)
+        freed = 0
+        while self._slots and freed < amount:
+            slot = self._slots[-1]
+            part = min(slot[1], amount - freed)
+            slot[1] -= part
+            freed += part
+            if slot[1] == 0:
+                self._slots.pop()
+        self._used -= freed
+        return freed
+
+    def remaining(self, now: float) -> int:
+        self._roll(now)
+        return max(self._max - self._used, 0)
+
+    def reset_after(self, now: float) -> float | None:
+        self._roll(now)
+        if not self._slots:
+            return 0.0
+        return max((self._slots[0][0] + self._ticks) * self._tick - now, 0.0)
+
+    def idle(self, now: float) -> bool:
+        self._roll(now)
+        return not self._slots
+
+
+class _FixedWindow:
+    """A window opened by the first grant after the previous window closed."""
+
+    def __init__(self, limit: _Limit) -> None:
+        self._max = limit.max_amount
+        self._length = limit.valid_seconds
+        self._used = 0
+        self._end = -math.inf
+
+    def alloc(self, amount: int, best_effort: bool, now: float) -> int:
+        if now >= self._end:
+            self._used = 0
+        granted = _take(amount, self._max - self._used, best_effort)
+        if granted > 0:
+            if now >= self._end:
+                self._end = now + self._length
+            self._used += granted
+        return granted
+
+    def release(self, amount: int, now: float) -> int:
+        return 0
+
+    def remaining(self, now: float) -> int:
+        return self._max if now >= self._end else max(self._max - self._used, 0)
+
+    def reset_after(self, now: float) -> float | None:
+        return 0.0 if now >= self._end else self._end - now
+
+    def idle(self, now: float) -> bool:
+        return now >= self._end
+
+
+class _TokenBucket:
+    """Capacity `burst`, refilled continuously at maxAmount per validDuration."""
+
+    def __init__(self, limit: _Limit) -> None:
+        self._capacity = float(limit.capacity)
+        self._rate = limit.max_amount / limit.valid_seconds
+        self._tokens = self._capacity
+        self._stamp = -math.inf
+
+    def _refill(self, now: float) -> None:
+        if now > self._stamp:
+            if self._stamp != -math.inf:
+                self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+
+    def alloc(self, amount: int, best_effort: bool, now: float) -> int:
+        self._refill(now)
+        granted = _take(amount, math.floor(self._tokens), best_effort)
+        self._tokens -= granted
+        return granted
+
+    def release(self, amount: int, now: float) -> int:
+        return 0
+
+    def remaining(self, now: float) -> int:
+        self._refill(now)
+        return math.floor(self._tokens)
+
+    def reset_after(self, now: float) -> float | None:
+        self._refill(now)
+        return (self._capacity - self._tokens) / self._rate
+
+    def idle(self, now: float) -> bool:
+        self._refill(now)
+        return self._tokens >= self._capacity
+
+
+def _new_bucket(limit: _Limit) -> _Bucket:
+    if limit.algorithm is None:
+        return _Counter(limit) if limit.valid_seconds == 0 else _RollingWindow(limit)
+    factories: dict[Algorithm, Callable[[_Limit], _Bucket]] = {
+        Algorithm.ROLLING_WINDOW: _RollingWindow,
+        Algorithm.FIXED_WINDOW: _FixedWindow,
+        Algorithm.TOKEN_BUCKET: _TokenBucket,
+    }
+    return factories[limit.algorithm](limit)
+
+
+# --- the handler ------------------------------------------------------------------------------
+
+
+class MemQuotaHandler:
+    """Allocates quota from in-memory buckets. All work is synchronous inside one event loop,
+    so each allocation is atomic without locks."""
+
+    def __init__(self, params: MemQuotaParams, clock: Callable[[], float]) -> None:
+        self._names = _Names(params.quotas)
+        self._clock = clock
+        self._period = params.min_deduplication_duration.total_seconds()
+        # bucket key -> (the limit it was built for, its state); rebuilt if the limit changes
+        self._buckets: dict[str, tuple[_Limit, _Bucket]] = {}
+        self._recent: dict[tuple[str, str], QuotaResult] = {}
+        self._old: dict[tuple[str, str], QuotaResult] = {}
+        self._next_rotation = clock() + self._period
+
+    async def quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
+        """Allocate `args.amount` from the instance's bucket (see the module docstring)."""
+        return self._allocate(instance, args)
+
+    async def quota_many(self, requests: Sequence[tuple[Instance, QuotaArgs]]) -> list[QuotaResult]:
+        """Allocate several quotas; each is independent, as in Mixer."""
+        return [self._allocate(instance, args) for instance, args in requests]
+
+    async def close(self) -> None:
+        """Drop all state."""
+        self._buckets.clear()
+        self._recent.clear()
+        self._old.clear()
+
+    def _allocate(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
+        now = self._clock()
+        self._maintain(now)
+        quota = self._names.find(instance.name)
+        if quota is None:
+            return QuotaResult(
+                granted=0,
+                status_code=INTERNAL,
+                message=f"memquota: no quota configured for instance {instance.name!r}",
+            )
+        dedup = (instance.name, args.dedup_id)
+        if args.dedup_id:
+            seen = self._recent.get(dedup) or self._old.get(dedup)
+            if seen is not None:
+                return seen
+        result = self._charge(quota, instance, args, now)
+        if args.dedup_id:
+            if len(self._recent) >= _MAX_DEDUP_IDS_PER_GENERATION:
+                self._rotate()
+            self._recent[dedup] = result
+        return result
+
+    def _charge(
+        self, quota: QuotaConfig, instance: Instance, args: QuotaArgs, now: float
+    ) -> QuotaResult:
+        dims = _dimensions(instance)
+        limit = _limit(quota, dims)
+        key = bucket_key(quota.name, dims)
+        entry = self._buckets.get(key)
+        if entry is None or entry[0] != limit:
+            entry = (limit, _new_bucket(limit))
+            self._buckets[key] = entry
+        bucket = entry[1]
+        if args.amount < 0:
+            granted = bucket.release(-args.amount, now)
+        elif args.amount == 0:
+            granted = 0
+        else:
+            granted = bucket.alloc(args.amount, args.best_effort, now)
+        reset = bucket.reset_after(now)
+        common: dict[str, Any] = {
+            "limit": limit.max_amount,
+            "remaining": bucket.remaining(now),
+            "reset_after": None if reset is None else datetime.timedelta(seconds=reset),
+        }
+        if args.amount > 0 and granted == 0:
+            return QuotaResult(
+                granted=0, status_code=RESOURCE_EXHAUSTED, message=_EXHAUSTED, **common
+            )
+        valid = limit.valid_duration if args.amount > 0 else datetime.timedelta(0)
+        return QuotaResult(granted=granted, valid_duration=valid, status_code=OK, **common)
+
+    def _maintain(self, now: float) -> None:
+        """Swap dedup generations and drop idle buckets once per dedup period."""
+        if now < self._next_rotation:
+            return
+        # Rotations happen on a fixed schedule, as with Istio's ticker, but lazily: `due` of
+        # them are late. Two or more empty both generations.
+        due = int((now - self._next_rotation) // self._period) + 1
+        if due >= 2:
+            self._old.clear()
+            self._recent.clear()
+        else:
+            self._rotate()
+        self._next_rotation += due * self._period
+        idle = [k for k, (_, b) in self._buckets.items() if b.idle(now)]
+        for k in idle:
+            del self._buckets[k]
+
+    def _rotate(self) -> None:
+        self._old, self._recent = self._recent, {}
+
+
+def build(params: MemQuotaParams, env: Env) -> MemQuotaHandler:
+    """Build a memquota handler; time comes from `env.clock` (monotonic seconds)."""
+    return MemQuotaHandler(params, env.clock)
+
+
+INFO = AdapterInfo(
+    name="memquota",
+    description="Quotas and rate limits in process memory (single replica)",
+    templates=frozenset({"quota"}),
+    parse_params=parse_params,
+    build=build,
+)

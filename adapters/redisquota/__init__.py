@@ -1,0 +1,86 @@
+"""redisquota: quotas in Redis, shared by every mixer replica that uses the same Redis.
+
+Params (camelCase or snake_case keys; unknown keys are errors)::
+
+    quotas:                         # as memquota's, with Istio's redisquota rules:
+      - name: requestcountquota.instance.istio-system
+        maxAmount: 500              # > 0
+        validDuration: 1s           # required, > 0
+        rateLimitAlgorithm: FIXED_WINDOW   # default; or ROLLING_WINDOW, TOKEN_BUCKET
+        bucketDuration: 100ms       # ROLLING_WINDOW only; default validDuration / 10, >= 1ms
+        burst: 50                   # TOKEN_BUCKET only; default maxAmount
+        overrides:
+          - dimensions: {destination: reviews}
+            maxAmount: 1
+            validDuration: 5s       # optional (an extension; Istio's overrides had none)
+    redisServerUrl: localhost:6379  # see below; default localhost:6379
+    connectionPoolSize: 10          # connections (per node for a cluster); 0 = default 10
+    timeout: 50ms                   # per quota call, all included (the first call also
+                                    # connects / discovers the cluster); default 50ms
+    failOpen: false                 # on Redis failure: false = UNAVAILABLE, true = grant
+    minDeduplicationDuration: 1s    # dedup ids kept in Redis for 2 x this
+    batchWindow: 1ms                # see "Batching"; 0..100ms
+    batchMaxItems: 64               # quota requests per batch (a check's group is never split)
+
+``redisServerUrl`` forms:
+
+* ``host:port`` (Istio's form), ``redis://[user:pass@]host:port/db``, ``rediss://…`` (TLS),
+  ``unix:///path/redis.sock`` — one server;
+* a Redis Cluster: ``redis+cluster://[user:pass@]h1:p1,h2:p2`` (``rediss+cluster://`` for TLS),
+  a plain ``h1:p1,h2:p2`` list, or a YAML list of ``host:port`` (or ``redis://``/``rediss://``)
+  seeds. The rest of the cluster is discovered from the seeds.
+
+Algorithms run as Lua inside Redis (``*.lua`` in this package, joined into one script, loaded
+once and called with EVALSHA; NOSCRIPT after a Redis restart reloads it). Time is the Redis
+server's (``TIME``), not the replica's:
+
+* ``FIXED_WINDOW``: a window opens at the first grant after the previous one closed and lasts
+  ``validDuration``; at most ``maxAmount`` is granted in it (up to 2 x across a window edge).
+* ``ROLLING_WINDOW``: ``ceil(validDuration / bucketDuration)`` buckets; a grant counts until its
+  bucket leaves the window.
+* ``TOKEN_BUCKET``: capacity ``burst`` (default ``maxAmount``), starts full, refills continuously
+  at ``maxAmount`` per ``validDuration``. ``reset_after`` is the time until full.
+
+Keys: ``mixer:{<bucket key>}:<fw|rw|rwi|tb>`` and ``mixer:{<bucket key>}:dd:<dedup id>`` where
+the bucket key is Istio's ``<quota name>;<dim>=<value>;…`` (dimension names sorted; ``{``, ``}``
+and ``%`` percent-encoded). The braces make all keys of one bucket share a cluster slot, while
+different buckets (e.g. per client IP) spread over the cluster.
+
+Results: best effort grants what is left, otherwise all or nothing; a denial is ``granted`` 0
+with ``RESOURCE_EXHAUSTED`` ``"redisquota: Resource exhausted"``; a grant carries the configured
+``validDuration``; ``limit``/``remaining``/``reset_after`` describe the bucket. Amounts <= 0
+grant nothing (OK) and only report the bucket. A request with a ``dedup_id`` already seen (on
+any replica) within the dedup TTL replays the first answer without charging.
+
+One round trip per check: `RedisQuotaHandler.quota_many` takes all quota requests of a check;
+they go to Redis as one EVALSHA per cluster slot (one in all for a single server), pipelined per
+node, nodes in parallel. ``quota`` is ``quota_many`` of one.
+
+Batching: requests of concurrent checks are merged. With nothing in flight a check is sent at
+once; while batches are in flight, checks queue for up to ``batchWindow`` (or until
+``batchMaxItems`` requests are queued, or a batch returns) and leave together; at most
+``connectionPoolSize`` batches are in flight. After a connection error a batch is retried once
+on a fresh connection (stale pooled connections after a Redis restart); a script that had run
+before the connection broke is then replayed for requests with a dedup id, not charged twice.
+
+Failures (connection errors, timeouts, script errors) never raise: with ``failOpen`` the request
+is granted, otherwise it gets ``UNAVAILABLE``; either way the counter
+``mixer_quota_backend_errors_total{handler}`` counts it. Every call is bounded by ``timeout``.
+The client reconnects by itself once Redis is back.
+"""
+
+from __future__ import annotations
+
+from adapters.base import AdapterInfo
+from adapters.redisquota.handler import RedisQuotaHandler, build
+from adapters.redisquota.params import RedisQuotaParams, parse_params
+
+__all__ = ["INFO", "RedisQuotaHandler", "RedisQuotaParams", "build", "parse_params"]
+
+INFO = AdapterInfo(
+    name="redisquota",
+    description="Quotas and rate limits in Redis or Redis Cluster, shared across replicas",
+    templates=frozenset({"quota"}),
+    parse_params=parse_params,
+    build=build,
+)
