@@ -193,11 +193,16 @@ class Dispatcher:
                 self._metrics.quota_results.labels(name, result).inc()
             for name, q in outcome.quotas.items():
                 if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
+                    # An exhausted quota denies with 429; a failing backend keeps its own
+                    # status (UNAVAILABLE under fail-closed), so the caller sees an outage.
+                    code = q.status_code if q.status_code != OK else RESOURCE_EXHAUSTED
                     outcome = dataclasses.replace(
                         outcome,
-                        status_code=RESOURCE_EXHAUSTED,
+                        status_code=code,
                         message=q.message or f"quota {name} exhausted",
-                        route=RouteResult(direct_response_code=429),
+                        route=RouteResult(
+                            direct_response_code=429 if code == RESOURCE_EXHAUSTED else 0
+                        ),
                         decided_by=name,
                     )
                     break

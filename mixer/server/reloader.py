@@ -212,6 +212,7 @@ class Reloader:
                     "actions": [
                         {
                             "handler": a.handler.name,
+                            "adapter": a.handler.adapter,
                             "variety": a.variety.value,
                             "instances": [i.name for i in a.instances],
                         }
