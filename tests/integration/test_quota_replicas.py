@@ -120,8 +120,8 @@ def test_redis_killed_under_load_then_back(
         tmp_path,
         "rules",
         adapter="redisquota",
-        extra=f"    redisServerUrl: {own_redis_server.address}\n    failOpen: {str(fail_open).lower()}"
-        "\n    timeout: 50ms",
+        extra=f"    redisServerUrl: {own_redis_server.address}\n"
+        f"    failOpen: {str(fail_open).lower()}\n    timeout: 50ms",
     )
     mixer = start_mixer(rules)
     results: list[tuple[float, int, int]] = []  # (latency, status, granted)
