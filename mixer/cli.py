@@ -151,7 +151,7 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument(
         "--redis-url",
         default=env_default("REDIS_URL", ""),
-        help="Redis for quotas (rules may refer to it as ${MIXER_REDIS_URL})",
+        help="Redis for quotas: memquota handlers and the rate-limit service run on it",
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 
@@ -24,6 +25,7 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "istio.mixer.v1.Mixer"
 
+_REPORT_SLICE = 16
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
@@ -166,5 +168,10 @@ class MixerService:
             for i, bag in enumerate(bags):
                 logger.debug("report entry %d: %s", i, dict(bag))
         with self._holder.use() as rt:
-            rt.dispatcher.report(bags)
+            # In slices, so that a large batch never holds the event loop (and the checks and
+            # Redis replies waiting on it) for long.
+            for start in range(0, len(bags), _REPORT_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                rt.dispatcher.report(bags[start : start + _REPORT_SLICE])
         return mixer_pb2.ReportResponse()

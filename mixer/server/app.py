@@ -37,6 +37,7 @@ class Application:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = ServerMetrics.create()
+        self.metrics.build.labels("mixer", __version__).set(1)
         self.adapter_registry = CollectorRegistry()
         self.reloader = Reloader(settings, self.metrics, self.adapter_registry)
         self.holder: RuntimeHolder | None = None

@@ -44,6 +44,7 @@ class ServerMetrics:
     reports_received: Counter
     check_results: Counter
     quota_results: Counter
+    build: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
@@ -124,6 +125,12 @@ class ServerMetrics:
                 "mixer_check_results",
                 "Check decisions, by API, the rule that decided ('' when none) and status code.",
                 ["api", "rule", "code"],
+                registry=reg,
+            ),
+            build=Gauge(
+                "istio_build",
+                "The running build, as Istio components report it (Istio's dashboards read it).",
+                ["component", "tag"],
                 registry=reg,
             ),
             quota_results=Counter(
