@@ -33,7 +33,9 @@ from adapters.base import (
     ParamError,
     QuotaArgs,
     QuotaResult,
+    canonical_fields,
     duration_param,
+    int_range_param,
 )
 
 __all__ = ["INFO", "Denier", "DenierParams", "build", "parse_params"]
@@ -86,50 +88,21 @@ _FIELDS: Final = {
 }
 _STATUS_FIELDS: Final = {"code": "code", "message": "message"}
 _DIRECT_FIELDS: Final = {"code": "code", "body": "body", "headers": "headers"}
-
-
-def _canonical(raw: Any, fields: Mapping[str, str], prefix: str) -> dict[str, Any]:
-    """Key `raw` by camelCase name, accepting snake_case too; unknown or doubled keys are errors."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ParamError(prefix.rstrip("."), f"expected a mapping, got {raw!r}")
-    snake_to_camel = {snake: camel for camel, snake in fields.items()}
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key if key in fields else snake_to_camel.get(key)
-        if name is None:
-            hint = " (use directResponse for an HTTP answer)" if key == "details" else ""
-            raise ParamError(f"{prefix}{key}", f"unknown field{hint}")
-        if name in out:
-            raise ParamError(f"{prefix}{name}", "given twice (camelCase and snake_case)")
-        out[name] = value
-    return out
-
-
-def _int_param(value: Any, path: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ParamError(path, f"expected an integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ParamError(path, f"expected an integer, got {value!r}") from None
-    if not low <= number <= high:
-        raise ParamError(path, f"must be between {low} and {high}, got {number}")
-    return number
+# Mixer's denier took HTTP answers as status ``details``; point users to our field instead.
+_HINTS: Final = {"details": " (use directResponse for an HTTP answer)"}
 
 
 def _code_param(value: Any, path: str) -> int:
     if isinstance(value, str) and value.strip().upper() in _CODES:
         return _CODES[value.strip().upper()]
-    return _int_param(value, path, 0, len(_CODES) - 1)
+    return int_range_param(value, path, 0, len(_CODES) - 1)
 
 
 def _direct_response_param(raw: Any) -> DirectResponse:
-    fields = _canonical(raw, _DIRECT_FIELDS, "directResponse.")
+    fields = canonical_fields(raw, _DIRECT_FIELDS, "directResponse.", _HINTS)
     code = 0
     if "code" in fields:
-        code = _int_param(fields["code"], "directResponse.code", 200, 599)
+        code = int_range_param(fields["code"], "directResponse.code", 200, 599)
     body = fields.get("body", "")
     if not isinstance(body, str):
         raise ParamError("directResponse.body", f"expected a string, got {body!r}")
@@ -150,10 +123,10 @@ def _direct_response_param(raw: Any) -> DirectResponse:
 
 def parse_params(raw: Mapping[str, Any]) -> DenierParams:
     """Validate ``denier`` params (camelCase or snake_case keys); pure, no I/O."""
-    fields = _canonical(raw, _FIELDS, "")
+    fields = canonical_fields(raw, _FIELDS, "", _HINTS)
     defaults = DenierParams()
 
-    status = _canonical(fields.get("status"), _STATUS_FIELDS, "status.")
+    status = canonical_fields(fields.get("status"), _STATUS_FIELDS, "status.", _HINTS)
     code = defaults.status_code
     if "code" in status:
         code = _code_param(status["code"], "status.code")
@@ -168,7 +141,7 @@ def parse_params(raw: Mapping[str, Any]) -> DenierParams:
             raise ParamError("validDuration", f"must be >= 0, got {valid_duration}")
     valid_use_count = defaults.valid_use_count
     if "validUseCount" in fields:
-        valid_use_count = _int_param(fields["validUseCount"], "validUseCount", 0, _MAX_INT32)
+        valid_use_count = int_range_param(fields["validUseCount"], "validUseCount", 0, _MAX_INT32)
 
     direct = None
     if fields.get("directResponse") is not None:

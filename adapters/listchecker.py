@@ -64,7 +64,9 @@ from adapters.base import (
     Env,
     Instance,
     ParamError,
+    canonical_fields,
     duration_param,
+    int_range_param,
 )
 
 __all__ = ["INFO", "EntryType", "ListChecker", "ListParams", "build", "parse_params"]
@@ -124,36 +126,6 @@ _FIELDS: Final = {
 _STATUS_FIELDS: Final = {"code": "code", "message": "message"}
 
 
-def _canonical(raw: Any, fields: Mapping[str, str], prefix: str) -> dict[str, Any]:
-    """Key `raw` by camelCase name, accepting snake_case too; unknown or doubled keys are errors."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ParamError(prefix.rstrip("."), f"expected a mapping, got {raw!r}")
-    snake_to_camel = {snake: camel for camel, snake in fields.items()}
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key if key in fields else snake_to_camel.get(key)
-        if name is None:
-            raise ParamError(f"{prefix}{key}", "unknown field")
-        if name in out:
-            raise ParamError(f"{prefix}{name}", "given twice (camelCase and snake_case)")
-        out[name] = value
-    return out
-
-
-def _int_param(value: Any, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ParamError(path, f"expected an integer, got {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ParamError(path, f"expected an integer, got {value!r}") from None
-    if not 0 <= number <= _MAX_INT32:
-        raise ParamError(path, f"must be between 0 and {_MAX_INT32}, got {number}")
-    return number
-
-
 def _entry_type_param(value: Any, path: str) -> EntryType:
     if isinstance(value, str):
         with contextlib.suppress(KeyError):
@@ -175,7 +147,7 @@ def _check_provider_url(url: str) -> None:
 
 def parse_params(raw: Mapping[str, Any]) -> ListParams:
     """Validate ``listchecker`` params (camelCase or snake_case keys); pure, no I/O."""
-    fields = _canonical(raw, _FIELDS, "")
+    fields = canonical_fields(raw, _FIELDS, "")
     defaults = ListParams()
 
     url = fields.get("providerUrl", "")
@@ -202,7 +174,9 @@ def parse_params(raw: Mapping[str, Any]) -> ListParams:
             raise ParamError("cachingInterval", f"must be >= 0, got {caching_interval}")
     caching_use_count = defaults.caching_use_count
     if "cachingUseCount" in fields:
-        caching_use_count = _int_param(fields["cachingUseCount"], "cachingUseCount")
+        caching_use_count = int_range_param(
+            fields["cachingUseCount"], "cachingUseCount", 0, _MAX_INT32
+        )
 
     entry_type = defaults.entry_type
     if "entryType" in fields:
@@ -230,10 +204,10 @@ def parse_params(raw: Mapping[str, Any]) -> ListParams:
         except ValueError as exc:
             raise ParamError("overrides", str(exc)) from None
 
-    failure = _canonical(fields.get("failureStatus"), _STATUS_FIELDS, "failureStatus.")
+    failure = canonical_fields(fields.get("failureStatus"), _STATUS_FIELDS, "failureStatus.")
     failure_code = defaults.failure_code
     if "code" in failure:
-        failure_code = _int_param(failure["code"], "failureStatus.code")
+        failure_code = int_range_param(failure["code"], "failureStatus.code", 0, _MAX_INT32)
         if failure_code > 16:
             raise ParamError("failureStatus.code", f"not a gRPC status code: {failure_code}")
     failure_message = failure.get("message", "")

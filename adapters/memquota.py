@@ -53,13 +53,10 @@ the same schedule.
 from __future__ import annotations
 
 import datetime
-import enum
-import ipaddress
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from adapters.base import (
@@ -69,11 +66,17 @@ from adapters.base import (
     AdapterInfo,
     Env,
     Instance,
+    Override,
     ParamError,
     QuotaArgs,
+    QuotaConfig,
+    QuotaNames,
     QuotaResult,
-    StringMap,
+    RateLimitAlgorithm,
+    dimension_text,
     duration_param,
+    param_fields,
+    parse_quotas,
 )
 
 __all__ = [
@@ -94,35 +97,8 @@ _MIN_BUCKET = datetime.timedelta(milliseconds=1)
 _EXHAUSTED = "memquota: Resource exhausted"
 
 
-class Algorithm(enum.Enum):
-    """A rate-limit algorithm (``rateLimitAlgorithm``)."""
-
-    FIXED_WINDOW = "FIXED_WINDOW"
-    ROLLING_WINDOW = "ROLLING_WINDOW"
-    TOKEN_BUCKET = "TOKEN_BUCKET"
-
-
-@dataclass(frozen=True, slots=True)
-class Override:
-    """Limits for instances whose dimensions equal all of `dimensions`."""
-
-    dimensions: Mapping[str, str]
-    max_amount: int
-    valid_duration: datetime.timedelta | None = None
-    burst: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaConfig:
-    """One configured quota. `algorithm` None means Istio's memquota behaviour."""
-
-    name: str
-    max_amount: int
-    valid_duration: datetime.timedelta
-    bucket_duration: datetime.timedelta | None = None
-    algorithm: Algorithm | None = None
-    burst: int | None = None
-    overrides: tuple[Override, ...] = ()
+Algorithm = RateLimitAlgorithm
+"""This adapter's name for `RateLimitAlgorithm`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,165 +112,12 @@ class MemQuotaParams:
 # --- params -------------------------------------------------------------------------------
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _fields(raw: Any, path: str, allowed: frozenset[str]) -> dict[str, Any]:
-    """`raw`'s entries keyed by camelCase name; snake_case is accepted, unknown keys rejected."""
-    if not isinstance(raw, Mapping):
-        raise ParamError(path, f"expected a mapping, got {type(raw).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = _camel(str(key))
-        where = f"{path}.{name}" if path else name
-        if name not in allowed:
-            raise ParamError(where, f"unknown field (expected one of {', '.join(sorted(allowed))})")
-        if name in out:
-            raise ParamError(where, "given twice (camelCase and snake_case)")
-        out[name] = value
-    return out
-
-
-def _int(value: Any, path: str, minimum: int) -> int:
-    if isinstance(value, bool):
-        raise ParamError(path, f"expected an integer, got {value!r}")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)  # protobuf Struct numbers arrive as floats
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)  # proto3 JSON writes int64 as a string
-    if not isinstance(value, int):
-        raise ParamError(path, f"expected an integer, got {value!r}")
-    if value < minimum:
-        raise ParamError(path, f"must be >= {minimum}, got {value}")
-    return value
-
-
-def _text(value: Any) -> str:
-    """A dimension value as text, the way both config and instances are compared and keyed."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, bytes):
-        if len(value) in (4, 16):
-            return str(ipaddress.ip_address(value))
-        return value.hex()
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return f"{value.total_seconds():g}s"
-    if isinstance(value, StringMap | Mapping):
-        return ",".join(f"{k}={_text(v)}" for k, v in sorted(value.items()))
-    return str(value)
-
-
-def _algorithm(value: Any, path: str) -> Algorithm:
-    if isinstance(value, str):
-        try:
-            return Algorithm(value.strip().upper())
-        except ValueError:
-            pass
-    names = ", ".join(a.value for a in Algorithm)
-    raise ParamError(path, f"expected one of {names}, got {value!r}")
-
-
-_QUOTA_FIELDS = frozenset(
-    {
-        "name",
-        "maxAmount",
-        "validDuration",
-        "bucketDuration",
-        "rateLimitAlgorithm",
-        "burst",
-        "overrides",
-    }
-)
-_OVERRIDE_FIELDS = frozenset({"dimensions", "maxAmount", "validDuration", "burst"})
-
-
-def _override(raw: Any, path: str, quota: QuotaConfig) -> Override:
-    f = _fields(raw, path, _OVERRIDE_FIELDS)
-    dims = f.get("dimensions")
-    if not isinstance(dims, Mapping) or not dims:
-        raise ParamError(f"{path}.dimensions", "expected a non-empty map of dimension values")
-    if "maxAmount" not in f:
-        raise ParamError(f"{path}.maxAmount", "required")
-    max_amount = _int(f["maxAmount"], f"{path}.maxAmount", 1)
-    valid: datetime.timedelta | None = None
-    if "validDuration" in f:
-        valid = duration_param(f["validDuration"], f"{path}.validDuration")
-        _check_valid_duration(valid, quota.algorithm, f"{path}.validDuration")
-    burst: int | None = None
-    if "burst" in f:
-        if quota.algorithm is not Algorithm.TOKEN_BUCKET:
-            raise ParamError(
-                f"{path}.burst", "burst applies only to rateLimitAlgorithm TOKEN_BUCKET"
-            )
-        burst = _int(f["burst"], f"{path}.burst", 1)
-    return Override(
-        dimensions=MappingProxyType({str(k): _text(v) for k, v in dims.items()}),
-        max_amount=max_amount,
-        valid_duration=valid,
-        burst=burst,
-    )
-
-
-def _check_valid_duration(valid: datetime.timedelta, alg: Algorithm | None, path: str) -> None:
-    if valid < datetime.timedelta(0):
-        raise ParamError(path, "must not be negative")
-    if alg is not None and valid <= datetime.timedelta(0):
-        raise ParamError(path, f"must be > 0 with rateLimitAlgorithm {alg.value}")
-
-
-def _quota(raw: Any, path: str) -> QuotaConfig:
-    f = _fields(raw, path, _QUOTA_FIELDS)
-    name = f.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise ParamError(f"{path}.name", "required: the quota instance's name")
-    if "maxAmount" not in f:
-        raise ParamError(f"{path}.maxAmount", "required")
-    max_amount = _int(f["maxAmount"], f"{path}.maxAmount", 1)
-    alg = None
-    if f.get("rateLimitAlgorithm") is not None:
-        alg = _algorithm(f["rateLimitAlgorithm"], f"{path}.rateLimitAlgorithm")
-    valid = duration_param(f.get("validDuration", 0), f"{path}.validDuration")
-    _check_valid_duration(valid, alg, f"{path}.validDuration")
-    bucket: datetime.timedelta | None = None
-    if f.get("bucketDuration") is not None:
-        bucket = duration_param(f["bucketDuration"], f"{path}.bucketDuration")
-        if alg is Algorithm.ROLLING_WINDOW and not _MIN_BUCKET <= bucket <= valid:
-            raise ParamError(
-                f"{path}.bucketDuration", "must be between 1ms and validDuration for ROLLING_WINDOW"
-            )
-    burst: int | None = None
-    if "burst" in f:
-        if alg is not Algorithm.TOKEN_BUCKET:
-            raise ParamError(
-                f"{path}.burst", "burst applies only to rateLimitAlgorithm TOKEN_BUCKET"
-            )
-        burst = _int(f["burst"], f"{path}.burst", 1)
-    quota = QuotaConfig(name.strip(), max_amount, valid, bucket, alg, burst)
-    overrides = f.get("overrides") or []
-    if not isinstance(overrides, Sequence) or isinstance(overrides, str):
-        raise ParamError(f"{path}.overrides", "expected a list")
-    parsed = tuple(_override(o, f"{path}.overrides[{i}]", quota) for i, o in enumerate(overrides))
-    return QuotaConfig(name.strip(), max_amount, valid, bucket, alg, burst, parsed)
-
-
 def parse_params(raw: Mapping[str, Any]) -> MemQuotaParams:
     """Parse and validate memquota params (pure; raises `ParamError` naming the field)."""
-    f = _fields(raw, "", frozenset({"quotas", "minDeduplicationDuration"}))
-    quotas = f.get("quotas")
-    if not isinstance(quotas, Sequence) or isinstance(quotas, str) or not quotas:
-        raise ParamError("quotas", "required: a non-empty list of quotas")
-    parsed = tuple(_quota(q, f"quotas[{i}]") for i, q in enumerate(quotas))
-    seen: set[str] = set()
-    for i, q in enumerate(parsed):
-        if q.name in seen:
-            raise ParamError(f"quotas[{i}].name", f"duplicate quota name {q.name!r}")
-        seen.add(q.name)
+    f = param_fields(raw, "", frozenset({"quotas", "minDeduplicationDuration"}), sorted_hint=True)
+    parsed = parse_quotas(
+        f.get("quotas"), "quotas", default_algorithm=None, require_valid_duration=False
+    )
     dedup = duration_param(f.get("minDeduplicationDuration", "1s"), "minDeduplicationDuration")
     if dedup <= datetime.timedelta(0):
         raise ParamError("minDeduplicationDuration", "must be > 0")
@@ -338,39 +161,9 @@ def bucket_key(quota_name: str, dims: Mapping[str, str]) -> str:
     return ";".join([quota_name, *(f"{k}={dims[k]}" for k in sorted(dims))])
 
 
-class _Names:
-    """Finds an instance's quota config by its FQN, tolerating the naming styles Istio allowed.
-
-    Exact name first; then ``short.<any kind>.namespace`` (``x.instance.ns`` and the legacy
-    ``x.quota.ns`` name the same instance); then a config written with the bare short name.
-    """
-
-    def __init__(self, quotas: Sequence[QuotaConfig]) -> None:
-        self._exact = {q.name: q for q in quotas}
-        self._by_short_ns: dict[tuple[str, str], QuotaConfig] = {}
-        self._by_short: dict[str, QuotaConfig] = {}
-        for q in quotas:
-            parts = q.name.split(".")
-            if len(parts) >= 3:
-                self._by_short_ns.setdefault((parts[0], parts[-1]), q)
-            elif len(parts) == 1:
-                self._by_short.setdefault(q.name, q)
-
-    def find(self, instance_name: str) -> QuotaConfig | None:
-        found = self._exact.get(instance_name)
-        if found is not None:
-            return found
-        parts = instance_name.split(".")
-        if len(parts) >= 3:
-            found = self._by_short_ns.get((parts[0], parts[-1]))
-            if found is not None:
-                return found
-        return self._by_short.get(parts[0])
-
-
 def _dimensions(instance: Instance) -> dict[str, str]:
     raw = instance.fields.get("dimensions") or {}
-    return {str(k): _text(v) for k, v in raw.items()}
+    return {str(k): dimension_text(v) for k, v in raw.items()}
 
 
 def _take(amount: int, available: int, best_effort: bool) -> int:
@@ -563,7 +356,7 @@ class MemQuotaHandler:
     so each allocation is atomic without locks."""
 
     def __init__(self, params: MemQuotaParams, clock: Callable[[], float]) -> None:
-        self._names = _Names(params.quotas)
+        self._names = QuotaNames(params.quotas)
         self._clock = clock
         self._period = params.min_deduplication_duration.total_seconds()
         # bucket key -> (the limit it was built for, its state); rebuilt if the limit changes

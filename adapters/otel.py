@@ -42,8 +42,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
-import ipaddress
-import itertools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -67,7 +65,23 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AnyValue
 
-from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError, duration_param
+from adapters.base import (
+    TEMPLATES,
+    AdapterInfo,
+    Env,
+    Instance,
+    ParamError,
+    duration_param,
+    go_duration,
+    histogram_buckets,
+    ip_text,
+    join_path,
+    metric_value,
+    param_fields,
+    positive_int_param,
+    string_param,
+    zap_time,
+)
 
 __all__ = ["INFO", "Kind", "MetricInfo", "Params", "Protocol", "build", "parse_params"]
 
@@ -133,90 +147,11 @@ class Params:
 # Params
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _fields(raw: object, path: str, allowed: Sequence[str]) -> dict[str, Any]:
-    """`raw` as a dict with camelCase keys; unknown keys and a key given twice are errors."""
-    if not isinstance(raw, Mapping):
-        raise ParamError(path, f"expected a mapping, got {type(raw).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        camel = _camel(str(key))
-        if camel not in allowed:
-            raise ParamError(
-                _join(path, str(key)), f"unknown field; expected one of {', '.join(allowed)}"
-            )
-        if camel in out:
-            raise ParamError(_join(path, camel), "given twice (camelCase and snake_case)")
-        out[camel] = value
-    return out
-
-
-def _string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ParamError(path, f"expected a string, got {value!r}")
-    return value
-
-
-def _number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParamError(path, f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _count(value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParamError(path, f"expected a positive integer, got {value!r}")
-    return value
-
-
 def _positive_seconds(value: object, path: str) -> float:
     seconds = duration_param(value, path).total_seconds()
     if seconds <= 0:
         raise ParamError(path, f"must be > 0, got {value!r}")
     return seconds
-
-
-def _buckets(raw: object, path: str) -> tuple[float, ...]:
-    spec = _fields(raw, path, ("linearBuckets", "exponentialBuckets", "explicitBuckets"))
-    if len(spec) != 1:
-        raise ParamError(
-            path, "exactly one of linearBuckets, exponentialBuckets, explicitBuckets is required"
-        )
-    ((which, body),) = spec.items()
-    where = _join(path, which)
-    if which == "explicitBuckets":
-        bounds_raw = _fields(body, where, ("bounds",)).get("bounds")
-        if not isinstance(bounds_raw, list) or not bounds_raw:
-            raise ParamError(_join(where, "bounds"), "expected a non-empty list of numbers")
-        bounds = tuple(_number(b, f"{where}.bounds[{i}]") for i, b in enumerate(bounds_raw))
-        if any(b >= c for b, c in itertools.pairwise(bounds)):
-            raise ParamError(_join(where, "bounds"), "bounds must be strictly increasing")
-        return bounds
-    if which == "linearBuckets":
-        fields = _fields(body, where, ("numFiniteBuckets", "width", "offset"))
-        n = _count(fields.get("numFiniteBuckets"), _join(where, "numFiniteBuckets"))
-        width = _number(fields.get("width"), _join(where, "width"))
-        offset = _number(fields.get("offset", 0), _join(where, "offset"))
-        if width <= 0:
-            raise ParamError(_join(where, "width"), f"must be > 0, got {width}")
-        return tuple(offset + width * i for i in range(n + 1))
-    fields = _fields(body, where, ("numFiniteBuckets", "growthFactor", "scale"))
-    n = _count(fields.get("numFiniteBuckets"), _join(where, "numFiniteBuckets"))
-    growth = _number(fields.get("growthFactor"), _join(where, "growthFactor"))
-    scale = _number(fields.get("scale"), _join(where, "scale"))
-    if growth <= 1:
-        raise ParamError(_join(where, "growthFactor"), f"must be > 1, got {growth}")
-    if scale <= 0:
-        raise ParamError(_join(where, "scale"), f"must be > 0, got {scale}")
-    return tuple(scale * growth**i for i in range(n + 1))
 
 
 def _short_fqn(name: str) -> tuple[str, str] | None:
@@ -239,41 +174,42 @@ _METRIC_FIELDS: Final = (
 
 
 def _metric(raw: object, path: str) -> MetricInfo:
-    fields = _fields(raw, path, _METRIC_FIELDS)
-    instance_name = _string(fields.get("instanceName", ""), _join(path, "instanceName"))
+    fields = param_fields(raw, path, _METRIC_FIELDS)
+    instance_name = string_param(fields.get("instanceName", ""), join_path(path, "instanceName"))
     if not instance_name:
-        raise ParamError(_join(path, "instanceName"), "is required")
+        raise ParamError(join_path(path, "instanceName"), "is required")
     short = _short_fqn(instance_name)
-    name = _string(fields.get("name", ""), _join(path, "name")) or (
+    name = string_param(fields.get("name", ""), join_path(path, "name")) or (
         short[0] if short else instance_name
     )
     if not _INSTRUMENT_NAME.match(name):
         raise ParamError(
-            _join(path, "name"), f"{name!r} is not a valid OpenTelemetry instrument name"
+            join_path(path, "name"), f"{name!r} is not a valid OpenTelemetry instrument name"
         )
     kind_raw = fields.get("kind")
     if not isinstance(kind_raw, str) or kind_raw not in Kind.__members__:
         raise ParamError(
-            _join(path, "kind"), f"must be one of {', '.join(Kind.__members__)}, got {kind_raw!r}"
+            join_path(path, "kind"),
+            f"must be one of {', '.join(Kind.__members__)}, got {kind_raw!r}",
         )
     kind = Kind[kind_raw]
     labels_raw = fields.get("labelNames", [])
     if not isinstance(labels_raw, list):
-        raise ParamError(_join(path, "labelNames"), "expected a list of strings")
-    labels = tuple(_string(v, f"{path}.labelNames[{i}]") for i, v in enumerate(labels_raw))
+        raise ParamError(join_path(path, "labelNames"), "expected a list of strings")
+    labels = tuple(string_param(v, f"{path}.labelNames[{i}]") for i, v in enumerate(labels_raw))
     buckets: tuple[float, ...] = ()
     if fields.get("buckets") is not None:
         if kind is not Kind.DISTRIBUTION:
-            raise ParamError(_join(path, "buckets"), "only a DISTRIBUTION has buckets")
-        buckets = _buckets(fields["buckets"], _join(path, "buckets"))
+            raise ParamError(join_path(path, "buckets"), "only a DISTRIBUTION has buckets")
+        buckets = histogram_buckets(fields["buckets"], join_path(path, "buckets"))
     return MetricInfo(
         name=name,
         instance_name=instance_name,
         kind=kind,
         label_names=labels,
         buckets=buckets,
-        description=_string(fields.get("description", ""), _join(path, "description")),
-        unit=_string(fields.get("unit", ""), _join(path, "unit")),
+        description=string_param(fields.get("description", ""), join_path(path, "description")),
+        unit=string_param(fields.get("unit", ""), join_path(path, "unit")),
     )
 
 
@@ -292,7 +228,7 @@ _FIELDS: Final = (
 
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Parse and validate an otel handler's params (camelCase or snake_case keys)."""
-    fields = _fields(raw, "", _FIELDS)
+    fields = param_fields(raw, "", _FIELDS)
     protocol_raw = fields.get("protocol", "grpc")
     if not isinstance(protocol_raw, str) or protocol_raw.lower() not in ("grpc", "http"):
         raise ParamError("protocol", f"must be grpc or http, got {protocol_raw!r}")
@@ -311,7 +247,9 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     for key, value in resource.items():
         if not isinstance(value, str | bool | int | float):
             raise ParamError(f"resourceAttributes.{key}", f"expected a scalar, got {value!r}")
-    limit = _count(fields.get("cardinalityLimit", DEFAULT_CARDINALITY_LIMIT), "cardinalityLimit")
+    limit = positive_int_param(
+        fields.get("cardinalityLimit", DEFAULT_CARDINALITY_LIMIT), "cardinalityLimit"
+    )
     metrics_raw = fields.get("metrics", [])
     if not isinstance(metrics_raw, list):
         raise ParamError("metrics", "expected a list")
@@ -334,7 +272,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         seen_instances[metric.instance_name] = i
     return Params(
         protocol=protocol,
-        endpoint=_string(fields.get("endpoint", ""), "endpoint"),
+        endpoint=string_param(fields.get("endpoint", ""), "endpoint"),
         insecure=insecure,
         headers=dict(headers),
         timeout=_positive_seconds(fields.get("timeout", "10s"), "timeout"),
@@ -349,33 +287,6 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
 # Values
 
 
-def _go_duration(value: datetime.timedelta) -> str:
-    nanos = (value.days * 86_400 + value.seconds) * 1_000_000_000 + value.microseconds * 1_000
-    sign = "-" if nanos < 0 else ""
-    nanos = abs(nanos)
-    if nanos == 0:
-        return "0s"
-    if nanos < 1_000_000_000:
-        for unit, scale in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
-            if nanos < scale * 1_000:
-                return sign + _decimal(nanos, scale) + unit
-    hours, rest = divmod(nanos, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    seconds = _decimal(rest, 1_000_000_000) + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return sign + seconds
-
-
-def _decimal(value: int, scale: int) -> str:
-    whole, frac = divmod(value, scale)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{str(frac).rjust(len(str(scale)) - 1, '0').rstrip('0')}"
-
-
 AttributeValue = str | bool | int | float
 
 
@@ -386,17 +297,11 @@ def _attribute(value: object) -> AttributeValue:
     if value is None:
         return ""
     if isinstance(value, bytes):
-        if len(value) == 4:
-            return str(ipaddress.IPv4Address(value))
-        if len(value) == 16:
-            address = ipaddress.IPv6Address(value)
-            return str(address.ipv4_mapped or address)
-        return value.hex()
+        return ip_text(value) or value.hex()
     if isinstance(value, datetime.datetime):
-        utc = value.astimezone(datetime.UTC) if value.tzinfo else value
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return zap_time(value)
     if isinstance(value, datetime.timedelta):
-        return _go_duration(value)
+        return go_duration(value)
     if isinstance(value, Mapping):
         return "&".join(f"{k}={_attribute(v)}" for k, v in sorted(value.items()))
     return str(value)
@@ -407,21 +312,6 @@ def _log_attribute(value: object) -> AnyValue:
     if isinstance(value, Mapping):
         return {str(k): _attribute(v) for k, v in value.items()}
     return _attribute(value)
-
-
-def _metric_value(value: object) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"could not extract numeric value for {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"could not extract numeric value for {value!r}") from None
-    raise ValueError(f"could not extract numeric value for {value!r}")
 
 
 def _nanos(value: object) -> int | None:
@@ -648,7 +538,7 @@ class OtelHandler:
             raise ValueError("no metric configured for this instance")
         fields = instance.fields
         raw = fields.get("value")
-        amount = float(raw) if type(raw) is int or type(raw) is float else _metric_value(raw)
+        amount = float(raw) if type(raw) is int or type(raw) is float else metric_value(raw)
         if binding.info.kind is Kind.COUNTER and amount < 0:
             raise ValueError(f"counters only take non-negative values, got {amount}")
         dims = fields.get("dimensions") or {}

@@ -39,8 +39,6 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
-import ipaddress
-import itertools
 import logging
 import math
 import operator
@@ -53,7 +51,23 @@ from typing import Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
 
-from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError, duration_param
+from adapters.base import (
+    TEMPLATES,
+    AdapterInfo,
+    Env,
+    Instance,
+    ParamError,
+    duration_param,
+    enum_param,
+    go_duration,
+    histogram_buckets,
+    ip_text,
+    join_path,
+    metric_value,
+    param_fields,
+    string_param,
+    zap_time,
+)
 
 __all__ = [
     "INFO",
@@ -139,102 +153,10 @@ class Params:
 # Params
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _fields(raw: object, path: str, allowed: Sequence[str]) -> dict[str, Any]:
-    """`raw` as a dict with camelCase keys; unknown keys and a key given twice are errors."""
-    if not isinstance(raw, Mapping):
-        raise ParamError(path, f"expected a mapping, got {type(raw).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str):
-            raise ParamError(path, f"field names must be strings, got {key!r}")
-        camel = _camel(key)
-        if camel not in allowed:
-            raise ParamError(
-                _join(path, key), f"unknown field; expected one of {', '.join(allowed)}"
-            )
-        if camel in out:
-            raise ParamError(_join(path, camel), "given twice (camelCase and snake_case)")
-        out[camel] = value
-    return out
-
-
-def _string(value: object, path: str) -> str:
-    if not isinstance(value, str):
-        raise ParamError(path, f"expected a string, got {value!r}")
-    return value
-
-
-def _number(value: object, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParamError(path, f"expected a number, got {value!r}")
-    return float(value)
-
-
-def _count(value: object, path: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ParamError(path, f"expected a positive integer, got {value!r}")
-    return value
-
-
 def safe_name(name: str) -> str:
     """Mixer's sanitising of metric and label names: leading ``/`` dropped, ``/ . space`` → ``_``,
     ``-`` removed."""
     return name.removeprefix("/").translate(_SANITIZE)
-
-
-def _kind(value: object, path: str) -> Kind:
-    if isinstance(value, str) and value in Kind.__members__:
-        return Kind[value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        for kind in Kind:
-            if kind.value == value:
-                return kind
-    raise ParamError(path, f"must be one of GAUGE, COUNTER, DISTRIBUTION, got {value!r}")
-
-
-def _buckets(raw: object, path: str) -> tuple[float, ...]:
-    spec = _fields(raw, path, ("linearBuckets", "exponentialBuckets", "explicitBuckets"))
-    if len(spec) != 1:
-        raise ParamError(
-            path, "exactly one of linearBuckets, exponentialBuckets, explicitBuckets is required"
-        )
-    ((which, body),) = spec.items()
-    where = _join(path, which)
-    if which == "explicitBuckets":
-        fields = _fields(body, where, ("bounds",))
-        bounds_raw = fields.get("bounds")
-        if not isinstance(bounds_raw, list) or not bounds_raw:
-            raise ParamError(_join(where, "bounds"), "expected a non-empty list of numbers")
-        bounds = tuple(_number(b, f"{where}.bounds[{i}]") for i, b in enumerate(bounds_raw))
-        if any(b >= c for b, c in itertools.pairwise(bounds)):
-            raise ParamError(_join(where, "bounds"), "bounds must be strictly increasing")
-        return bounds
-    if which == "linearBuckets":
-        fields = _fields(body, where, ("numFiniteBuckets", "width", "offset"))
-        n = _count(fields.get("numFiniteBuckets"), _join(where, "numFiniteBuckets"))
-        width = _number(fields.get("width"), _join(where, "width"))
-        offset = _number(fields.get("offset", 0), _join(where, "offset"))
-        if width <= 0:
-            raise ParamError(_join(where, "width"), f"must be > 0, got {width}")
-        return tuple(offset + width * i for i in range(n + 1))
-    fields = _fields(body, where, ("numFiniteBuckets", "growthFactor", "scale"))
-    n = _count(fields.get("numFiniteBuckets"), _join(where, "numFiniteBuckets"))
-    growth = _number(fields.get("growthFactor"), _join(where, "growthFactor"))
-    scale = _number(fields.get("scale"), _join(where, "scale"))
-    if growth <= 1:
-        raise ParamError(_join(where, "growthFactor"), f"must be > 1, got {growth}")
-    if scale <= 0:
-        raise ParamError(_join(where, "scale"), f"must be > 0, got {scale}")
-    return tuple(scale * growth**i for i in range(n + 1))
 
 
 _METRIC_FIELDS: Final = (
@@ -249,25 +171,25 @@ _METRIC_FIELDS: Final = (
 
 
 def _metric(raw: object, path: str) -> MetricInfo:
-    fields = _fields(raw, path, _METRIC_FIELDS)
-    instance_name = _string(fields.get("instanceName", ""), _join(path, "instanceName"))
+    fields = param_fields(raw, path, _METRIC_FIELDS, string_keys=True)
+    instance_name = string_param(fields.get("instanceName", ""), join_path(path, "instanceName"))
     if not instance_name:
-        raise ParamError(_join(path, "instanceName"), "is required")
-    base = _string(fields.get("name", ""), _join(path, "name")) or instance_name
-    namespace = safe_name(_string(fields.get("namespace", ""), _join(path, "namespace")))
+        raise ParamError(join_path(path, "instanceName"), "is required")
+    base = string_param(fields.get("name", ""), join_path(path, "name")) or instance_name
+    namespace = safe_name(string_param(fields.get("namespace", ""), join_path(path, "namespace")))
     name = f"{namespace or DEFAULT_NAMESPACE}_{safe_name(base)}"
     if not _METRIC_NAME.match(name):
-        raise ParamError(_join(path, "name"), f"{name!r} is not a valid Prometheus metric name")
-    kind = _kind(fields.get("kind"), _join(path, "kind"))
+        raise ParamError(join_path(path, "name"), f"{name!r} is not a valid Prometheus metric name")
+    kind = enum_param(Kind, fields.get("kind"), join_path(path, "kind"))
 
     raw_labels = fields.get("labelNames", [])
     if not isinstance(raw_labels, list):
-        raise ParamError(_join(path, "labelNames"), "expected a list of strings")
+        raise ParamError(join_path(path, "labelNames"), "expected a list of strings")
     keys: list[str] = []
     labels: list[str] = []
     for i, raw_label in enumerate(raw_labels):
         where = f"{path}.labelNames[{i}]"
-        key = _string(raw_label, where)
+        key = string_param(raw_label, where)
         label = safe_name(key)
         if not _LABEL_NAME.match(label) or label.startswith("__"):
             raise ParamError(where, f"{label!r} is not a valid Prometheus label name")
@@ -284,9 +206,11 @@ def _metric(raw: object, path: str) -> MetricInfo:
         buckets = (
             GO_DEFAULT_BUCKETS
             if raw_buckets is None
-            else _buckets(raw_buckets, _join(path, "buckets"))
+            else histogram_buckets(raw_buckets, join_path(path, "buckets"), string_keys=True)
         )
-    description = _string(fields.get("description", ""), _join(path, "description")) or base
+    description = (
+        string_param(fields.get("description", ""), join_path(path, "description")) or base
+    )
     return MetricInfo(
         name=name,
         instance_name=instance_name,
@@ -299,10 +223,12 @@ def _metric(raw: object, path: str) -> MetricInfo:
 
 
 def _expiration(raw: object, path: str) -> ExpirationPolicy | None:
-    fields = _fields(raw, path, ("metricsExpiryDuration", "expiryCheckIntervalDuration"))
+    fields = param_fields(
+        raw, path, ("metricsExpiryDuration", "expiryCheckIntervalDuration"), string_keys=True
+    )
     if not fields:
         return None
-    where = _join(path, "metricsExpiryDuration")
+    where = join_path(path, "metricsExpiryDuration")
     if "metricsExpiryDuration" not in fields:
         raise ParamError(where, "is required when an expiration policy is given")
     expiry = duration_param(fields["metricsExpiryDuration"], where).total_seconds()
@@ -310,7 +236,7 @@ def _expiration(raw: object, path: str) -> ExpirationPolicy | None:
         raise ParamError(where, f"must be > 0, got {fields['metricsExpiryDuration']!r}")
     interval = expiry / 2
     if "expiryCheckIntervalDuration" in fields:
-        where = _join(path, "expiryCheckIntervalDuration")
+        where = join_path(path, "expiryCheckIntervalDuration")
         interval = duration_param(fields["expiryCheckIntervalDuration"], where).total_seconds()
         if interval <= 0:
             raise ParamError(where, f"must be > 0, got {fields['expiryCheckIntervalDuration']!r}")
@@ -319,7 +245,7 @@ def _expiration(raw: object, path: str) -> ExpirationPolicy | None:
 
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Parse and validate a prometheus handler's params (camelCase or snake_case keys)."""
-    fields = _fields(raw, "", ("metrics", "metricsExpirationPolicy"))
+    fields = param_fields(raw, "", ("metrics", "metricsExpirationPolicy"), string_keys=True)
     raw_metrics = fields.get("metrics", [])
     if not isinstance(raw_metrics, list):
         raise ParamError("metrics", "expected a list")
@@ -348,35 +274,6 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
 
 # --------------------------------------------------------------------------------------------
 # Value conversion (Mixer's promValue and adapter.Stringify)
-
-
-def go_duration(value: datetime.timedelta) -> str:
-    """A duration as Go's ``time.Duration.String`` writes it: ``1.5s``, ``2m0s``, ``150ms``."""
-    nanos = (value.days * 86_400 + value.seconds) * 1_000_000_000 + value.microseconds * 1_000
-    sign = "-" if nanos < 0 else ""
-    nanos = abs(nanos)
-    if nanos == 0:
-        return "0s"
-    if nanos < 1_000_000_000:
-        for unit, scale in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
-            if nanos < scale * 1_000:
-                return sign + _decimal(nanos, scale) + unit
-    hours, rest = divmod(nanos, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    seconds = _decimal(rest, 1_000_000_000) + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return sign + seconds
-
-
-def _decimal(value: int, scale: int) -> str:
-    whole, frac = divmod(value, scale)
-    if not frac:
-        return str(whole)
-    digits = str(frac).rjust(len(str(scale)) - 1, "0").rstrip("0")
-    return f"{whole}.{digits}"
 
 
 def _go_float(value: float) -> str:
@@ -408,36 +305,14 @@ def label_value(value: object) -> str:
     if isinstance(value, float):
         return _go_float(value)
     if isinstance(value, bytes):
-        if len(value) == 4:
-            return str(ipaddress.IPv4Address(value))
-        if len(value) == 16:
-            address = ipaddress.IPv6Address(value)
-            return str(address.ipv4_mapped or address)
-        return "[" + " ".join(str(b) for b in value) + "]"
+        return ip_text(value) or "[" + " ".join(str(b) for b in value) + "]"
     if isinstance(value, datetime.datetime):
-        utc = value.astimezone(datetime.UTC) if value.tzinfo else value
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return zap_time(value)
     if isinstance(value, datetime.timedelta):
         return go_duration(value)
     if isinstance(value, Mapping):
         return "&".join(f"{k}={label_value(v)}" for k, v in sorted(value.items()))
     return str(value)
-
-
-def metric_value(value: object) -> float:
-    """An instance value as a float: numbers as is, durations in seconds, numeric strings parsed."""
-    if isinstance(value, bool):
-        raise ValueError(f"could not extract numeric value for {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"could not extract numeric value for {value!r}") from None
-    raise ValueError(f"could not extract numeric value for {value!r}")
 
 
 # --------------------------------------------------------------------------------------------

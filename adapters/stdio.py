@@ -32,7 +32,6 @@ import base64
 import contextlib
 import datetime
 import enum
-import ipaddress
 import json
 import math
 import os
@@ -43,9 +42,19 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Final, TypeVar
+from typing import IO, Any, Final
 
-from adapters.base import AdapterInfo, Env, Instance, ParamError
+from adapters.base import (
+    AdapterInfo,
+    Env,
+    Instance,
+    ParamError,
+    enum_param,
+    go_duration,
+    ip_text,
+    param_fields,
+    zap_time,
+)
 
 __all__ = ["INFO", "Level", "Params", "Stream", "build", "parse_params"]
 
@@ -123,24 +132,6 @@ _FIELDS: Final = (
 )
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-_E = TypeVar("_E", bound=enum.Enum)
-
-
-def _enum(kind: type[_E], value: object, path: str) -> _E:
-    if isinstance(value, str) and value in kind.__members__:
-        return kind[value]
-    if isinstance(value, int) and not isinstance(value, bool):
-        for member in kind:
-            if member.value == value:
-                return member
-    raise ParamError(path, f"must be one of {', '.join(kind.__members__)}, got {value!r}")
-
-
 def _non_negative(value: object, path: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ParamError(path, f"expected a non-negative integer, got {value!r}")
@@ -149,24 +140,15 @@ def _non_negative(value: object, path: str) -> int:
 
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Parse and validate a stdio handler's params (camelCase or snake_case keys)."""
-    if not isinstance(raw, Mapping):
-        raise ParamError("", f"expected a mapping, got {type(raw).__name__}")
-    fields: dict[str, Any] = {}
-    for key, value in raw.items():
-        camel = _camel(str(key))
-        if camel not in _FIELDS:
-            raise ParamError(str(key), f"unknown field; expected one of {', '.join(_FIELDS)}")
-        if camel in fields:
-            raise ParamError(camel, "given twice (camelCase and snake_case)")
-        fields[camel] = value
+    fields = param_fields(raw, "", _FIELDS)
 
-    stream = _enum(Stream, fields.get("logStream", "STDOUT"), "logStream")
+    stream = enum_param(Stream, fields.get("logStream", "STDOUT"), "logStream")
     levels = dict(DEFAULT_SEVERITY_LEVELS)
     raw_levels = fields.get("severityLevels") or {}
     if not isinstance(raw_levels, Mapping):
         raise ParamError("severityLevels", "expected a map of severity to INFO, WARNING or ERROR")
     for severity, level in raw_levels.items():
-        levels[str(severity)] = _enum(Level, level, f"severityLevels.{severity}")
+        levels[str(severity)] = enum_param(Level, level, f"severityLevels.{severity}")
     as_json = fields.get("outputAsJson", True)
     if not isinstance(as_json, bool):
         raise ParamError("outputAsJson", f"expected true or false, got {as_json!r}")
@@ -189,9 +171,9 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     return Params(
         log_stream=stream,
         severity_levels=levels,
-        metric_level=_enum(Level, fields.get("metricLevel", "INFO"), "metricLevel"),
+        metric_level=enum_param(Level, fields.get("metricLevel", "INFO"), "metricLevel"),
         output_as_json=as_json,
-        output_level=_enum(Level, fields.get("outputLevel", "INFO"), "outputLevel"),
+        output_level=enum_param(Level, fields.get("outputLevel", "INFO"), "outputLevel"),
         output_path=path,
         max_megabytes_before_rotation=megabytes,
         max_days_before_rotation=_non_negative(
@@ -205,38 +187,6 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
 # Encoding (zap's JSON and console encoders as Mixer configured them)
 
 
-def _zap_time(value: datetime.datetime) -> str:
-    utc = value.astimezone(datetime.UTC) if value.tzinfo else value
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _go_duration(value: datetime.timedelta) -> str:
-    nanos = (value.days * 86_400 + value.seconds) * 1_000_000_000 + value.microseconds * 1_000
-    sign = "-" if nanos < 0 else ""
-    nanos = abs(nanos)
-    if nanos == 0:
-        return "0s"
-    if nanos < 1_000_000_000:
-        for unit, scale in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
-            if nanos < scale * 1_000:
-                return sign + _decimal(nanos, scale) + unit
-    hours, rest = divmod(nanos, 3_600_000_000_000)
-    minutes, rest = divmod(rest, 60_000_000_000)
-    seconds = _decimal(rest, 1_000_000_000) + "s"
-    if hours:
-        return f"{sign}{hours}h{minutes}m{seconds}"
-    if minutes:
-        return f"{sign}{minutes}m{seconds}"
-    return sign + seconds
-
-
-def _decimal(value: int, scale: int) -> str:
-    whole, frac = divmod(value, scale)
-    if not frac:
-        return str(whole)
-    return f"{whole}.{str(frac).rjust(len(str(scale)) - 1, '0').rstrip('0')}"
-
-
 def _json_value(value: object) -> object:
     """A bag value as zap.Any encodes it."""
     if value is None or isinstance(value, str | bool | int):
@@ -246,16 +196,11 @@ def _json_value(value: object) -> object:
             return value
         return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
     if isinstance(value, bytes):
-        if len(value) == 4:
-            return str(ipaddress.IPv4Address(value))
-        if len(value) == 16:
-            address = ipaddress.IPv6Address(value)
-            return str(address.ipv4_mapped or address)
-        return base64.b64encode(value).decode("ascii")
+        return ip_text(value) or base64.b64encode(value).decode("ascii")
     if isinstance(value, datetime.datetime):
-        return _zap_time(value)
+        return zap_time(value)
     if isinstance(value, datetime.timedelta):
-        return _go_duration(value)
+        return go_duration(value)
     if isinstance(value, Mapping):
         return {str(k): _json_value(v) for k, v in value.items()}
     return str(value)
@@ -271,7 +216,7 @@ class _Entry:
 
 def _encode(entry: _Entry, as_json: bool) -> str:
     level = _LEVEL_TEXT[entry.level]
-    stamp = _zap_time(entry.time)
+    stamp = zap_time(entry.time)
     payload = {key: _json_value(value) for key, value in entry.fields}
     if as_json:
         head: dict[str, object] = {"level": level, "time": stamp, "instance": entry.instance}

@@ -39,6 +39,7 @@ from adapters.base import (
     Env,
     Instance,
     QuotaArgs,
+    QuotaNames,
     QuotaResult,
 )
 from adapters.redisquota.params import (
@@ -86,6 +87,12 @@ _SUFFIX = {
     Algorithm.ROLLING_WINDOW: ":rw",
     Algorithm.TOKEN_BUCKET: ":tb",
 }
+# The algorithm codes main.lua dispatches on.
+_LUA_CODE = {
+    Algorithm.FIXED_WINDOW: 1,
+    Algorithm.ROLLING_WINDOW: 2,
+    Algorithm.TOKEN_BUCKET: 3,
+}
 
 
 def _key_base(key: str) -> str:
@@ -124,36 +131,6 @@ def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
                 o.burst or q.burst or o.max_amount,
             )
     return _Limit(q.max_amount, q.valid_duration, q.burst or q.max_amount)
-
-
-class _Names:
-    """Finds an instance's quota config by its FQN, tolerating the naming styles Istio allowed.
-
-    Exact name first; then ``short.<any kind>.namespace`` (``x.instance.ns`` and the legacy
-    ``x.quota.ns`` name the same instance); then a config written with the bare short name.
-    """
-
-    def __init__(self, quotas: Sequence[QuotaConfig]) -> None:
-        self._exact = {q.name: q for q in quotas}
-        self._by_short_ns: dict[tuple[str, str], QuotaConfig] = {}
-        self._by_short: dict[str, QuotaConfig] = {}
-        for q in quotas:
-            parts = q.name.split(".")
-            if len(parts) >= 3:
-                self._by_short_ns.setdefault((parts[0], parts[-1]), q)
-            elif len(parts) == 1:
-                self._by_short.setdefault(q.name, q)
-
-    def find(self, instance_name: str) -> QuotaConfig | None:
-        found = self._exact.get(instance_name)
-        if found is not None:
-            return found
-        parts = instance_name.split(".")
-        if len(parts) >= 3:
-            found = self._by_short_ns.get((parts[0], parts[-1]))
-            if found is not None:
-                return found
-        return self._by_short.get(parts[0])
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,7 +415,7 @@ class RedisQuotaHandler:
 
     def __init__(self, params: RedisQuotaParams, env: Env) -> None:
         self._params = params
-        self._names = _Names(params.quotas)
+        self._names = QuotaNames(params.quotas)
         self._handler_name = env.handler_name
         self._log = env.logger
         self._timeout = params.timeout.total_seconds()
@@ -512,16 +489,18 @@ class RedisQuotaHandler:
         if cached is not None:
             return cached
         limit = _limit(quota, dims)
-        keys = redis_keys(key, quota.algorithm)
+        # parse_params always sets an algorithm (FIXED_WINDOW when absent, as Istio's redisquota).
+        algorithm = quota.algorithm or Algorithm.FIXED_WINDOW
+        keys = redis_keys(key, algorithm)
         window_us = round(limit.valid.total_seconds() * 1e6)
         bucket_us = window_us
         buckets = 1
-        if quota.algorithm is Algorithm.ROLLING_WINDOW:
+        if algorithm is Algorithm.ROLLING_WINDOW:
             bucket = quota.bucket_duration or limit.valid / 10
             bucket_us = min(max(round(bucket.total_seconds() * 1e6), 1000), window_us)
             buckets = math.ceil(window_us / bucket_us)
         static = (
-            f"{quota.algorithm.value},{limit.max_amount},{window_us},{buckets},{bucket_us},"
+            f"{_LUA_CODE[algorithm]},{limit.max_amount},{window_us},{buckets},{bucket_us},"
             f"{limit.burst}"
         )
         found = _Bucket(keys, dedup_key(key, ""), self._backend.slot(keys[0]), limit, static)

@@ -351,7 +351,6 @@ class Dispatcher:
                         r.reset_after,
                         refs,
                     )
-                    del args
         return results
 
     async def _quota_group(
