@@ -1,0 +1,329 @@
+"""`--workers` scaling, and memory and reload time with 1,000 rules.
+
+Workers: ``mixer serve --workers 1`` and ``--workers 2`` on the 50-rule policy, both running at
+once, unpinned, driven alternately by the same client: ``h2load`` (one C thread, 16
+connections x 4 streams, so SO_REUSEPORT spreads connections over the workers) sending one
+pre-encoded Check (no deduplication id) for a fixed time after a warm-up; without h2load the
+Python load generator with 16 channels. Throughput is what the client completed per second;
+the server side counts the calls per worker and any gRPC error.
+
+Memory and reload: ``mixer serve`` on 1,000 rules (`bench.workload.many_rules_config`), pinned
+like the scenarios. RSS after start-up; then Checks at concurrency 8 while one rule file is
+touched: the reload time is from the touch until ``mixer_config_reloads_total{outcome="success"}``
+has gone up on the admin port (it includes the reloader's 0.2 s debounce), and every Check of
+the block must succeed. A second reload is timed with no load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import workload
+from bench.loadgen import percentile, write_frames
+from bench.proc import MixerServer, metric_sum, pinned, rss_bytes, scrape
+from bench.runner import CLIENT_CPU, MIXER, SERVER_CPU, _readline
+from mixer.v1 import mixer_pb2
+
+CHECK_PATH = f"/{MIXER}/Check"
+
+
+def _check_body() -> mixer_pb2.CheckRequest:
+    req = mixer_pb2.CheckRequest.FromString(workload.MixerChecks().request(0, "workers"))
+    req.deduplication_id = ""  # the same request again and again: no quota replay
+    return req
+
+
+def _h2load(port: int, body: Path, seconds: float, log: Path) -> dict[str, float]:
+    seconds = max(1, round(seconds))  # h2load takes whole seconds
+    argv = [
+        "timeout",
+        str(seconds + 30),
+        "h2load",
+        "-c",
+        "16",
+        "-m",
+        "4",
+        "-t",
+        "1",
+        "-H",
+        "content-type: application/grpc",
+        "-H",
+        "te: trailers",
+        "-d",
+        str(body),
+        "--warm-up-time=1",
+        "-D",
+        str(seconds),
+        "--log-file",
+        str(log),
+        f"http://127.0.0.1:{port}{CHECK_PATH}",
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    out = proc.stdout
+    done = succeeded = 0
+    for line in out.splitlines():
+        if line.startswith("requests:"):
+            parts = line.replace(",", "").split()
+            done = int(parts[parts.index("done") - 1])
+            succeeded = int(parts[parts.index("succeeded") - 1])
+    if not done:
+        raise RuntimeError(f"h2load completed no request:\n{out[-2000:]}\n{proc.stderr[-2000:]}")
+    durations: list[float] = []
+    if log.exists():
+        for line in log.read_text().splitlines():
+            fields = line.split("\t")
+            if len(fields) == 3:
+                durations.append(int(fields[2]) / 1e3)
+        log.unlink()
+    durations.sort()
+    return {
+        "done": done,
+        "succeeded": succeeded,
+        "throughput": succeeded / seconds,
+        "p50_ms": percentile(durations, 0.5),
+        "p99_ms": percentile(durations, 0.99),
+    }
+
+
+def _python_client(address: str, frames: Path, seconds: float) -> dict[str, float]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--target",
+        address,
+        "--method",
+        CHECK_PATH,
+        "--frames",
+        str(frames),
+        "--concurrency",
+        "64",
+        "--channels",
+        "16",
+        "--count",
+        "10000000",
+        "--seconds",
+        str(seconds),
+        "--warmup",
+        "500",
+    ]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdin is not None
+        if _readline(proc, 120).strip() != "READY":
+            raise RuntimeError("load generator failed")
+        proc.stdin.write("GO\n")
+        proc.stdin.flush()
+        result = json.loads(_readline(proc, seconds + 120))
+    finally:
+        if proc.poll() is None:
+            proc.wait(30)
+    return {
+        "done": result["ok"] + sum(result["errors"].values()),
+        "succeeded": result["ok"],
+        "throughput": result["ok"] / result["elapsed"],
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+    }
+
+
+def workers_scaling(
+    work: Path, reps: int, seconds: float, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Throughput of 1 and 2 workers, interleaved over `reps`; median ratio 2/1."""
+    config = workload.policy_config(work / "config-workers")
+    req = _check_body()
+    body = work / "check.grpc"
+    message = req.SerializeToString()
+    body.write_bytes(b"\x00" + len(message).to_bytes(4, "big") + message)
+    frames = work / "check-workers.frames"
+    write_frames(frames, [message])
+    client = "h2load" if shutil.which("h2load") else "python"
+    servers = {
+        n: MixerServer(
+            f"mixer-workers{n}", config, work / f"mixer-workers{n}.log", cpu=None, workers=n
+        )
+        for n in (1, 2)
+    }
+    runs: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    try:
+        for server in servers.values():
+            server.start()
+        for rep in range(reps):
+            for n in (1, 2) if rep % 2 == 0 else (2, 1):
+                server = servers[n]
+                per_worker0 = [
+                    metric_sum(
+                        scrape(server.admin_port + k),
+                        "grpc_server_handled_total",
+                        grpc_method="Check",
+                    )
+                    for k in range(n)
+                ]
+                errors0 = _errors(server)
+                cpu0 = server.cpu()
+                if client == "h2load":
+                    r = _h2load(server.port, body, seconds, work / "h2load.log")
+                else:
+                    r = _python_client(server.address, frames, seconds)
+                r["cpu_s"] = server.cpu() - cpu0
+                per_worker = [
+                    metric_sum(
+                        scrape(server.admin_port + k),
+                        "grpc_server_handled_total",
+                        grpc_method="Check",
+                    )
+                    - per_worker0[k]
+                    for k in range(n)
+                ]
+                r["worker_share"] = min(per_worker) / max(1.0, sum(per_worker)) if n > 1 else 1.0
+                r["server_errors"] = _errors(server) - errors0
+                r["failed"] = r["done"] - r["succeeded"]
+                runs[n].append(r)
+                log(
+                    f"rep {rep + 1}/{reps} workers={n} {r['throughput']:8.0f}/s "
+                    f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
+                    f"least-loaded worker {r['worker_share']:.0%} errors {r['server_errors']:.0f}"
+                )
+    finally:
+        for server in servers.values():
+            server.stop()
+    ratios = [b["throughput"] / a["throughput"] for a, b in zip(runs[1], runs[2], strict=True)]
+    errors = sum(r["server_errors"] + r["failed"] for rs in runs.values() for r in rs)
+    return {
+        "client": client,
+        "cpus": os.cpu_count(),
+        "seconds": seconds,
+        "runs": {str(n): r for n, r in runs.items()},
+        "throughput_1": statistics.median(r["throughput"] for r in runs[1]),
+        "throughput_2": statistics.median(r["throughput"] for r in runs[2]),
+        "ratio": statistics.median(ratios),
+        "errors": errors,
+        "met": statistics.median(ratios) >= 1.7 and not errors,
+    }
+
+
+def _errors(server: MixerServer) -> float:
+    m = server.metrics()
+    return metric_sum(m, "grpc_server_handled_total", grpc_method="Check") - metric_sum(
+        m, "grpc_server_handled_total", grpc_method="Check", grpc_code="OK"
+    )
+
+
+def _reloads(server: MixerServer) -> float:
+    return metric_sum(server.metrics(), "mixer_config_reloads_total", outcome="success")
+
+
+def _touch_and_wait(server: MixerServer, path: Path, timeout: float = 30.0) -> float:
+    """Touch `path`; seconds until the server reports one more successful reload."""
+    before = _reloads(server)
+    start = time.monotonic()
+    os.utime(path)
+    while time.monotonic() - start < timeout:
+        if _reloads(server) > before:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise TimeoutError(f"no successful reload within {timeout}s:\n{server.log()}")
+
+
+def _hwm_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def memory_and_reload(
+    work: Path, seconds: float, log: Callable[[str], None], rules: int = 1000
+) -> dict[str, Any]:
+    """RSS with `rules` rules, reload time under load and idle, and failed requests."""
+    config = workload.many_rules_config(work / "config-1000", rules)
+    frames = work / "reload.frames"
+    write_frames(frames, workload.MixerChecks().requests(500 + int(seconds * 4000), "reload"))
+    server = MixerServer("mixer-1000", config, work / "mixer-1000.log", cpu=SERVER_CPU)
+    started = time.monotonic()
+    server.start()
+    startup_s = time.monotonic() - started
+    try:
+        rss_start = rss_bytes(server.pid)
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--target",
+            server.address,
+            "--method",
+            CHECK_PATH,
+            "--frames",
+            str(frames),
+            "--concurrency",
+            "8",
+            "--count",
+            str(int(seconds * 4000)),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            "500",
+        ]
+        client = subprocess.Popen(
+            pinned(CLIENT_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert client.stdin is not None
+            if _readline(client, 120).strip() != "READY":
+                raise RuntimeError("load generator failed")
+            errors0 = _errors(server)
+            client.stdin.write("GO\n")
+            client.stdin.flush()
+            time.sleep(min(1.5, seconds / 4))
+            reload_loaded_s = _touch_and_wait(server, config / "rules0.yaml")
+            result = json.loads(_readline(client, seconds + 120))
+        finally:
+            if client.poll() is None:
+                client.wait(30)
+        server_errors = _errors(server) - errors0
+        rss_loaded = rss_bytes(server.pid)
+        time.sleep(0.5)
+        reload_idle_s = _touch_and_wait(server, config / "rules1.yaml")
+        time.sleep(0.5)
+        rss_end = rss_bytes(server.pid)
+        hwm = _hwm_bytes(server.pid)
+    finally:
+        server.stop()
+    failed = sum(result["errors"].values()) + server_errors
+    out = {
+        "rules": rules,
+        "startup_s": startup_s,
+        "rss_start_mb": rss_start / 2**20,
+        "rss_after_load_mb": rss_loaded / 2**20,
+        "rss_end_mb": rss_end / 2**20,
+        "rss_peak_mb": hwm / 2**20,
+        "reload_under_load_s": reload_loaded_s,
+        "reload_idle_s": reload_idle_s,
+        "checks_ok": result["ok"],
+        "checks_failed": failed,
+        "first_error": result["first_error"],
+        "throughput": result["ok"] / result["elapsed"],
+        "p99_ms": result["p99_ms"],
+    }
+    out["met"] = (
+        max(out["rss_peak_mb"], out["rss_end_mb"]) < 300
+        and max(reload_loaded_s, reload_idle_s) < 2.0
+        and failed == 0
+    )
+    log(
+        f"1,000 rules: start-up {startup_s:.1f} s, RSS {out['rss_start_mb']:.0f} MB -> "
+        f"{out['rss_end_mb']:.0f} MB (peak {out['rss_peak_mb']:.0f} MB), reload "
+        f"{reload_loaded_s:.2f} s under load / {reload_idle_s:.2f} s idle, "
+        f"{result['ok']} checks ok, {failed} failed"
+    )
+    return out
