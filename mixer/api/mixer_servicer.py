@@ -8,7 +8,6 @@ import logging
 
 import grpc
 from google.protobuf import duration_pb2
-from google.rpc import status_pb2
 
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
@@ -29,26 +28,31 @@ _REPORT_SLICE = 16
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
-def _duration(value: datetime.timedelta) -> duration_pb2.Duration:
-    d = duration_pb2.Duration()
-    d.FromTimedelta(value)
-    return d
+_EXACT = mixer_pb2.ReferencedAttributes.EXACT
+_ABSENCE = mixer_pb2.ReferencedAttributes.ABSENCE
 
 
-def encode_references(refs: References, encoder: Encoder) -> mixer_pb2.ReferencedAttributes:
-    """ReferencedAttributes for a result, with words chosen for the caller's dictionary."""
-    out = mixer_pb2.ReferencedAttributes()
-    cond = mixer_pb2.ReferencedAttributes
-    for (name, key), present in sorted(
-        refs.reads.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
-    ):
-        match = out.attribute_matches.add()
-        match.name = encoder.index(name)
-        match.condition = cond.EXACT if present else cond.ABSENCE
-        if key is not None:
-            match.map_key = encoder.index(key)
+def _ref_order(kv: tuple[tuple[str, str | None], bool]) -> tuple[str, str]:
+    return (kv[0][0], kv[0][1] or "")
+
+
+def _fill_references(
+    out: mixer_pb2.ReferencedAttributes, refs: References, encoder: Encoder
+) -> None:
+    add = out.attribute_matches.add
+    index = encoder.index
+    for (name, key), present in sorted(refs.reads.items(), key=_ref_order):
+        cond = _EXACT if present else _ABSENCE
+        if key is None:
+            add(name=index(name), condition=cond)
+        else:
+            add(name=index(name), condition=cond, map_key=index(key))
     out.words.extend(encoder.words)
-    return out
+
+
+def _set_duration(d: duration_pb2.Duration, value: datetime.timedelta) -> None:
+    d.seconds = value.days * 86400 + value.seconds
+    d.nanos = value.microseconds * 1000
 
 
 def _route(route: RouteResult) -> mixer_pb2.RouteDirective:
@@ -71,12 +75,12 @@ def check_response(outcome: CheckOutcome, global_word_count: int) -> mixer_pb2.C
     """Build the wire response for a check outcome."""
     resp = mixer_pb2.CheckResponse()
     pre = resp.precondition
-    pre.status.CopyFrom(status_pb2.Status(code=outcome.status_code, message=outcome.message))
-    pre.valid_duration.CopyFrom(_duration(outcome.valid_duration))
+    pre.status.code = outcome.status_code
+    if outcome.message:
+        pre.status.message = outcome.message
+    _set_duration(pre.valid_duration, outcome.valid_duration)
     pre.valid_use_count = outcome.valid_use_count
-    pre.referenced_attributes.CopyFrom(
-        encode_references(outcome.references, Encoder(global_word_count))
-    )
+    _fill_references(pre.referenced_attributes, outcome.references, Encoder(global_word_count))
     route = outcome.route
     if (
         route.request_header_operations
@@ -89,11 +93,11 @@ def check_response(outcome: CheckOutcome, global_word_count: int) -> mixer_pb2.C
     for name, q in outcome.quotas.items():
         qr = resp.quotas[name]
         qr.granted_amount = q.granted
-        qr.valid_duration.CopyFrom(_duration(q.valid_duration))
-        qr.status.CopyFrom(status_pb2.Status(code=q.status_code, message=q.message))
-        qr.referenced_attributes.CopyFrom(
-            encode_references(q.references, Encoder(global_word_count))
-        )
+        _set_duration(qr.valid_duration, q.valid_duration)
+        qr.status.code = q.status_code
+        if q.message:
+            qr.status.message = q.message
+        _fill_references(qr.referenced_attributes, q.references, Encoder(global_word_count))
     return resp
 
 

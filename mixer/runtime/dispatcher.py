@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from adapters.base import CheckHandler, CheckResult, Instance, QuotaArgs, QuotaHandler, QuotaResult
 from mixer.attributes.bag import Bag
@@ -119,6 +119,8 @@ class Dispatcher:
         self._metrics = metrics
         self._timeout = handler_timeout
         self._quota_index = _index_quota_actions(routes)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._is_check: dict[int, bool] = {}
 
     # -- matching -------------------------------------------------------------------------
 
@@ -149,14 +151,21 @@ class Dispatcher:
         start = time.perf_counter()
         error = "true"
         try:
-            result = await asyncio.wait_for(coro, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                result = await coro
             error = "false"
             return result
         finally:
-            self._metrics.dispatches.labels(entry.adapter, entry.name, error).inc()
-            self._metrics.dispatch_latency.labels(entry.adapter, entry.name, error).observe(
-                time.perf_counter() - start
-            )
+            key = (entry.adapter, entry.name, error)
+            children = self._children.get(key)
+            if children is None:
+                children = (
+                    self._metrics.dispatches.labels(*key),
+                    self._metrics.dispatch_latency.labels(*key),
+                )
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - start)
 
     # -- check ----------------------------------------------------------------------------
 
@@ -221,11 +230,22 @@ class Dispatcher:
             matched.append(rule)
             for action in rule.actions_of(Variety.CHECK):
                 handler = action.handler.handler
-                if not isinstance(handler, CheckHandler):
+                is_check = self._is_check.get(id(handler))
+                if is_check is None:
+                    is_check = self._is_check[id(handler)] = isinstance(handler, CheckHandler)
+                if not is_check:
                     continue
+                checker = cast(CheckHandler, handler)  # checked once per handler, above
                 for instance in self._build(action, tracking):
-                    calls.append((rule, action.handler, handler, instance))
-        if calls:
+                    calls.append((rule, action.handler, checker, instance))
+        if len(calls) == 1:
+            _, entry, h, inst = calls[0]
+            try:
+                one: object = await self._timed(entry, h.check(inst))
+            except Exception as exc:
+                one = exc
+            self._combine(outcome, calls, [one])
+        elif calls:
             results = await asyncio.gather(
                 *(self._timed(entry, h.check(inst)) for _, entry, h, inst in calls),
                 return_exceptions=True,
@@ -325,9 +345,16 @@ class Dispatcher:
             pending.setdefault(id(entry), []).append((name, entry, instance, args, tracking.refs))
         if pending:
             groups = list(pending.values())
-            answers = await asyncio.gather(
-                *(self._quota_group(group) for group in groups), return_exceptions=True
-            )
+            answers: list[Any]
+            if len(groups) == 1:
+                try:
+                    answers = [await self._quota_group(groups[0])]
+                except Exception as exc:
+                    answers = [exc]
+            else:
+                answers = await asyncio.gather(
+                    *(self._quota_group(group) for group in groups), return_exceptions=True
+                )
             for group, answer in zip(groups, answers, strict=True):
                 for i, (name, entry, _, _, refs) in enumerate(group):
                     if isinstance(answer, BaseException):
@@ -380,6 +407,7 @@ class Dispatcher:
         """
         per_worker: dict[str, list[Instance]] = {}
         for bag in bags:
+            memo: dict[int, Any] = {}
             namespace = request_namespace(bag)
             for rule in self.routes.candidates(Variety.REPORT, namespace, bag):
                 if not self._matches(rule, bag):
@@ -389,7 +417,7 @@ class Dispatcher:
                 for action in rule.actions_of(Variety.REPORT):
                     for builder in action.instances:
                         try:
-                            instance = builder.build(bag)
+                            instance = builder.build(bag, memo)
                         except Exception as exc:
                             self._metrics.report_dropped.labels(
                                 action.handler.name, "build_error"

@@ -56,17 +56,27 @@ class InstanceBuilder:
     template: str
     fields: FieldTree
 
-    def build(self, activation: Mapping[str, object]) -> Instance:
-        return Instance(self.name, self.template, _evaluate_tree(self.fields, activation))
+    def build(
+        self, activation: Mapping[str, object], memo: dict[int, Any] | None = None
+    ) -> Instance:
+        return Instance(self.name, self.template, _evaluate_tree(self.fields, activation, memo))
 
 
-def _evaluate_tree(tree: FieldTree, activation: Mapping[str, object]) -> dict[str, Any]:
+def _evaluate_tree(
+    tree: FieldTree, activation: Mapping[str, object], memo: dict[int, Any] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, node in tree.items():
-        if isinstance(node, Mapping):
-            out[key] = _evaluate_tree(node, activation)
+        evaluate = getattr(node, "evaluate", None)
+        if evaluate is None:
+            out[key] = _evaluate_tree(node, activation, memo)  # type: ignore[arg-type]
+        elif memo is None:
+            out[key] = evaluate(activation)
         else:
-            out[key] = node.evaluate(activation)
+            value = memo.get(id(node), memo)
+            if value is memo:
+                value = memo[id(node)] = evaluate(activation)
+            out[key] = value
     return out
 
 
