@@ -17,6 +17,7 @@ import grpc
 from mixer.attributes.envoy import bags_from_access_logs
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.service.accesslog.v3 import als_pb2
+from mixer.errors import MixerError
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.telemetry import ServerMetrics
 
@@ -75,7 +76,7 @@ class AccessLogService:
                     )
                 try:
                     bags = bags_from_access_logs(message, identifier)
-                except ValueError as exc:
+                except (ValueError, MixerError) as exc:
                     code = grpc.StatusCode.INVALID_ARGUMENT
                     await context.abort(code, f"access log entry: {exc}")
                 self._received.inc(len(bags))

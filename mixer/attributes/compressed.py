@@ -59,12 +59,20 @@ class _Words:
         )
 
 
-def _timestamp(ts: timestamp_pb2.Timestamp) -> datetime.datetime:
-    return _EPOCH + datetime.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+def _timestamp(ts: timestamp_pb2.Timestamp, where: str) -> datetime.datetime:
+    try:
+        return _EPOCH + datetime.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    except OverflowError:
+        raise BadRequest(
+            f"{where}: timestamp {ts.seconds}s is outside the years 1 to 9999"
+        ) from None
 
 
-def _duration(d: duration_pb2.Duration) -> datetime.timedelta:
-    return datetime.timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+def _duration(d: duration_pb2.Duration, where: str) -> datetime.timedelta:
+    try:
+        return datetime.timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+    except OverflowError:
+        raise BadRequest(f"{where}: duration {d.seconds}s is out of range") from None
 
 
 def decode_into(
@@ -103,9 +111,11 @@ def decode_into(
     for index, flag in msg.bools.items():
         data[name_of(index, "bools")] = flag
     for index, ts in msg.timestamps.items():
-        data[name_of(index, "timestamps")] = _timestamp(ts)
+        name = name_of(index, "timestamps")
+        data[name] = _timestamp(ts, f"{where}.timestamps[{name}]")
     for index, dur in msg.durations.items():
-        data[name_of(index, "durations")] = _duration(dur)
+        name = name_of(index, "durations")
+        data[name] = _duration(dur, f"{where}.durations[{name}]")
     for index, raw in msg.bytes.items():
         name = name_of(index, "bytes")
         if name in ip_attributes and len(raw) not in (4, 16):

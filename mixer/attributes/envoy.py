@@ -16,6 +16,9 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from mixer.attributes.bag import Bag, StringMap, Value
 from mixer.envoy.config.core.v3.address_pb2 import Address
 from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, RequestMethod
@@ -30,6 +33,7 @@ from mixer.envoy.data.accesslog.v3.accesslog_pb2 import (
 from mixer.envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from mixer.envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
 from mixer.envoy.service.auth.v3.external_auth_pb2 import CheckRequest
+from mixer.errors import BadRequest
 
 __all__ = [
     "CONTEXT_EXTENSION_ATTRIBUTES",
@@ -103,7 +107,7 @@ def bag_from_check_request(req: CheckRequest) -> Bag:
     if ctx.tls_session.sni:
         out["connection.requested_server_name"] = ctx.tls_session.sni
     if ctx.request.HasField("time"):
-        out["request.time"] = ctx.request.time.ToDatetime(tzinfo=_UTC)
+        out["request.time"] = _time(ctx.request.time, "attributes.request.time")
     extensions = ctx.context_extensions
     if extensions:
         out["context.extensions"] = StringMap(extensions)
@@ -280,7 +284,7 @@ def _tcp_entry(shared: Mapping[str, Value], kind: str, entry: TCPAccessLogEntry)
     out["connection.event"] = _TCP_EVENTS.get(common.access_log_type, "close")
     _set_str(out, "connection.id", common.stream_id)
     if common.HasField("duration"):
-        out["connection.duration"] = common.duration.ToTimedelta()
+        out["connection.duration"] = _span(common.duration, "common_properties.duration")
     return Bag(out)
 
 
@@ -305,14 +309,23 @@ def _common(out: dict[str, Value], kind: str, common: AccessLogCommon) -> None:
     out["connection.mtls"] = bool(peer)
     _set_str(out, "connection.requested_server_name", tls.tls_sni_hostname)
 
-    start = common.start_time.ToDatetime(tzinfo=_UTC) if common.HasField("start_time") else None
+    start = (
+        _time(common.start_time, "common_properties.start_time")
+        if common.HasField("start_time")
+        else None
+    )
     if start is not None:
         out["request.time"] = start
     duration = _response_duration(common)
     if duration is not None:
         out["response.duration"] = duration
         if start is not None:
-            out["response.time"] = start + duration
+            try:
+                out["response.time"] = start + duration
+            except OverflowError:
+                raise BadRequest(
+                    "common_properties: start_time plus the duration is past the year 9999"
+                ) from None
     out["context.proxy_error_code"] = proxy_error_code(common.response_flags)
     match = _ISTIO_CLUSTER.match(common.upstream_cluster)
     if match:
@@ -322,10 +335,29 @@ def _common(out: dict[str, Value], kind: str, common: AccessLogCommon) -> None:
 def _response_duration(common: AccessLogCommon) -> datetime.timedelta | None:
     """Start to the last byte sent downstream; the stream's whole lifetime when that is unset."""
     if common.HasField("time_to_last_downstream_tx_byte"):
-        return common.time_to_last_downstream_tx_byte.ToTimedelta()
+        return _span(
+            common.time_to_last_downstream_tx_byte,
+            "common_properties.time_to_last_downstream_tx_byte",
+        )
     if common.HasField("duration"):
-        return common.duration.ToTimedelta()
+        return _span(common.duration, "common_properties.duration")
     return None
+
+
+def _time(ts: Timestamp, where: str) -> datetime.datetime:
+    """A protobuf Timestamp as UTC datetime; BadRequest when it is invalid or out of range."""
+    try:
+        return ts.ToDatetime(tzinfo=_UTC)
+    except (ValueError, OverflowError) as err:
+        raise BadRequest(f"{where}: invalid timestamp: {err}") from None
+
+
+def _span(d: Duration, where: str) -> datetime.timedelta:
+    """A protobuf Duration as timedelta; BadRequest when it is invalid or out of range."""
+    try:
+        return d.ToTimedelta()
+    except (ValueError, OverflowError) as err:
+        raise BadRequest(f"{where}: invalid duration: {err}") from None
 
 
 def _cert_principal(cert: TLSProperties.CertificateProperties) -> str:

@@ -95,6 +95,13 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
             except yaml.MarkedYAMLError as err:
                 problems.append(_yaml_problem(shown_as, err))
                 continue
+            except (ValueError, KeyError, AttributeError, IndexError, TypeError) as err:
+                # PyYAML's constructors raise plain errors for values such as `2001-02-30`
+                # or `!!int abc`; they are still the file's fault.
+                problems.append(
+                    ConfigProblem(shown_as, start, "", "", f"invalid YAML value: {err}")
+                )
+                continue
             documents.append(
                 Document(shown_as, start, data, walker.lines, tuple(walker.duplicates))
             )

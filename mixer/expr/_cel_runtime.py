@@ -521,7 +521,8 @@ def _zone(name: str) -> datetime.tzinfo:
         return datetime.timezone(sign * offset)
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name that is a directory of the zone database ("America"), or too long.
         raise CelError(f"unknown timezone {name!r}") from None
 
 

@@ -404,7 +404,9 @@ class MixerCompiler:
         self.expect(right, "BOOL", f"the right operand of '{op}'", col)
         is_and = op == "&&"
         if left.is_const:
-            value = _require_bool(left.const, op)
+            if not isinstance(left.const, bool):
+                raise CompileError(f"the left operand of '{op}' must be BOOL", col)
+            value = left.const
             if value is not is_and:  # false && x, true || x
                 return _constant("BOOL", value)
             if right.type == "BOOL":

@@ -100,7 +100,7 @@ def _unquote(body: str, quote: str, col: int) -> str:
                 raise CompileError("invalid escape in string literal", col)
             try:
                 out += chr(int(digits, 16)).encode()
-            except (ValueError, UnicodeEncodeError):
+            except (ValueError, UnicodeEncodeError, OverflowError):
                 raise CompileError("invalid Unicode code point in string literal", col) from None
             i += 2 + width
         else:
