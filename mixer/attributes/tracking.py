@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 from mixer.attributes.bag import Bag, StringMap, Value
 
+Read = tuple[str, str | None]
+
 
 @dataclass
 class References:
@@ -33,55 +35,57 @@ class References:
 class TrackedStringMap(Mapping[str, str]):
     """A string map that records per-key reads against its owning attribute."""
 
-    __slots__ = ("_map", "_name", "_refs")
+    __slots__ = ("_get", "_map", "_name", "_reads")
 
-    def __init__(self, name: str, data: Mapping[str, str], refs: References) -> None:
+    def __init__(self, name: str, data: Mapping[str, str], reads: dict[Read, bool]) -> None:
         self._name = name
         self._map = data
-        self._refs = refs
+        # StringMap keeps a mappingproxy: its C-level get skips Mapping's Python layers.
+        self._get = data._data.get if isinstance(data, StringMap) else data.get
+        self._reads = reads
 
     def __getitem__(self, key: str) -> str:
-        try:
-            value = self._map[key]
-        except KeyError:
-            self._refs.record(self._name, key, False)
-            raise
-        self._refs.record(self._name, key, True)
+        value = self._get(key)
+        self._reads[(self._name, key)] = value is not None
+        if value is None:
+            raise KeyError(key)
         return value
 
     def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
-        value = self._map.get(key)
-        self._refs.record(self._name, key, value is not None)
+        value = self._get(key)
+        self._reads[(self._name, key)] = value is not None
         return default if value is None else value
 
     def __contains__(self, key: object) -> bool:
         present = key in self._map
         if isinstance(key, str):
-            self._refs.record(self._name, key, present)
+            self._reads[(self._name, key)] = present
         return present
 
     def __iter__(self) -> Iterator[str]:
-        self._refs.record(self._name, None, True)
+        self._reads[(self._name, None)] = True
         return iter(self._map)
 
     def __len__(self) -> int:
-        self._refs.record(self._name, None, True)
+        self._reads[(self._name, None)] = True
         return len(self._map)
 
     def unwrap(self) -> Mapping[str, str]:
         """The underlying map; reading it this way counts as using the whole map."""
-        self._refs.record(self._name, None, True)
+        self._reads[(self._name, None)] = True
         return self._map
 
 
 class TrackingBag(Mapping[str, Value]):
     """A read-only view of a bag that records every lookup into `refs`."""
 
-    __slots__ = ("_bag", "refs")
+    __slots__ = ("_bag", "_get", "_reads", "refs")
 
     def __init__(self, bag: Bag, refs: References | None = None) -> None:
         self._bag = bag
+        self._get = bag._data.get
         self.refs = refs if refs is not None else References()
+        self._reads = self.refs.reads
 
     def __getitem__(self, name: str) -> Value:
         value = self.get(name)
@@ -90,20 +94,20 @@ class TrackingBag(Mapping[str, Value]):
         return value  # type: ignore[return-value]
 
     def get(self, name: str, default: object = None) -> object:  # type: ignore[override]
-        value = self._bag.get(name)
+        value = self._get(name)
         if value is None:
-            self.refs.record(name, None, False)
+            self._reads[(name, None)] = False
             return default
-        if isinstance(value, StringMap):
-            return TrackedStringMap(name, value, self.refs)
-        self.refs.record(name, None, True)
+        if value.__class__ is StringMap:
+            return TrackedStringMap(name, value, self._reads)
+        self._reads[(name, None)] = True
         return value
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
         present = name in self._bag
-        self.refs.record(name, None, present)
+        self._reads[(name, None)] = present
         return present
 
     def __iter__(self) -> Iterator[str]:
