@@ -35,6 +35,13 @@ class StringMap(Mapping[str, str]):
     def __init__(self, data: Mapping[str, str] | None = None) -> None:
         self._data: Mapping[str, str] = MappingProxyType(dict(data or {}))
 
+    @classmethod
+    def _adopt(cls, data: dict[str, str]) -> StringMap:
+        """Wrap a dict the caller hands over (and never touches again) without copying it."""
+        smap = cls.__new__(cls)
+        smap._data = MappingProxyType(data)
+        return smap
+
     def __getitem__(self, key: str) -> str:
         return self._data[key]
 

@@ -87,6 +87,86 @@ def decode_into(
 
     A name present in two typed maps of the same message is an error.
     """
+    local = msg.words if len(msg.words) else default_words
+    try:
+        if _decode_fast(data, msg, local, ip_attributes):
+            return
+    except (IndexError, OverflowError, ValueError):
+        pass
+    # Something is wrong with the message: decode it again, checking every step, so that the
+    # error names the field and the index.
+    _decode_checked(data, msg, default_words, where, ip_attributes)
+
+
+def _decode_fast(
+    data: dict[str, Value],
+    msg: attributes_pb2.CompressedAttributes,
+    local: Sequence[str],
+    ip_attributes: frozenset[str],
+) -> bool:
+    """The common case, without per-word checks: False (or an IndexError) on any doubt.
+
+    Index ``i >= 0`` is ``GLOBAL_WORDS[i]``; ``i < 0`` is ``local[~i]`` (``~i == -i - 1``); an
+    index out of either list raises IndexError. Maps are read key by key (``m[k]``), which is
+    cheaper on protobuf's map containers than ``items()``.
+    """
+    gw = GLOBAL_WORDS
+    names: list[str] = []
+    add = names.append
+    strings = msg.strings
+    for k in strings:
+        v = strings[k]
+        name = gw[k] if k >= 0 else local[~k]
+        add(name)
+        data[name] = gw[v] if v >= 0 else local[~v]
+    for typed in (msg.int64s, msg.doubles, msg.bools):
+        for k in typed:
+            name = gw[k] if k >= 0 else local[~k]
+            add(name)
+            data[name] = typed[k]
+    timestamps = msg.timestamps
+    for k in timestamps:
+        ts = timestamps[k]
+        name = gw[k] if k >= 0 else local[~k]
+        add(name)
+        data[name] = _EPOCH + datetime.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+    durations = msg.durations
+    for k in durations:
+        dur = durations[k]
+        name = gw[k] if k >= 0 else local[~k]
+        add(name)
+        data[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
+    raw_bytes = msg.bytes
+    for k in raw_bytes:
+        raw = raw_bytes[k]
+        name = gw[k] if k >= 0 else local[~k]
+        if name in ip_attributes and len(raw) not in (4, 16):
+            return False
+        add(name)
+        data[name] = bytes(raw)
+    maps = msg.string_maps
+    for k in maps:
+        entries = maps[k].entries
+        name = gw[k] if k >= 0 else local[~k]
+        add(name)
+        data[name] = StringMap._adopt(
+            {
+                (gw[a] if a >= 0 else local[~a]): (
+                    gw[entries[a]] if entries[a] >= 0 else local[~entries[a]]
+                )
+                for a in entries
+            }
+        )
+    return len(set(names)) == len(names)
+
+
+def _decode_checked(
+    data: dict[str, Value],
+    msg: attributes_pb2.CompressedAttributes,
+    default_words: Sequence[str],
+    where: str,
+    ip_attributes: frozenset[str],
+) -> None:
     words = _Words(msg.words if len(msg.words) else default_words, where)
     seen: dict[str, str] = {}
 
