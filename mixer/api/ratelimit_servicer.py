@@ -184,6 +184,10 @@ class RateLimitService:
         with self._holder.use() as rt:
             table = self._table_of(rt)
             decision = await table.should_rate_limit(request.domain, descriptors, _hits(request))
+        for status in decision.statuses:
+            if status.rule is not None:
+                result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
+                self._metrics.quota_results.labels(status.rule.quota, result).inc()
         return rls_response(decision, self._headers)
 
 
