@@ -7,7 +7,7 @@ that started while it was current.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -47,37 +47,62 @@ class HeaderOperationTemplate:
 FieldTree = Mapping[str, "Evaluable | FieldTree"]
 
 
+# One step of an instance's build plan: field name, program id (the memo key), the program's
+# evaluate, or (for a map field) the plan of the nested fields.
+_Step = tuple[str, int, "Callable[[Mapping[str, object]], object] | None", "tuple[_Step, ...]"]
+_MISSING = object()
+
+
+def _plan(tree: FieldTree) -> tuple[_Step, ...]:
+    steps: list[_Step] = []
+    for key, node in tree.items():
+        if isinstance(node, Mapping):
+            steps.append((key, 0, None, _plan(node)))
+        else:
+            steps.append((key, id(node), node.evaluate, ()))
+    return tuple(steps)
+
+
+def _run(
+    plan: tuple[_Step, ...], activation: Mapping[str, object], memo: dict[int, Any] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, program_id, evaluate, nested in plan:
+        if evaluate is None:
+            out[key] = _run(nested, activation, memo)
+        elif memo is None:
+            out[key] = evaluate(activation)
+        else:
+            value = memo.get(program_id, _MISSING)
+            if value is _MISSING:
+                value = memo[program_id] = evaluate(activation)
+            out[key] = value
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceBuilder:
-    """Builds one instance from a bag: a compiled expression per template field."""
+    """Builds one instance from a bag: a compiled expression per template field.
+
+    The field tree is flattened once into a plan; `build` with a `memo` evaluates each distinct
+    program once per bag (Istio's standard metrics share most of their dimension expressions,
+    and a config load compiles each distinct expression text once).
+    """
 
     name: str
     short_name: str
     template: str
     fields: FieldTree
+    plan: tuple[_Step, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.plan:
+            object.__setattr__(self, "plan", _plan(self.fields))
 
     def build(
         self, activation: Mapping[str, object], memo: dict[int, Any] | None = None
     ) -> Instance:
-        return Instance(self.name, self.template, _evaluate_tree(self.fields, activation, memo))
-
-
-def _evaluate_tree(
-    tree: FieldTree, activation: Mapping[str, object], memo: dict[int, Any] | None = None
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, node in tree.items():
-        evaluate = getattr(node, "evaluate", None)
-        if evaluate is None:
-            out[key] = _evaluate_tree(node, activation, memo)  # type: ignore[arg-type]
-        elif memo is None:
-            out[key] = evaluate(activation)
-        else:
-            value = memo.get(id(node), memo)
-            if value is memo:
-                value = memo[id(node)] = evaluate(activation)
-            out[key] = value
-    return out
+        return Instance(self.name, self.template, _run(self.plan, activation, memo))
 
 
 @dataclass(frozen=True, slots=True)
