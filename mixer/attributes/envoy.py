@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mixer.attributes.bag import Bag, StringMap, Value
 from mixer.envoy.config.core.v3.address_pb2 import Address
-from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, RequestMethod
+from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, Metadata, RequestMethod
 from mixer.envoy.data.accesslog.v3.accesslog_pb2 import (
     AccessLogCommon,
     AccessLogType,
@@ -114,12 +116,31 @@ def bag_from_check_request(req: CheckRequest) -> Bag:
         for name in CONTEXT_EXTENSION_ATTRIBUTES:
             if extensions.get(name):
                 out[name] = extensions[name]
+    for attribute, metadata in (
+        ("context.metadata", ctx.metadata_context),
+        ("context.route_metadata", ctx.route_metadata_context),
+    ):
+        flat = _flat_metadata(metadata)
+        if flat:
+            out[attribute] = StringMap(flat)
     if ctx.request.HasField("http"):
         _http_request(out, ctx.request.http)
     else:
         # The network (L4) ext_authz filter sends no HTTP request.
         out["context.protocol"] = "tcp"
     return Bag(out)
+
+
+def _flat_metadata(metadata: Metadata) -> dict[str, str]:
+    """Dynamic metadata as ``<filter>.<key>`` -> value: strings as they are, anything else
+    (numbers, booleans, lists, nested structs) as compact JSON."""
+    out: dict[str, str] = {}
+    for namespace, struct in metadata.filter_metadata.items():
+        for key, value in MessageToDict(struct).items():
+            out[f"{namespace}.{key}"] = (
+                value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            )
+    return out
 
 
 def bags_from_access_logs(

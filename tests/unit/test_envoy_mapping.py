@@ -508,3 +508,19 @@ def test_attribute_context_peer_labels_are_copied() -> None:
     peer.labels["a"] = "2"
     req.attributes.destination.labels["a"] = "3"
     assert bag["destination.labels"] == StringMap({"a": "1"})
+
+
+def test_check_dynamic_and_route_metadata_are_reachable_as_string_maps() -> None:
+    req = CheckRequest()
+    meta = req.attributes.metadata_context.filter_metadata["envoy.filters.http.jwt_authn"]
+    meta.update({"sub": "alice", "groups": ["a", "b"], "admin": True})
+    req.attributes.route_metadata_context.filter_metadata["mixer"].update({"tier": "gold"})
+    bag = bag_from_check_request(req)
+    assert bag["context.metadata"] == StringMap(
+        {
+            "envoy.filters.http.jwt_authn.sub": "alice",
+            "envoy.filters.http.jwt_authn.groups": '["a","b"]',
+            "envoy.filters.http.jwt_authn.admin": "true",
+        }
+    )
+    assert bag["context.route_metadata"] == StringMap({"mixer.tier": "gold"})
