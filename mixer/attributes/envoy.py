@@ -136,10 +136,16 @@ def _flat_metadata(metadata: Metadata) -> dict[str, str]:
     (numbers, booleans, lists, nested structs) as compact JSON."""
     out: dict[str, str] = {}
     for namespace, struct in metadata.filter_metadata.items():
-        for key, value in MessageToDict(struct).items():
-            out[f"{namespace}.{key}"] = (
-                value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-            )
+        for key, value in struct.fields.items():
+            if value.WhichOneof("kind") == "string_value":
+                out[f"{namespace}.{key}"] = value.string_value
+                continue
+            plain: object
+            try:
+                plain = MessageToDict(value)
+            except ValueError:  # NaN or infinity, which JSON cannot carry
+                plain = str(value.number_value)
+            out[f"{namespace}.{key}"] = json.dumps(plain, separators=(",", ":"))
     return out
 
 
