@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mixer.expr._errors import CompileError
 
@@ -179,3 +180,28 @@ def depth(node: Node) -> int:
         deepest = max(deepest, level)
         stack.extend((child, level + 1) for child in children(current))
     return deepest
+
+
+class Token(NamedTuple):
+    """A lexical token: its regex group name, text and 1-based column."""
+
+    kind: str
+    text: str
+    col: int
+
+
+def tokenize(text: str, pattern: re.Pattern[str], unexpected: str) -> list[Token]:
+    """Split `text` by a dialect's token regex (named groups; ``ws`` is dropped), ending in
+    ``eof``; `unexpected` prefixes the error for a character no group matches."""
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(text):
+        found = pattern.match(text, pos)
+        if found is None:
+            raise CompileError(f"{unexpected} {text[pos]!r}", pos + 1)
+        kind = found.lastgroup or ""
+        if kind != "ws":
+            tokens.append(Token(kind, found.group(), pos + 1))
+        pos = found.end()
+    tokens.append(Token("eof", "", len(text) + 1))
+    return tokens

@@ -704,42 +704,30 @@ def _range(value: Any, macro: str) -> list[Any]:
     return items
 
 
-def _loop_all(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
-    (predicate,) = steps
-    error: EvaluationError | None = None
-    for item in items:
-        scope.vars[var] = item
-        try:
-            result = predicate(scope)
-        except EvaluationError as err:
-            error = error or err
-            continue
-        if result is False:
-            return False
-        if result is not True:
-            error = error or rt.no_overload("all", result)
-    if error is not None:
-        raise error
-    return True
+def _quantifier(macro: str, decisive: bool) -> Callable[[list[Any], _Scope, str, list[Fn]], bool]:
+    """``all`` (decisive False) or ``exists`` (decisive True), with CEL's error absorption: a
+    decisive result wins over errors from other elements; otherwise the first error is raised."""
 
+    def loop(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
+        (predicate,) = steps
+        settled: bool = decisive
+        error: EvaluationError | None = None
+        for item in items:
+            scope.vars[var] = item
+            try:
+                result = predicate(scope)
+            except EvaluationError as err:
+                error = error or err
+                continue
+            if result is settled:
+                return decisive is True
+            if result is not (not settled):
+                error = error or rt.no_overload(macro, result)
+        if error is not None:
+            raise error
+        return not decisive
 
-def _loop_exists(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
-    (predicate,) = steps
-    error: EvaluationError | None = None
-    for item in items:
-        scope.vars[var] = item
-        try:
-            result = predicate(scope)
-        except EvaluationError as err:
-            error = error or err
-            continue
-        if result is True:
-            return True
-        if result is not False:
-            error = error or rt.no_overload("exists", result)
-    if error is not None:
-        raise error
-    return False
+    return loop
 
 
 def _loop_exists_one(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> bool:
@@ -791,8 +779,8 @@ def _map_filtered(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) ->
 
 
 _LOOPS: dict[str, Callable[[list[Any], _Scope, str, list[Fn]], Any]] = {
-    "all": _loop_all,
-    "exists": _loop_exists,
+    "all": _quantifier("all", decisive=False),
+    "exists": _quantifier("exists", decisive=True),
     "exists_one": _loop_exists_one,
     "filter": _loop_filter,
     "map": _loop_map,

@@ -8,7 +8,6 @@ columns in errors and a fraction of a general parser generator's cost per expres
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from mixer.expr._ast import (
     Binary,
@@ -22,7 +21,9 @@ from mixer.expr._ast import (
     MessageLit,
     Node,
     Select,
+    Token,
     Unary,
+    tokenize,
 )
 from mixer.expr._errors import CompileError
 
@@ -83,10 +84,7 @@ _SIMPLE_ESCAPES = {
 _RELATIONS = frozenset({"==", "!=", "<", "<=", ">", ">=", "in"})
 
 
-class _Token(NamedTuple):
-    kind: str
-    text: str
-    col: int
+_Token = Token
 
 
 def _decode(token: _Token) -> Literal:
@@ -144,18 +142,7 @@ def _decode(token: _Token) -> Literal:
 
 
 def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    pos = 0
-    while pos < len(text):
-        found = _TOKEN_RE.match(text, pos)
-        if found is None:
-            raise CompileError(f"syntax error: unexpected character {text[pos]!r}", pos + 1)
-        kind = found.lastgroup or ""
-        if kind != "ws":
-            tokens.append(_Token(kind, found.group(), pos + 1))
-        pos = found.end()
-    tokens.append(_Token("eof", "", len(text) + 1))
-    return tokens
+    return tokenize(text, _TOKEN_RE, "syntax error: unexpected character")
 
 
 class _Parser:

@@ -7,9 +7,8 @@ so `a | b == c` groups as `(a | b) == c` exactly as Go's parser (and so Istio) r
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
-from mixer.expr._ast import Binary, Call, Ident, Index, Literal, Node, Select
+from mixer.expr._ast import Binary, Call, Ident, Index, Literal, Node, Select, Token, tokenize
 from mixer.expr._errors import CompileError
 
 MAX_LENGTH = 16_384
@@ -67,10 +66,7 @@ _SIMPLE_ESCAPES = {
 }
 
 
-class _Token(NamedTuple):
-    kind: str
-    text: str
-    col: int
+_Token = Token
 
 
 def _unquote(body: str, quote: str, col: int) -> str:
@@ -109,18 +105,7 @@ def _unquote(body: str, quote: str, col: int) -> str:
 
 
 def _tokenize(text: str) -> list[_Token]:
-    tokens: list[_Token] = []
-    pos = 0
-    while pos < len(text):
-        found = _TOKEN_RE.match(text, pos)
-        if found is None:
-            raise CompileError(f"unexpected character {text[pos]!r}", pos + 1)
-        kind = found.lastgroup or ""
-        if kind != "ws":
-            tokens.append(_Token(kind, found.group(), pos + 1))
-        pos = found.end()
-    tokens.append(_Token("eof", "", len(text) + 1))
-    return tokens
+    return tokenize(text, _TOKEN_RE, "unexpected character")
 
 
 class _Parser:
