@@ -158,7 +158,13 @@ class Env:
 
 @runtime_checkable
 class Handler(Protocol):
-    """A built handler. `close` releases connections, threads and registered metrics."""
+    """A built handler. `close` releases connections, threads and registered metrics.
+
+    A handler whose `check`/`quota` coroutines never wait (they answer from process memory)
+    may set a class attribute ``answers_inline = True``: mixer then awaits them in place,
+    without a task or a timer per call. A timeout could not interrupt such a handler anyway;
+    a handler that does I/O must leave it unset, so that a hang is cut off by the timeout.
+    """
 
     async def close(self) -> None: ...
 

@@ -159,6 +159,8 @@ def parse_params(raw: Mapping[str, Any]) -> DenierParams:
 class Denier:
     """A built ``denier`` handler: the same answer every time."""
 
+    answers_inline = True
+
     def __init__(self, params: DenierParams) -> None:
         self._result = CheckResult(
             status_code=params.status_code,

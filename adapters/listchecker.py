@@ -474,6 +474,8 @@ class ListChecker:
         self._first_attempt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        # A provider list may have to wait for its first fetch; an inline list never waits.
+        self.answers_inline = not params.provider_url
         if not params.provider_url:
             self._matcher = _build_matcher(params.entry_type, params.overrides)
             return

@@ -95,6 +95,9 @@ _TICKS_PER_SECOND = 10
 _MAX_DEDUP_IDS_PER_GENERATION = 100_000
 _MIN_BUCKET = datetime.timedelta(milliseconds=1)
 _EXHAUSTED = "memquota: Resource exhausted"
+_NO_TIME = datetime.timedelta(0)
+# Distinct dimension sets whose limit and bucket key are remembered (cleared when full).
+_MAX_RESOLVED = 10_000
 
 
 Algorithm = RateLimitAlgorithm
@@ -355,6 +358,8 @@ class MemQuotaHandler:
     """Allocates quota from in-memory buckets. All work is synchronous inside one event loop,
     so each allocation is atomic without locks."""
 
+    answers_inline = True
+
     def __init__(self, params: MemQuotaParams, clock: Callable[[], float]) -> None:
         self._names = QuotaNames(params.quotas)
         self._clock = clock
@@ -362,6 +367,7 @@ class MemQuotaHandler:
         # bucket key -> (the limit it was built for, its state); rebuilt if the limit changes
         self._buckets: dict[str, tuple[_Limit, _Bucket]] = {}
         self._recent: dict[tuple[str, str], QuotaResult] = {}
+        self._resolved: dict[tuple[object, ...], tuple[_Limit, str]] = {}
         self._old: dict[tuple[str, str], QuotaResult] = {}
         self._next_rotation = clock() + self._period
 
@@ -376,6 +382,7 @@ class MemQuotaHandler:
     async def close(self) -> None:
         """Drop all state."""
         self._buckets.clear()
+        self._resolved.clear()
         self._recent.clear()
         self._old.clear()
 
@@ -401,14 +408,30 @@ class MemQuotaHandler:
             self._recent[dedup] = result
         return result
 
+    def _resolve(self, quota: QuotaConfig, instance: Instance) -> tuple[_Limit, str]:
+        """The limit and bucket key of an instance's dimensions, remembered per distinct
+        dimension values (types included: 1 and True are different dimension texts)."""
+        raw = instance.fields.get("dimensions") or {}
+        try:
+            sig = (quota.name, tuple(raw.items()), tuple(map(type, raw.values())))
+            resolved = self._resolved.get(sig)
+        except TypeError:  # an unhashable dimension value: resolve it every time
+            sig, resolved = None, None
+        if resolved is None:
+            dims = _dimensions(instance)
+            resolved = (_limit(quota, dims), bucket_key(quota.name, dims))
+            if sig is not None:
+                if len(self._resolved) >= _MAX_RESOLVED:
+                    self._resolved.clear()
+                self._resolved[sig] = resolved
+        return resolved
+
     def _charge(
         self, quota: QuotaConfig, instance: Instance, args: QuotaArgs, now: float
     ) -> QuotaResult:
-        dims = _dimensions(instance)
-        limit = _limit(quota, dims)
-        key = bucket_key(quota.name, dims)
+        limit, key = self._resolve(quota, instance)
         entry = self._buckets.get(key)
-        if entry is None or entry[0] != limit:
+        if entry is None or (entry[0] is not limit and entry[0] != limit):
             entry = (limit, _new_bucket(limit))
             self._buckets[key] = entry
         bucket = entry[1]
@@ -419,17 +442,20 @@ class MemQuotaHandler:
         else:
             granted = bucket.alloc(args.amount, args.best_effort, now)
         reset = bucket.reset_after(now)
-        common: dict[str, Any] = {
-            "limit": limit.max_amount,
-            "remaining": bucket.remaining(now),
-            "reset_after": None if reset is None else datetime.timedelta(seconds=reset),
-        }
+        remaining = bucket.remaining(now)
+        reset_after = None if reset is None else datetime.timedelta(seconds=reset)
         if args.amount > 0 and granted == 0:
             return QuotaResult(
-                granted=0, status_code=RESOURCE_EXHAUSTED, message=_EXHAUSTED, **common
+                0,
+                _NO_TIME,
+                RESOURCE_EXHAUSTED,
+                _EXHAUSTED,
+                limit.max_amount,
+                remaining,
+                reset_after,
             )
-        valid = limit.valid_duration if args.amount > 0 else datetime.timedelta(0)
-        return QuotaResult(granted=granted, valid_duration=valid, status_code=OK, **common)
+        valid = limit.valid_duration if args.amount > 0 else _NO_TIME
+        return QuotaResult(granted, valid, OK, "", limit.max_amount, remaining, reset_after)
 
     def _maintain(self, now: float) -> None:
         """Swap dedup generations and drop idle buckets once per dedup period."""

@@ -36,9 +36,9 @@ def _ref_order(kv: tuple[tuple[str, str | None], bool]) -> tuple[str, str]:
     return (kv[0][0], kv[0][1] or "")
 
 
-def _fill_references(
-    out: mixer_pb2.ReferencedAttributes, refs: References, encoder: Encoder
-) -> None:
+def _encode_references(refs: References, global_word_count: int) -> bytes:
+    out = mixer_pb2.ReferencedAttributes()
+    encoder = Encoder(global_word_count)
     add = out.attribute_matches.add
     index = encoder.index
     for (name, key), present in sorted(refs.reads.items(), key=_ref_order):
@@ -48,6 +48,26 @@ def _fill_references(
         else:
             add(name=index(name), condition=cond, map_key=index(key))
     out.words.extend(encoder.words)
+    return out.SerializeToString()
+
+
+# The same rules read the same attributes request after request: a read set (names, keys and
+# presence only, never values) is encoded once. Bounded by the config's rules; cleared if full.
+_MAX_ENCODED_REFERENCES = 4096
+_encoded_references: dict[tuple[object, ...], bytes] = {}
+
+
+def _fill_references(
+    out: mixer_pb2.ReferencedAttributes, refs: References, global_word_count: int
+) -> None:
+    key = (global_word_count, *refs.reads.items())
+    encoded = _encoded_references.get(key)
+    if encoded is None:
+        encoded = _encode_references(refs, global_word_count)
+        if len(_encoded_references) >= _MAX_ENCODED_REFERENCES:
+            _encoded_references.clear()
+        _encoded_references[key] = encoded
+    out.MergeFromString(encoded)
 
 
 def _set_duration(d: duration_pb2.Duration, value: datetime.timedelta) -> None:
@@ -80,7 +100,7 @@ def check_response(outcome: CheckOutcome, global_word_count: int) -> mixer_pb2.C
         pre.status.message = outcome.message
     _set_duration(pre.valid_duration, outcome.valid_duration)
     pre.valid_use_count = outcome.valid_use_count
-    _fill_references(pre.referenced_attributes, outcome.references, Encoder(global_word_count))
+    _fill_references(pre.referenced_attributes, outcome.references, global_word_count)
     route = outcome.route
     if (
         route.request_header_operations
@@ -97,7 +117,7 @@ def check_response(outcome: CheckOutcome, global_word_count: int) -> mixer_pb2.C
         qr.status.code = q.status_code
         if q.message:
             qr.status.message = q.message
-        _fill_references(qr.referenced_attributes, q.references, Encoder(global_word_count))
+        _fill_references(qr.referenced_attributes, q.references, global_word_count)
     return resp
 
 

@@ -41,6 +41,8 @@ DEFAULT_VALID_USE_COUNT = 10000
 OK = 0
 RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
+# Metric children kept per dispatcher; quota names come from requests, so the map is bounded.
+_MAX_CACHED_CHILDREN = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,8 @@ class Dispatcher:
         self._quota_index = _index_quota_actions(routes)
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._is_check: dict[int, bool] = {}
+        self._is_inline: dict[int, bool] = {}
+        self._quota_results: dict[tuple[str, str], Any] = {}
 
     # -- matching -------------------------------------------------------------------------
 
@@ -147,12 +151,22 @@ class Dispatcher:
                 ) from exc
         return out
 
+    def _inline(self, handler: object) -> bool:
+        inline = self._is_inline.get(id(handler))
+        if inline is None:
+            inline = getattr(handler, "answers_inline", False) is True
+            self._is_inline[id(handler)] = inline
+        return inline
+
     async def _timed(self, entry: HandlerEntry, coro: Any) -> Any:
         start = time.perf_counter()
         error = "true"
         try:
-            async with asyncio.timeout(self._timeout):
+            if self._inline(entry.handler):
                 result = await coro
+            else:
+                async with asyncio.timeout(self._timeout):
+                    result = await coro
             error = "false"
             return result
         finally:
@@ -166,6 +180,23 @@ class Dispatcher:
                 self._children[key] = children
             children[0].inc()
             children[1].observe(time.perf_counter() - start)
+
+    async def _run_all(self, jobs: Sequence[tuple[HandlerEntry, Any]]) -> list[object]:
+        """Each job's result or exception, in order. Handlers that answer inline are awaited in
+        place, one after the other; otherwise all run concurrently, each under the timeout."""
+        if all(self._inline(entry.handler) for entry, _ in jobs):
+            out: list[object] = []
+            for entry, coro in jobs:
+                try:
+                    out.append(await self._timed(entry, coro))
+                except Exception as exc:
+                    out.append(exc)
+            return out
+        return list(
+            await asyncio.gather(
+                *(self._timed(entry, coro) for entry, coro in jobs), return_exceptions=True
+            )
+        )
 
     # -- check ----------------------------------------------------------------------------
 
@@ -199,7 +230,12 @@ class Dispatcher:
                     else "exhausted" if q.status_code in (OK, RESOURCE_EXHAUSTED)
                     else "error"
                 )  # fmt: skip
-                self._metrics.quota_results.labels(name, result).inc()
+                counter = self._quota_results.get((name, result))
+                if counter is None:
+                    counter = self._metrics.quota_results.labels(name, result)
+                    if len(self._quota_results) < _MAX_CACHED_CHILDREN:
+                        self._quota_results[(name, result)] = counter
+                counter.inc()
             for name, q in outcome.quotas.items():
                 if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
                     # An exhausted quota denies with 429; a failing backend keeps its own
@@ -238,18 +274,8 @@ class Dispatcher:
                 checker = cast(CheckHandler, handler)  # checked once per handler, above
                 for instance in self._build(action, tracking):
                     calls.append((rule, action.handler, checker, instance))
-        if len(calls) == 1:
-            _, entry, h, inst = calls[0]
-            try:
-                one: object = await self._timed(entry, h.check(inst))
-            except Exception as exc:
-                one = exc
-            self._combine(outcome, calls, [one])
-        elif calls:
-            results = await asyncio.gather(
-                *(self._timed(entry, h.check(inst)) for _, entry, h, inst in calls),
-                return_exceptions=True,
-            )
+        if calls:
+            results = await self._run_all([(entry, h.check(inst)) for _, entry, h, inst in calls])
             self._combine(outcome, calls, results)
         if outcome.status_code == OK:
             self._header_operations(outcome, matched, tracking)
@@ -346,11 +372,13 @@ class Dispatcher:
         if pending:
             groups = list(pending.values())
             answers: list[Any]
-            if len(groups) == 1:
-                try:
-                    answers = [await self._quota_group(groups[0])]
-                except Exception as exc:
-                    answers = [exc]
+            if len(groups) == 1 or all(self._inline(g[0][1].handler) for g in groups):
+                answers = []
+                for group in groups:
+                    try:
+                        answers.append(await self._quota_group(group))
+                    except Exception as exc:
+                        answers.append(exc)
             else:
                 answers = await asyncio.gather(
                     *(self._quota_group(group) for group in groups), return_exceptions=True
@@ -392,11 +420,13 @@ class Dispatcher:
             )
             return out
         assert isinstance(handler, QuotaHandler)
-        return list(
-            await asyncio.gather(
-                *(self._timed(entry, handler.quota(inst, args)) for _, _, inst, args, _ in group)
-            )
+        results = await self._run_all(
+            [(entry, handler.quota(inst, args)) for _, _, inst, args, _ in group]
         )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return cast(list[QuotaResult], results)
 
     # -- report ---------------------------------------------------------------------------
 
