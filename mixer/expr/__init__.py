@@ -1,7 +1,8 @@
 """The expression engine behind rule matches, instance fields and header operations.
 
 `compile(text, dialect=..., vocabulary=...)` parses and type-checks once and returns a `Program`
-whose `evaluate(activation)` runs compiled Python closures. Dialects:
+whose `evaluate(activation)` runs compiled Python: for CEL one generated function per expression
+(`_cel_codegen`), for CEXL nested closures. Dialects:
 
 - ``"mixer"`` (default, as in Istio): CEXL, the Go-expression subset with `|` defaults;
 - ``"cel"``: the Common Expression Language (own compiler, cel-spec semantics) plus Mixer's
@@ -27,7 +28,7 @@ from typing import Any
 
 from mixer.expr._ast import MAX_TREE_DEPTH, NOT_CONSTANT
 from mixer.expr._cel_compiler import CelCompiler
-from mixer.expr._errors import CompileError, EvaluationError
+from mixer.expr._errors import UNWRAPPED_TYPES, CompileError, EvaluationError, guarded
 from mixer.expr._mixer_compiler import MixerCompiler
 
 __all__ = ["VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
@@ -49,21 +50,21 @@ VALUE_TYPES = frozenset(
     }
 )
 _DIALECTS = ("mixer", "cel", "compat")
-# Python errors a dynamically typed program can hit on unexpected values (e.g. `"a" < 1`).
-_RUNTIME_ERRORS = (
-    TypeError,
-    ValueError,
-    AttributeError,
-    KeyError,
-    OverflowError,
-    ZeroDivisionError,
-)
 
 
 class Program:
     """A compiled expression: evaluate it against any number of activations."""
 
-    __slots__ = ("_fn", "_unwrap", "constant", "dialect", "result_type", "text")
+    __slots__ = {
+        "constant": "The expression's value if it does not depend on the activation, else None.",
+        "dialect": "The dialect the text was compiled in.",
+        "evaluate": (
+            "evaluate(activation) -> the expression's value; raises EvaluationError (missing"
+            " attribute, bad value, ...)."
+        ),
+        "result_type": "The ValueType name of the expression's values.",
+        "text": "The expression's source text.",
+    }
 
     def __init__(
         self,
@@ -71,31 +72,14 @@ class Program:
         dialect: str,
         result_type: str,
         constant: object | None,
-        fn: Callable[[Mapping[str, Any]], object],
+        evaluate: Callable[[Mapping[str, Any]], object],
     ) -> None:
         self.text = text
         self.dialect = dialect
         self.result_type = result_type
         self.constant = constant
-        self._fn = fn
-        # A whole string map leaving the program counts as reading all of it (TrackedStringMap).
-        self._unwrap = result_type in ("STRING_MAP", "DYNAMIC")
-
-    def evaluate(self, activation: Mapping[str, object]) -> object:
-        """The expression's value; raises EvaluationError (missing attribute, bad value, ...)."""
-        try:
-            value = self._fn(activation)
-        except EvaluationError:
-            raise
-        except RecursionError:
-            raise EvaluationError(f"{self.text!r}: evaluation nests too deeply") from None
-        except _RUNTIME_ERRORS as err:
-            raise EvaluationError(f"{self.text!r}: {type(err).__name__}: {err}") from None
-        if self._unwrap:
-            unwrap = getattr(value, "unwrap", None)
-            if unwrap is not None:
-                return unwrap()
-        return value
+        # An instance attribute, not a method: callers reach the compiled function in one call.
+        self.evaluate = evaluate
 
     def __repr__(self) -> str:
         return f"Program({self.text!r}, dialect={self.dialect!r}, result_type={self.result_type!r})"
@@ -114,9 +98,10 @@ def compile(
             raise CompileError(f"vocabulary uses unknown value types {sorted(unknown)}")
     try:
         if dialect == "cel":
-            fn, result_type, const = CelCompiler(vocabulary).compile(text)
+            evaluate, result_type, const = CelCompiler(vocabulary).compile(text)
         else:
             fn, result_type, const = MixerCompiler(vocabulary).compile(text)
+            evaluate = guarded(fn, text, unwraps=result_type in UNWRAPPED_TYPES)
     except RecursionError:
         raise CompileError(f"expression nests deeper than {MAX_TREE_DEPTH} levels") from None
-    return Program(text, dialect, result_type, None if const is NOT_CONSTANT else const, fn)
+    return Program(text, dialect, result_type, None if const is NOT_CONSTANT else const, evaluate)

@@ -1,4 +1,5 @@
-"""Compile a CEL tree to nested Python closures with CEL's semantics.
+"""Compile a CEL tree to nested Python closures with CEL's semantics, and from them one Python
+function per expression (`_cel_codegen`: each node's recipe generates what its closure does).
 
 - Errors are exceptions; `&&`, `||`, `all` and `exists` absorb them exactly where CEL's
   commutative logic says so (`error || true` is true, `error && false` is false).
@@ -18,6 +19,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from mixer.expr import _cel_codegen as gen
 from mixer.expr import _cel_runtime as rt
 from mixer.expr._ast import (
     NOT_CONSTANT,
@@ -36,7 +38,7 @@ from mixer.expr._ast import (
     check_depth,
 )
 from mixer.expr._cel_parser import parse
-from mixer.expr._errors import CompileError, EvaluationError
+from mixer.expr._errors import UNWRAPPED_TYPES, CompileError, EvaluationError, guarded
 
 DYN = "dyn"
 Activation = Any
@@ -157,17 +159,24 @@ class _Scope:
 
 
 class _Code:
-    """One compiled node: static kind (CEL kind or "dyn"), Mixer ValueType if known, closure."""
+    """One compiled node: static kind (CEL kind or "dyn"), Mixer ValueType if known, closure,
+    and the recipe that generates the same evaluation as Python source (`_cel_codegen`)."""
 
-    __slots__ = ("const", "fn", "kind", "value_type")
+    __slots__ = ("const", "fn", "kind", "recipe", "value_type")
 
     def __init__(
-        self, kind: str, fn: Fn, const: Any = NOT_CONSTANT, value_type: str | None = None
+        self,
+        kind: str,
+        fn: Fn,
+        const: Any = NOT_CONSTANT,
+        value_type: str | None = None,
+        recipe: gen.Recipe | None = None,
     ) -> None:
         self.kind = kind
         self.fn = fn
         self.const = const
         self.value_type = value_type
+        self.recipe = recipe
 
     @property
     def is_const(self) -> bool:
@@ -196,10 +205,14 @@ class CelCompiler:
         self.type_names = dict(rt.TYPES)
 
     def compile(self, text: str) -> tuple[Fn, str, Any]:
-        """(evaluate, result ValueType name, constant value or NOT_CONSTANT)."""
+        """(evaluate, result ValueType name, constant value or NOT_CONSTANT); `evaluate` raises
+        only EvaluationError and hands a string map out unwrapped (`_errors.guarded`)."""
         code = self.node(check_depth(parse(text)), frozenset())
         result = code.value_type or _VALUE_TYPE_OF_KIND.get(code.kind, "DYNAMIC")
-        return code.fn, result, code.const
+        unwraps = result in UNWRAPPED_TYPES
+        if code.is_const or code.recipe is None:
+            return guarded(code.fn, text, unwraps), result, code.const
+        return gen.function(code, text, unwraps), result, code.const
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -308,7 +321,12 @@ class CelCompiler:
             return value
 
         kind = _KIND_OF_VALUE_TYPE[value_type]
-        return _Code(kind, fn, value_type=value_type if value_type != "DYNAMIC" else None)
+        return _Code(
+            kind,
+            fn,
+            value_type=value_type if value_type != "DYNAMIC" else None,
+            recipe=gen.attribute(name, missing),
+        )
 
     def dynamic_name(self, parts: list[str], absolute: bool, col: int) -> _Code:
         prefixes = [""] if absolute else self.prefixes
@@ -329,7 +347,7 @@ class CelCompiler:
                     raise undeclared
                 return value
 
-            return _Code(DYN, single)
+            return _Code(DYN, single, recipe=gen.attribute(only, undeclared))
 
         def resolve(act: Activation) -> Any:
             for name, fields in candidates:
@@ -360,7 +378,8 @@ class CelCompiler:
             return value
 
         kind = "string" if operand.value_type == "STRING_MAP" else DYN
-        return self.fold(_Code(kind, fn), (operand,))
+        recipe = gen.key_lookup(operand, field, missing, rt.select)
+        return self.fold(_Code(kind, fn, recipe=recipe), (operand,))
 
     def index(self, node: Index, scope: frozenset[str]) -> _Code:
         operand = self.node(node.operand, scope)
@@ -382,14 +401,21 @@ class CelCompiler:
                     raise missing
                 return value
 
-            return self.fold(_Code(kind, const_key), (operand, key))
+            recipe = gen.key_lookup(operand, k, missing, rt.index)
+            return self.fold(_Code(kind, const_key, recipe=recipe), (operand, key))
         get_key = key.fn
-        return self.fold(_Code(kind, lambda act: rt.index(get(act), get_key(act))), (operand, key))
+        code = _Code(
+            kind,
+            lambda act: rt.index(get(act), get_key(act)),
+            recipe=gen.call(rt.index, [operand, key]),
+        )
+        return self.fold(code, (operand, key))
 
     def list_literal(self, node: ListLit, scope: frozenset[str]) -> _Code:
         items = [self.node(item, scope) for item in node.items]
         fns = [item.fn for item in items]
-        return self.fold(_Code("list", lambda act: [f(act) for f in fns]), items)
+        code = _Code("list", lambda act: [f(act) for f in fns], recipe=gen.list_of(list(items)))
+        return self.fold(code, items)
 
     def map_literal(self, node: MapLit, scope: frozenset[str]) -> _Code:
         entries = [(self.node(k, scope), self.node(v, scope)) for k, v in node.entries]
@@ -402,9 +428,13 @@ class CelCompiler:
         f = operand.fn
         if node.op == "!":
             self.require(operand, ("bool",), "the operand of '!'", node.col)
-            return self.fold(_Code("bool", lambda act: rt.logical_not(f(act))), (operand,))
+            code = _Code("bool", lambda act: rt.logical_not(f(act)), recipe=gen.negation(operand))
+            return self.fold(code, (operand,))
         self.require(operand, ("int", "double"), "the operand of '-'", node.col)
-        return self.fold(_Code(operand.kind, lambda act: rt.negate(f(act))), (operand,))
+        code = _Code(
+            operand.kind, lambda act: rt.negate(f(act)), recipe=gen.call(rt.negate, [operand])
+        )
+        return self.fold(code, (operand,))
 
     def conditional(self, node: Conditional, scope: frozenset[str]) -> _Code:
         cond = self.node(node.cond, scope)
@@ -427,7 +457,9 @@ class CelCompiler:
 
         kind = then.kind if then.kind == otherwise.kind else DYN
         value_type = then.value_type if then.value_type == otherwise.value_type else None
-        return _Code(kind, fn, value_type=value_type)
+        return _Code(
+            kind, fn, value_type=value_type, recipe=gen.choice(cond, then, otherwise, "_?_:_")
+        )
 
     def binary(self, node: Binary, scope: frozenset[str]) -> _Code:
         op = node.op
@@ -438,17 +470,26 @@ class CelCompiler:
         code: _Code
         if op in ("==", "!="):
             self.check_comparable(op, left, right, node.col, ordered=False)
-            code = _Code("bool", _equality(lf, rf, left, right, negate=op == "!="))
+            negate = op == "!="
+            code = _Code(
+                "bool",
+                _equality(lf, rf, left, right, negate),
+                recipe=gen.equality(left, right, negate),
+            )
         elif op in _ORDERING:
             self.check_comparable(op, left, right, node.col, ordered=True)
-            code = _Code("bool", _ordering(op, lf, rf, right))
+            recipe = gen.ordering(op, _ORDERING[op], left, right)
+            code = _Code("bool", _ordering(op, lf, rf, right), recipe=recipe)
         elif op == "in":
             self.require(right, ("list", "map"), "the right operand of 'in'", node.col)
-            code = _Code("bool", _membership(lf, rf, right))
+            recipe = gen.membership(left, right, maybe_map=right.kind in ("map", DYN))
+            code = _Code("bool", _membership(lf, rf, right), recipe=recipe)
         else:
             arith = _ARITHMETIC[op]
             code = _Code(
-                self.arithmetic_kind(op, left, right, node.col), lambda act: arith(lf(act), rf(act))
+                self.arithmetic_kind(op, left, right, node.col),
+                lambda act: arith(lf(act), rf(act)),
+                recipe=gen.call(arith, [left, right]),
             )
         return self.fold(code, (left, right))
 
@@ -486,14 +527,15 @@ class CelCompiler:
         self.require(right, ("bool",), f"the right operand of '{op}'", col)
         fn = _and(left.fn, right.fn) if op == "&&" else _or(left.fn, right.fn)
         short = op == "||"
+        code = _Code("bool", fn, recipe=gen.logical(left, right, conjunction=not short))
         # Constant folding keeps CEL's logic: `true || x` is true whatever x is.
         if left.const is short or right.const is short:
             return _constant(short, "bool")
         if left.const is (not short):
-            return right if right.kind == "bool" else self.fold(_Code("bool", fn), (left, right))
+            return right if right.kind == "bool" else self.fold(code, (left, right))
         if right.const is (not short):
-            return left if left.kind == "bool" else self.fold(_Code("bool", fn), (left, right))
-        return self.fold(_Code("bool", fn), (left, right))
+            return left if left.kind == "bool" else self.fold(code, (left, right))
+        return self.fold(code, (left, right))
 
     def call(self, node: Call, scope: frozenset[str]) -> _Code:
         name = node.function
@@ -518,7 +560,14 @@ class CelCompiler:
         if name == "conditional" and len(args) == 3:
             return self.conditional_function(args, node.col)
         fn = _apply(impl, [op.fn for op in operands])
-        return self.fold(_Code(kind, fn, value_type=value_type), operands)
+        recipe: gen.Recipe
+        if name in ("startsWith", "endsWith", "contains"):
+            recipe = gen.string_test(name, impl, list(operands))
+        elif name == "size":
+            recipe = gen.size(impl, list(operands))
+        else:
+            recipe = gen.call(impl, list(operands))
+        return self.fold(_Code(kind, fn, value_type=value_type, recipe=recipe), operands)
 
     def conditional_function(self, args: list[_Code], col: int) -> _Code:
         cond, then, otherwise = args
@@ -534,7 +583,8 @@ class CelCompiler:
             raise rt.no_overload("conditional", value)
 
         kind = then.kind if then.kind == otherwise.kind else DYN
-        return self.fold(_Code(kind, fn, value_type=then.value_type), args)
+        recipe = gen.choice(cond, then, otherwise, "conditional")
+        return self.fold(_Code(kind, fn, value_type=then.value_type, recipe=recipe), args)
 
     def has(self, node: Call, scope: frozenset[str]) -> _Code:
         if len(node.args) != 1 or not isinstance(node.args[0], Select):
@@ -545,11 +595,16 @@ class CelCompiler:
             dotted = ".".join(path[0])
             if self.vocabulary is not None and dotted in self.vocabulary:
                 # has(request.headers): is the attribute present?
-                return _Code("bool", lambda act: dotted in act)
+                return _Code("bool", lambda act: dotted in act, recipe=gen.present(dotted))
         operand = self.node(arg.operand, scope)
         self.require(operand, ("map",), "the operand of has()", node.col)
         get, field = operand.fn, arg.field
-        return self.fold(_Code("bool", lambda act: rt.has_field(get(act), field)), (operand,))
+        code = _Code(
+            "bool",
+            lambda act: rt.has_field(get(act), field),
+            recipe=gen.call(rt.has_field, [operand, _constant(field)]),
+        )
+        return self.fold(code, (operand,))
 
     def comprehension(self, node: Call, scope: frozenset[str]) -> _Code:
         name = node.function

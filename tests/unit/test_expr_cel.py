@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import pytest
 
 from mixer.attributes.bag import Bag, StringMap
 from mixer.attributes.tracking import TrackingBag
-from mixer.expr import CompileError, EvaluationError, compile
+from mixer.expr import CompileError, EvaluationError, _cel_codegen, compile
 from mixer.expr import _cel_runtime as rt
+from mixer.expr._errors import guarded
 from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY as VOCAB
 
 T0 = datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -333,3 +334,190 @@ def test_hostile_expressions_are_bounded() -> None:
         compile("(" * 60 + "1" + ")" * 60, dialect="cel")
     with pytest.raises(CompileError, match="longer than"):
         compile("a" * 20_000, dialect="cel")
+
+
+# -- generated code ------------------------------------------------------------------------------
+
+GENERATED = [
+    "x == 1",
+    "x != 1",
+    "x == 0",
+    "x == 1.0",
+    "x == true",
+    'x == "a"',
+    'x != "a"',
+    'x == b"a"',
+    "1 == x",
+    "x == y",
+    "x < 5",
+    "x >= 5.0",
+    'x < "m"',
+    "x > y",
+    'x in ["a", "b"]',
+    "x in [1, 2]",
+    '"k" in m',
+    "x in m",
+    "x && y",
+    "x || y",
+    "!x",
+    "x ? y : z",
+    "conditional(x, y, z)",
+    'm["k"]',
+    "m[x]",
+    "has(m.k)",
+    'x.startsWith("a")',
+    "x.endsWith(y)",
+    'x.contains("b")',
+    "size(x)",
+    "x.size()",
+    "x + y",
+    "-x",
+    "[x, y]",
+    'x.matches("^a")',
+    "int(x)",
+    '(x == 1 || y == 2) && m["k"] == "v"',
+    '!(x in m) ? y.startsWith("a") : m[x] != "v"',
+]
+ACTIVATIONS: list[dict[str, object]] = [
+    {},
+    {"x": 1, "y": 2, "z": 3},
+    {"x": True, "y": False, "z": "s"},
+    {"x": False, "y": True},
+    {"x": "a", "y": "abc", "m": StringMap({"k": "v"})},
+    {"x": "k", "y": "b", "m": StringMap({"k": "w"})},
+    {"x": 1.0, "y": rt.UInt(5), "m": {"k": 1}},
+    {"x": [1], "y": [2], "m": ["k"]},
+    {"x": b"a", "y": "a", "m": "text"},
+    {"x": float("nan"), "y": 5},
+    {"x": 2**63 - 1, "y": 1},
+    {"x": None, "y": None},
+]
+
+
+def _outcome(text: str, activation: dict[str, object]) -> tuple[object, ...]:
+    """The value (or error) of `text` and what a TrackingBag saw it read."""
+    tracking = TrackingBag(Bag(activation))
+    try:
+        value = compile(text, dialect="cel").evaluate(tracking)
+    except EvaluationError as err:
+        return ("error", str(err), tracking.refs.reads)
+    return ("value", type(value), repr(value), tracking.refs.reads)
+
+
+@pytest.mark.parametrize("text", GENERATED)
+def test_generated_code_agrees_with_the_closures(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert compile(text, dialect="cel").evaluate.__code__.co_filename == "<cel>"
+    generated = [_outcome(text, activation) for activation in ACTIVATIONS]
+    monkeypatch.setattr(
+        _cel_codegen, "function", lambda node, text, unwraps: guarded(node.fn, text, unwraps)
+    )
+    assert compile(text, dialect="cel").evaluate.__code__.co_filename != "<cel>"
+    assert generated == [_outcome(text, activation) for activation in ACTIVATIONS]
+
+
+def test_generated_logic_absorbs_errors_like_cel() -> None:
+    def evaluate(text: str) -> object:
+        return compile(text, dialect="cel", vocabulary=VOCAB).evaluate(BAG)
+
+    # source.uid is missing from BAG: an error that `&&`/`||` absorb from either side.
+    assert evaluate('source.uid == "x" && request.size < 0') is False
+    assert evaluate('request.size < 0 && source.uid == "x"') is False
+    assert evaluate('source.uid == "x" || request.size > 0') is True
+    assert evaluate('request.size > 0 || source.uid == "x"') is True
+    with pytest.raises(EvaluationError, match=re.escape("no such attribute: 'source.uid'")):
+        evaluate('source.uid == "x" && request.size > 0')
+    with pytest.raises(EvaluationError, match=re.escape("no such attribute: 'source.uid'")):
+        evaluate('source.uid == "x" || request.size < 0')
+    with pytest.raises(EvaluationError, match="no such key: 'x-missing'"):
+        evaluate('request.headers["x-missing"] == "a" || !connection.mtls')
+    assert evaluate('request.headers["x-missing"] == "a" || connection.mtls') is True
+    # Without a vocabulary, a non-bool operand is an error unless the other side decides.
+    program = compile("x && y", dialect="cel")
+    assert program.evaluate({"x": "s", "y": False}) is False
+    with pytest.raises(EvaluationError, match="no matching overload for '_&&_'"):
+        program.evaluate({"x": "s", "y": True})
+    with pytest.raises(EvaluationError, match="undeclared reference to 'x'"):
+        program.evaluate({"y": True})
+
+
+def test_generated_comparisons_follow_cel_across_types() -> None:
+    assert [compile("x == 1", dialect="cel").evaluate({"x": x}) for x in ("1", True, 1.0)] == [
+        False,
+        False,
+        True,
+    ]
+    assert compile("x == 1", dialect="cel").evaluate({"x": rt.UInt(1)}) is True
+    assert compile("x != 1", dialect="cel").evaluate({"x": True}) is True
+    assert compile("x == true", dialect="cel").evaluate({"x": 1}) is False
+    assert compile('x == "a"', dialect="cel").evaluate({"x": b"a"}) is False
+    assert compile("x < 5", dialect="cel").evaluate({"x": 4.5}) is True
+    for bad in ("a", True):
+        with pytest.raises(EvaluationError, match="no matching overload for '_<_'"):
+            compile("x < 5", dialect="cel").evaluate({"x": bad})
+    assert compile("x < 5 || y", dialect="cel").evaluate({"x": "a", "y": True}) is True
+    with pytest.raises(EvaluationError, match="int overflow"):
+        compile("x + 1 > 0", dialect="cel").evaluate({"x": 2**63 - 1})
+
+
+def test_generated_code_turns_python_errors_into_evaluation_errors() -> None:
+    class Broken(Mapping[str, str]):
+        def __getitem__(self, key: str) -> str:
+            raise ValueError("broken map")
+
+        def __iter__(self) -> Iterator[str]:
+            return iter(())
+
+        def __len__(self) -> int:
+            return 0
+
+    program = compile('m["k"] == "v" || y', dialect="cel")
+    # Not a CEL error, so `||` does not absorb it; evaluate still raises EvaluationError only.
+    with pytest.raises(EvaluationError, match="ValueError: broken map"):
+        program.evaluate({"m": Broken(), "y": True})
+
+
+def test_generated_code_reads_through_the_tracking_bag() -> None:
+    assert _cel_reads('"x-user" in request.headers && request.headers["x-user"] == "john"') == {
+        ("request.headers", "x-user"): True
+    }
+    assert _cel_reads('"x-tenant" in request.headers ? request.headers["x-tenant"] : "n"') == {
+        ("request.headers", "x-tenant"): False
+    }
+    assert _cel_reads('request.method in ["GET"] || source.uid == "x"') == {
+        ("request.method", None): True
+    }
+    assert _cel_reads('source.uid == "x" && request.size < 0') == {
+        ("source.uid", None): False,
+        ("request.size", None): True,
+    }
+    tracking = TrackingBag(BAG)
+    program = compile(
+        "connection.mtls ? destination.labels : source.labels", dialect="cel", vocabulary=VOCAB
+    )
+    assert program.evaluate(tracking) == {"app": "ratings", "version": "v1"}
+    assert tracking.refs.reads == {
+        ("connection.mtls", None): True,
+        ("destination.labels", None): True,
+    }
+
+
+def test_rules_of_one_shape_keep_their_own_constants() -> None:
+    get, post = (
+        compile(f'request.method == "{m}"', dialect="cel", vocabulary=VOCAB)
+        for m in ("GET", "POST")
+    )
+    assert (get.evaluate(BAG), post.evaluate(BAG)) == (True, False)
+    assert get.evaluate.__code__ is post.evaluate.__code__
+
+
+def test_deeply_nested_expressions_generate_and_keep_cel_logic() -> None:
+    depth = 48  # the parser's limit is 50 nested parentheses
+    program = compile("(" * depth + "x" + " && y)" * depth, dialect="cel")
+    assert program.evaluate({"x": True, "y": True}) is True
+    assert program.evaluate({"y": False}) is False  # x's error absorbed at the deepest level
+    with pytest.raises(EvaluationError, match="undeclared reference to 'y'"):
+        program.evaluate({"x": True})
+    chain = compile("(x ? " * depth + "1" + " : 2)" * depth, dialect="cel")
+    assert chain.evaluate({"x": True}) == 1
