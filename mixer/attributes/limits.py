@@ -42,11 +42,15 @@ def check_compressed(
     if count > limits.max_attributes:
         raise _too_many("attributes and map entries", count, limits.max_attributes, where)
     longest = limits.max_string_length
-    for i, word in enumerate(msg.words):
-        if len(word) > longest:
-            raise LimitExceeded(
-                f"{where}.words[{i}]: {len(word)} characters is more than the limit of {longest}"
-            )
+    words = msg.words
+    # One C-level pass over the lengths; the offending index is looked for only on failure.
+    if words and max(map(len, words)) > longest:
+        for i, word in enumerate(words):
+            if len(word) > longest:
+                raise LimitExceeded(
+                    f"{where}.words[{i}]: {len(word)} characters is more than the limit of "
+                    f"{longest}"
+                )
     for index, raw in msg.bytes.items():
         if len(raw) > longest:
             raise LimitExceeded(

@@ -9,18 +9,25 @@ whole map.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 
 from mixer.attributes.bag import Bag, StringMap, Value
 
 Read = tuple[str, str | None]
 
 
-@dataclass
 class References:
     """What one evaluation looked at. Keys: (name, map_key or None) -> present."""
 
-    reads: dict[tuple[str, str | None], bool] = field(default_factory=dict)
+    __slots__ = ("reads",)
+
+    def __init__(self, reads: dict[tuple[str, str | None], bool] | None = None) -> None:
+        self.reads = reads if reads is not None else {}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, References) and other.reads == self.reads
+
+    def __repr__(self) -> str:
+        return f"References({self.reads!r})"
 
     def record(self, name: str, key: str | None, present: bool) -> None:
         self.reads[(name, key)] = present
@@ -84,8 +91,10 @@ class TrackingBag(Mapping[str, Value]):
     def __init__(self, bag: Bag, refs: References | None = None) -> None:
         self._bag = bag
         self._get = bag._data.get
-        self.refs = refs if refs is not None else References()
-        self._reads = self.refs.reads
+        if refs is None:
+            refs = References()
+        self.refs = refs
+        self._reads = refs.reads
 
     def __getitem__(self, name: str) -> Value:
         value = self.get(name)

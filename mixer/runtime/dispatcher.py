@@ -54,7 +54,7 @@ class HeaderOperationResult:
     operation: HeaderOp
 
 
-@dataclass
+@dataclass(slots=True)
 class RouteResult:
     """Header rewrites for an allowed request, or a direct response for a denied one."""
 
@@ -65,7 +65,7 @@ class RouteResult:
     direct_response_headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class QuotaOutcome:
     """The result of one requested quota."""
 
@@ -79,7 +79,7 @@ class QuotaOutcome:
     references: References = field(default_factory=References)
 
 
-@dataclass
+@dataclass(slots=True)
 class CheckOutcome:
     """The combined answer to a Check."""
 
