@@ -7,6 +7,7 @@ per-call timeout is counted and never delays the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -36,7 +37,14 @@ class ReportWorker:
         self.adapter = adapter
         self._handler = handler
         self._metrics = metrics
-        self._queue: asyncio.Queue[Instance] = asyncio.Queue(max_queue)
+        # Offered slices as they came (not instance by instance: a Report of 100 entries is one
+        # append), counted in instances against `max_queue`.
+        self._pending: collections.deque[Sequence[Instance]] = collections.deque()
+        self._queued = 0
+        self._max_queue = max_queue
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._max_batch = max_batch
         self._timeout = timeout
         self._task: asyncio.Task[None] | None = None
@@ -58,17 +66,19 @@ class ReportWorker:
         """Enqueue without waiting; returns how many were dropped because the queue was full."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
-        dropped = 0
-        for instance in instances:
-            try:
-                self._queue.put_nowait(instance)
-            except asyncio.QueueFull:
-                dropped += 1
-        self.accepted += len(instances) - dropped
+        room = max(self._max_queue - self._queued, 0)
+        taken = instances if len(instances) <= room else instances[:room]
+        dropped = len(instances) - len(taken)
+        if taken:
+            self._pending.append(taken)
+            self._queued += len(taken)
+            self._idle.clear()
+            self._wakeup.set()
+        self.accepted += len(taken)
         if dropped:
             self.rejected += dropped
             self._dropped_full.inc(dropped)
-        self._depth.set(self._queue.qsize())
+        self._depth.set(self._queued)
         return dropped
 
     def stats(self) -> dict[str, int]:
@@ -81,18 +91,29 @@ class ReportWorker:
             "dropped": self.dropped,
         }
 
+    def _next_batch(self) -> list[Instance]:
+        batch: list[Instance] = []
+        while self._pending and len(batch) < self._max_batch:
+            chunk = self._pending.popleft()
+            space = self._max_batch - len(batch)
+            if len(chunk) > space:
+                self._pending.appendleft(chunk[space:])
+                chunk = chunk[:space]
+            batch.extend(chunk)
+        self._queued -= len(batch)
+        return batch
+
     async def _run(self) -> None:
         while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._inflight = len(batch)
-            await self._deliver(batch)
-            self._inflight = 0
-            for _ in batch:
-                self._queue.task_done()
-            self._depth.set(self._queue.qsize())
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                batch = self._next_batch()
+                self._inflight = len(batch)
+                await self._deliver(batch)
+                self._inflight = 0
+                self._depth.set(self._queued)
+            self._idle.set()
 
     async def _deliver(self, batch: list[Instance]) -> None:
         start = time.perf_counter()
@@ -122,7 +143,7 @@ class ReportWorker:
         if self._task is None:
             return True
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._idle.wait(), timeout)
         except TimeoutError:
             return False
         return True
@@ -134,8 +155,11 @@ class ReportWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        left = self._queue.qsize() + self._inflight
+        left = self._queued + self._inflight
+        self._pending.clear()
+        self._queued = 0
         self._inflight = 0
+        self._idle.set()
         if left:
             self.dropped += left
             self._metrics.report_dropped.labels(self.handler_name, "shutdown").inc(left)
