@@ -9,18 +9,13 @@ hits; the whole cache belongs to one runtime, so a config swap starts an empty o
 
 from __future__ import annotations
 
-import operator
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from mixer.attributes.shapes import ShapeSet, plain
 from mixer.attributes.tracking import References
-
-Read = tuple[str, str | None, bool]
-Shape = tuple[Read, ...]
-
-_ABSENT = object()
 
 
 @dataclass(slots=True)
@@ -28,48 +23,6 @@ class _Entry:
     value: object
     expires: float
     uses_left: int
-
-
-class _Shape:
-    """Reads one shape's key from a bag: whole attributes with one C-level `itemgetter`, then
-    the absent names and the string-map keys one by one. None when the bag has another shape."""
-
-    __slots__ = ("absent", "id", "keyed", "present")
-
-    def __init__(self, shape: Shape, shape_id: int) -> None:
-        self.id = shape_id
-        names = [name for name, key, present in shape if key is None and present]
-        self.present: Callable[[Mapping[str, object]], object] | None = (
-            operator.itemgetter(*names) if names else None
-        )
-        self.absent = tuple(name for name, key, present in shape if key is None and not present)
-        self.keyed = tuple((name, key, present) for name, key, present in shape if key is not None)
-
-    def key(self, data: Mapping[str, object]) -> tuple[object, ...] | None:
-        try:
-            whole = self.present(data) if self.present is not None else ()
-        except KeyError:
-            return None
-        for name in self.absent:
-            if name in data:
-                return None
-        if not self.keyed:
-            return (whole,)
-        values: list[object] = [whole]
-        for name, key, present in self.keyed:
-            found = data.get(name)
-            value = found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
-            if (value is _ABSENT) == present:
-                return None
-            if present:
-                values.append(value)
-        return tuple(values)
-
-
-def _plain(bag: Mapping[str, object]) -> Mapping[str, object]:
-    # A Bag's dict answers `itemgetter` and `in` without Mapping's Python layers.
-    data = getattr(bag, "_data", None)
-    return data if isinstance(data, dict) else bag
 
 
 class CheckCache:
@@ -81,12 +34,9 @@ class CheckCache:
         max_shapes: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: OrderedDict[tuple[int, tuple[object, ...]], _Entry] = OrderedDict()
-        self._shapes: dict[Shape, _Shape] = {}
-        # References in evaluation order -> their shape: the same rules read in the same order.
-        self._by_reads: dict[tuple[tuple[tuple[str, str | None], bool], ...], _Shape] = {}
+        self._entries: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
+        self._shapes = ShapeSet(max_shapes)
         self._max_entries = max_entries
-        self._max_shapes = max_shapes
         self._clock = clock
 
     def __len__(self) -> int:
@@ -96,13 +46,12 @@ class CheckCache:
         """The cached result for `bag`, or None."""
         if not self._entries:
             return None
-        data = _plain(bag)
+        data = plain(bag)
         now = self._clock()
-        for shape in self._shapes.values():
-            values = shape.key(data)
-            if values is None:
+        for shape in self._shapes:
+            key = shape.key(data)
+            if key is None:
                 continue
-            key = (shape.id, values)
             try:
                 entry = self._entries.get(key)
             except TypeError:  # an unhashable value: this shape cannot have cached it
@@ -117,30 +66,6 @@ class CheckCache:
             return entry.value
         return None
 
-    def _shape(self, references: References) -> _Shape | None:
-        reads = tuple(references.reads.items())
-        found = self._by_reads.get(reads)
-        if found is not None:
-            return found
-        shape: Shape = tuple(
-            sorted(
-                ((name, key, present) for (name, key), present in reads),
-                key=lambda r: (r[0], r[1] or "", r[2]),
-            )
-        )
-        # A whole-map read makes the map's value part of the key; per-key reads of the same map
-        # are then implied by it.
-        whole = {name for name, key, present in shape if key is None and present}
-        shape = tuple(r for r in shape if r[1] is None or r[0] not in whole)
-        found = self._shapes.get(shape)
-        if found is None:
-            if len(self._shapes) >= self._max_shapes:
-                return None
-            found = self._shapes[shape] = _Shape(shape, len(self._shapes))
-        if len(self._by_reads) < self._max_shapes * 4:
-            self._by_reads[reads] = found
-        return found
-
     def put(
         self,
         references: References,
@@ -152,13 +77,12 @@ class CheckCache:
         """Remember `value` for requests that read the same attributes with the same values."""
         if valid_seconds <= 0 or valid_uses <= 0:
             return
-        shape = self._shape(references)
+        shape = self._shapes.of(references)
         if shape is None:
             return
-        values = shape.key(_plain(bag))
-        if values is None:
+        key = shape.key(plain(bag))
+        if key is None:
             return
-        key = (shape.id, values)
         try:
             self._entries[key] = _Entry(value, self._clock() + valid_seconds, valid_uses)
         except TypeError:

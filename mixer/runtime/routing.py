@@ -6,12 +6,18 @@ that started while it was current.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from adapters.base import Handler, Instance
+from mixer.attributes.bag import Bag
+from mixer.attributes.shapes import ShapeSet
+from mixer.attributes.tracking import TrackingBag
 from mixer.expr.predicates import Equality
 from mixer.runtime.sampling import Sampler
 from mixer.templates import Variety
@@ -48,18 +54,93 @@ FieldTree = Mapping[str, "Evaluable | FieldTree"]
 
 
 # One step of an instance's build plan: field name, program id (the memo key), the program's
-# evaluate, or (for a map field) the plan of the nested fields.
-_Step = tuple[str, int, "Callable[[Mapping[str, object]], object] | None", "tuple[_Step, ...]"]
+# evaluate, or (for a map field) the plan of the nested fields and, for a large one, its memo.
+_Step = tuple[
+    str,
+    int,
+    "Callable[[Mapping[str, object]], object] | None",
+    "tuple[_Step, ...]",
+    "MapFieldMemo | None",
+]
 _MISSING = object()
+# A map field with at least this many expressions (a metric's dimensions) is remembered by the
+# values it read; smaller ones cost less to evaluate than to look up.
+_MEMO_MIN_PROGRAMS = 4
+# Per map field: distinct read shapes, and remembered results (all dropped when full).
+_MEMO_MAX_SHAPES = 16
+_MEMO_MAX_ENTRIES = 4096
+
+
+class MapFieldMemo:
+    """A map field's evaluated values (a metric's dimensions), remembered by the values of the
+    attributes its evaluation read (`mixer.attributes.shapes`).
+
+    Reported requests repeat a few series over and over: the dimensions of request k are
+    usually those of an earlier request, while its value (a duration, a size) is new. Shared by
+    every instance builder with the same field plan (Istio's standard metrics share their
+    dimensions), and only for plain bags: a check's `TrackingBag` must see every read.
+    """
+
+    __slots__ = ("__weakref__", "_plan", "_shapes", "_table")
+
+    def __init__(self, plan: tuple[_Step, ...]) -> None:
+        self._plan = plan
+        self._shapes = ShapeSet(_MEMO_MAX_SHAPES)
+        self._table: dict[tuple[object, ...], Mapping[str, Any]] = {}
+
+    def build(self, bag: Bag) -> Mapping[str, Any]:
+        """The field's value for `bag`: remembered, or evaluated (and remembered)."""
+        data = bag._data
+        for shape in self._shapes:
+            key = shape.key(data)
+            if key is not None:
+                try:
+                    found = self._table.get(key)
+                except TypeError:  # an unhashable value read
+                    continue
+                if found is not None:
+                    return found
+        tracking = TrackingBag(bag)
+        value = MappingProxyType(_run(self._plan, tracking, None))
+        learned = self._shapes.of(tracking.refs)
+        key = learned.key(data) if learned is not None else None
+        if key is not None:
+            if len(self._table) >= _MEMO_MAX_ENTRIES:
+                self._table.clear()
+            with contextlib.suppress(TypeError):  # an unhashable value read
+                self._table[key] = value
+        return value
+
+
+# Field plans -> their memo, while some builder uses it. Program ids in a plan stay unique as
+# long as the plan (and so the memo) is alive, so a new config never meets an old entry.
+_memos: weakref.WeakValueDictionary[tuple[object, ...], MapFieldMemo] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _signature(plan: tuple[_Step, ...]) -> tuple[object, ...]:
+    return tuple((key, pid, _signature(nested)) for key, pid, _, nested, _ in plan)
+
+
+def _count_programs(plan: tuple[_Step, ...]) -> int:
+    return sum(1 if ev is not None else _count_programs(nested) for _, _, ev, nested, _ in plan)
 
 
 def _plan(tree: FieldTree) -> tuple[_Step, ...]:
     steps: list[_Step] = []
     for key, node in tree.items():
         if isinstance(node, Mapping):
-            steps.append((key, 0, None, _plan(node)))
+            nested = _plan(node)
+            memo = None
+            if _count_programs(nested) >= _MEMO_MIN_PROGRAMS:
+                signature = _signature(nested)
+                memo = _memos.get(signature)
+                if memo is None:
+                    memo = _memos[signature] = MapFieldMemo(nested)
+            steps.append((key, 0, None, nested, memo))
         else:
-            steps.append((key, id(node), node.evaluate, ()))
+            steps.append((key, id(node), node.evaluate, (), None))
     return tuple(steps)
 
 
@@ -67,9 +148,16 @@ def _run(
     plan: tuple[_Step, ...], activation: Mapping[str, object], memo: dict[int, Any] | None
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, program_id, evaluate, nested in plan:
+    for key, program_id, evaluate, nested, field_memo in plan:
         if evaluate is None:
-            out[key] = _run(nested, activation, memo)
+            if field_memo is not None and memo is not None and activation.__class__ is Bag:
+                # One lookup per request for all builders sharing the field memo.
+                value = memo.get(id(field_memo), _MISSING)
+                if value is _MISSING:
+                    value = memo[id(field_memo)] = field_memo.build(activation)
+                out[key] = value
+            else:
+                out[key] = _run(nested, activation, memo)
         elif memo is None:
             out[key] = evaluate(activation)
         else:

@@ -81,3 +81,11 @@ def test_zero_validity_is_not_cached() -> None:
     cache = CheckCache(clock=Clock())
     remember(cache, bag(), "deny", seconds=0)
     assert cache.get(bag()) is None
+
+
+def test_equal_values_of_different_types_miss() -> None:
+    cache = CheckCache(clock=Clock())
+    remember(cache, bag(**{"source.user": 1}), "deny")
+    assert cache.get(bag(**{"source.user": 1})) == "deny"
+    assert cache.get(bag(**{"source.user": True})) is None
+    assert cache.get(bag(**{"source.user": 1.0})) is None

@@ -1,0 +1,114 @@
+"""Read shapes: which attributes an evaluation looked at, as a key for remembering its result.
+
+An evaluation reads attributes only through a `TrackingBag`, so its result is a function of
+what it read. Its *shape* lists each read (a name, or a name and a string-map key) with its
+presence; two bags that agree on every read of a shape (present with equal values of the same
+types, or absent) give the same result. The check cache and the instance memo key their entries
+this way.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator, Mapping
+
+from mixer.attributes.tracking import References
+
+Read = tuple[str, str | None, bool]
+Shape = tuple[Read, ...]
+ReadsKey = tuple[tuple[tuple[str, str | None], bool], ...]
+
+_ABSENT = object()
+
+
+def shape_of(references: References) -> Shape:
+    """The canonical shape of what `references` recorded (sorted; a map read whole implies the
+    per-key reads of the same map)."""
+    shape: Shape = tuple(
+        sorted(
+            ((name, key, present) for (name, key), present in references.reads.items()),
+            key=lambda r: (r[0], r[1] or "", r[2]),
+        )
+    )
+    whole = {name for name, key, present in shape if key is None and present}
+    return tuple(r for r in shape if r[1] is None or r[0] not in whole)
+
+
+def plain(bag: Mapping[str, object]) -> Mapping[str, object]:
+    """The dict behind a `Bag` (C-level `itemgetter` and `in`), or the mapping itself."""
+    data = getattr(bag, "_data", None)
+    return data if isinstance(data, dict) else bag
+
+
+class ReadShape:
+    """Reads one shape's key from a bag: whole attributes with one C-level `itemgetter` (their
+    types too: 1, 1.0 and True are equal in Python but not as attributes), then the absent names
+    and the string-map keys one by one. `key` is None when the bag has another shape."""
+
+    __slots__ = ("absent", "id", "keyed", "present", "single")
+
+    def __init__(self, shape: Shape, shape_id: int) -> None:
+        self.id = shape_id
+        names = [name for name, key, present in shape if key is None and present]
+        self.present: Callable[[Mapping[str, object]], object] | None = (
+            operator.itemgetter(*names) if names else None
+        )
+        self.single = len(names) == 1
+        self.absent = tuple(name for name, key, present in shape if key is None and not present)
+        self.keyed = tuple((name, key, present) for name, key, present in shape if key is not None)
+
+    def key(self, data: Mapping[str, object]) -> tuple[object, ...] | None:
+        """The values of the shape's reads in `data` (see `plain`), or None if it differs."""
+        whole: object = ()
+        types: object = ()
+        if self.present is not None:
+            try:
+                whole = self.present(data)
+            except KeyError:
+                return None
+            types = whole.__class__ if self.single else tuple(map(type, whole))  # type: ignore[call-overload]
+        for name in self.absent:
+            if name in data:
+                return None
+        if not self.keyed:
+            return (self.id, whole, types)
+        values: list[object] = [self.id, whole, types]
+        for name, key, present in self.keyed:
+            found = data.get(name)
+            value = found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
+            if (value is _ABSENT) == present:
+                return None
+            if present:
+                values.append(value)
+        return tuple(values)
+
+
+class ShapeSet:
+    """The shapes seen so far (at most `max_shapes`), found again by their reads in evaluation
+    order (the same rules read in the same order), so that canonicalising happens once."""
+
+    __slots__ = ("_by_reads", "_max", "shapes")
+
+    def __init__(self, max_shapes: int) -> None:
+        self.shapes: dict[Shape, ReadShape] = {}
+        self._by_reads: dict[ReadsKey, ReadShape] = {}
+        self._max = max_shapes
+
+    def of(self, references: References) -> ReadShape | None:
+        """The shape of `references`; None once `max_shapes` different ones are known."""
+        reads = tuple(references.reads.items())
+        found = self._by_reads.get(reads)
+        if found is not None:
+            return found
+        shape = shape_of(references)
+        found = self.shapes.get(shape)
+        if found is None:
+            if len(self.shapes) >= self._max:
+                return None
+            found = self.shapes[shape] = ReadShape(shape, len(self.shapes))
+        if len(self._by_reads) < self._max * 4:
+            self._by_reads[reads] = found
+        return found
+
+    def __iter__(self) -> Iterator[ReadShape]:
+        return iter(self.shapes.values())
