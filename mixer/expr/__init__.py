@@ -1,8 +1,8 @@
 """The expression engine behind rule matches, instance fields and header operations.
 
 `compile(text, dialect=..., vocabulary=...)` parses and type-checks once and returns a `Program`
-whose `evaluate(activation)` runs compiled Python: for CEL one generated function per expression
-(`_cel_codegen`), for CEXL nested closures. Dialects:
+whose `evaluate(activation)` runs compiled Python: one generated function per expression
+(`_cel_codegen`, `_mixer_codegen`), nested closures where generation does not reach. Dialects:
 
 - ``"mixer"`` (default, as in Istio): CEXL, the Go-expression subset with `|` defaults;
 - ``"cel"``: the Common Expression Language (own compiler, cel-spec semantics) plus Mixer's
@@ -28,7 +28,7 @@ from typing import Any
 
 from mixer.expr._ast import MAX_TREE_DEPTH, NOT_CONSTANT
 from mixer.expr._cel_compiler import CelCompiler
-from mixer.expr._errors import UNWRAPPED_TYPES, CompileError, EvaluationError, guarded
+from mixer.expr._errors import CompileError, EvaluationError
 from mixer.expr._mixer_compiler import MixerCompiler
 
 __all__ = ["VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
@@ -100,8 +100,7 @@ def compile(
         if dialect == "cel":
             evaluate, result_type, const = CelCompiler(vocabulary).compile(text)
         else:
-            fn, result_type, const = MixerCompiler(vocabulary).compile(text)
-            evaluate = guarded(fn, text, unwraps=result_type in UNWRAPPED_TYPES)
+            evaluate, result_type, const = MixerCompiler(vocabulary).compile(text)
     except RecursionError:
         raise CompileError(f"expression nests deeper than {MAX_TREE_DEPTH} levels") from None
     return Program(text, dialect, result_type, None if const is NOT_CONSTANT else const, evaluate)

@@ -11,14 +11,15 @@ A recipe does exactly what its node's closure does, in the same order, with the 
 fast paths only where Python's operation provably is CEL's (a guard on the operand's exact type,
 the runtime function otherwise), and `&&`/`||` keep CEL's error absorption by holding an error
 as a value until the other operand has had its say. Constants, attribute names and runtime
-functions reach the generated code as names in its globals, never as source text.
+functions reach the generated code as names in its globals, never as source text. `Source` and
+`function` also generate the Mixer dialect's functions (`_mixer_codegen`).
 """
 
 from __future__ import annotations
 
 import builtins
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import CodeType
 from typing import Any, Protocol
@@ -130,18 +131,23 @@ class Source:
         self.try_depth -= trying
         self.level -= 1
 
+    def too_deep(self) -> bool:
+        """Whether statements emitted now would nest beyond what Python compiles."""
+        return self.level > _MAX_LEVEL or self.try_depth > _MAX_TRY_DEPTH
+
     def value(self, node: Compiled) -> str:
         """Emit what evaluates `node` and return a local or constant name holding its value."""
         if node.is_const:
             return self.constant(node.const)
         recipe = node.recipe
-        if recipe is None or self.level > _MAX_LEVEL or self.try_depth > _MAX_TRY_DEPTH:
+        if recipe is None or self.too_deep():
             return self.assign(f"{self.constant(node.fn)}(act)")
         return recipe(self)
 
 
-def function(node: Compiled, text: str, unwraps: bool) -> Fn:
-    """One Python function evaluating `node` as `guarded(node.fn, text, unwraps)` would."""
+def function(node: Compiled, text: str, unwraps: bool, filename: str = "<cel>") -> Fn:
+    """One Python function evaluating `node` as `guarded(node.fn, text, unwraps)` would;
+    `filename` names its code object (the dialect it was generated for)."""
     source = Source()
     with source.block("try:", trying=True):
         result = source.value(node)
@@ -152,15 +158,15 @@ def function(node: Compiled, text: str, unwraps: bool) -> Fn:
         result = f"{source.constant(unwrap)}({result})"
     source.emit(f"return {result}")
     namespace = source.namespace
-    exec(_code("\n".join(source.lines)), namespace)
+    exec(_code("\n".join(source.lines), filename), namespace)
     fn: Fn = namespace["_f"]
     return fn
 
 
 @functools.lru_cache(maxsize=1024)
-def _code(source: str) -> CodeType:
+def _code(source: str, filename: str) -> CodeType:
     # Rules often differ only in constants, which are not in the source: compile a shape once.
-    return compile(source, "<cel>", "exec")
+    return compile(source, filename, "exec")
 
 
 # -- recipes ---------------------------------------------------------------------------------------
@@ -198,7 +204,7 @@ def key_lookup(
     return recipe
 
 
-def call(impl: Callable[..., Any], operands: list[Compiled]) -> Recipe:
+def call(impl: Callable[..., Any], operands: Sequence[Compiled]) -> Recipe:
     """`impl(*operands)`, the operands evaluated left to right."""
 
     def recipe(src: Source) -> str:

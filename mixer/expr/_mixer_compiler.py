@@ -1,4 +1,6 @@
-"""Type-check a CEXL tree against a vocabulary and turn it into nested Python closures.
+"""Type-check a CEXL tree against a vocabulary and turn it into nested Python closures, and from
+them one Python function per expression (`_mixer_codegen`: each node's recipes generate what its
+closures do).
 
 Semantics follow Istio's compiler (`mixer/pkg/lang/compiler/compiler.go`, `ast/func.go`):
 operands of `==`, `|`, `+`, `conditional` must have one type; `&&`/`||` take BOOL; `m[k]` takes a
@@ -6,7 +8,8 @@ STRING_MAP and a STRING. `a | b` yields `a` unless `a` is an absent attribute or
 attributes, map lookups and nested `|` can be absent; a function's failure is an error).
 
 Each node becomes a `_Code`: its type, `fn(activation)` (absence is an EvaluationError) and, for
-nodes that can be absent, `try_fn(activation)` that returns `_ABSENT` instead.
+nodes that can be absent, `try_fn(activation)` that returns `_ABSENT` instead; plus the recipes
+generating each of them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mixer.expr import _externs as ext
+from mixer.expr import _mixer_codegen as gen
 from mixer.expr._ast import (
     NOT_CONSTANT,
     Binary,
@@ -28,14 +32,15 @@ from mixer.expr._ast import (
     check_depth,
     dotted_name,
 )
-from mixer.expr._errors import CompileError, EvaluationError
+from mixer.expr._errors import UNWRAPPED_TYPES, CompileError, EvaluationError, guarded
 from mixer.expr._mixer_parser import parse
 
 DYN = "DYNAMIC"
 Activation = Mapping[str, Any]
 Fn = Callable[[Activation], Any]
 
-_ABSENT: Any = object()
+# The generated code recognises this sentinel where it falls back to calling a try_fn.
+_ABSENT = gen.ABSENT
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _ORDERED = frozenset({"STRING", "INT64", "DOUBLE", "TIMESTAMP", "DURATION", DYN})
 _ADDABLE = frozenset({"STRING", "INT64", "DOUBLE", DYN})
@@ -48,15 +53,25 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 class _Code:
-    """One compiled node."""
+    """One compiled node: its type, closures and the recipes generating them (`_mixer_codegen`)."""
 
-    __slots__ = ("const", "fn", "try_fn", "type")
+    __slots__ = ("const", "fn", "recipe", "try_fn", "try_recipe", "type")
 
-    def __init__(self, type_: str, fn: Fn, try_fn: Fn | None = None, const: Any = NOT_CONSTANT):
+    def __init__(
+        self,
+        type_: str,
+        fn: Fn,
+        try_fn: Fn | None = None,
+        const: Any = NOT_CONSTANT,
+        recipe: gen.Recipe | None = None,
+        try_recipe: gen.Recipe | None = None,
+    ) -> None:
         self.type = type_
         self.fn = fn
         self.try_fn = try_fn
         self.const = const
+        self.recipe = recipe
+        self.try_recipe = try_recipe
 
     @property
     def is_const(self) -> bool:
@@ -143,9 +158,13 @@ class MixerCompiler:
         self.checked = vocabulary is not None
 
     def compile(self, text: str) -> tuple[Fn, str, Any]:
-        """(evaluate, result type, constant value or NOT_CONSTANT)."""
+        """(evaluate, result type, constant value or NOT_CONSTANT); `evaluate` raises only
+        EvaluationError and hands a string map out unwrapped (`_errors.guarded`)."""
         code = self.node(check_depth(parse(text)))
-        return code.fn, code.type, code.const
+        unwraps = code.type in UNWRAPPED_TYPES
+        if code.is_const:
+            return guarded(code.fn, text, unwraps), code.type, code.const
+        return gen.function(code, text, unwraps), code.type, code.const
 
     # -- type helpers -------------------------------------------------------------------------
 
@@ -229,7 +248,8 @@ class MixerCompiler:
             value = act.get(name)
             return _ABSENT if value is None else value
 
-        return _Code(type_, fn, try_fn)
+        recipe, try_recipe = gen.attribute(name, missing)
+        return _Code(type_, fn, try_fn, recipe=recipe, try_recipe=try_recipe)
 
     def index(self, target: _Code, key: _Code, col: int) -> _Code:
         self.expect(target, "STRING_MAP", "an indexed value", col)
@@ -252,7 +272,8 @@ class MixerCompiler:
                 value = m.get(k)
                 return _ABSENT if value is None else value
 
-            return _Code("STRING", fn, try_fn)
+            recipe, try_recipe = gen.key_lookup(target, k, missing)
+            return _Code("STRING", fn, try_fn, recipe=recipe, try_recipe=try_recipe)
 
         get_key, try_key = key.fn, key.try_fn or key.fn
 
@@ -274,7 +295,8 @@ class MixerCompiler:
             value = m.get(k)
             return _ABSENT if value is None else value
 
-        return _Code("STRING", dyn_fn, dyn_try_fn)
+        recipe, try_recipe = gen.dynamic_lookup(target, key)
+        return _Code("STRING", dyn_fn, dyn_try_fn, recipe=recipe, try_recipe=try_recipe)
 
     def call(self, node: Call) -> _Code:
         if node.target is not None:
@@ -288,7 +310,11 @@ class MixerCompiler:
             raise CompileError(f"unknown function '{name}'", node.col)
         arg_types, result_type, impl = _FUNCTIONS[name]
         args = self.arguments(node, arg_types, name)
-        return self.apply(result_type, impl, args, node.col)
+        code = self.apply(result_type, impl, args, node.col)
+        if name == "match" and not code.is_const and type(args[1].const) is str:
+            # The usual rule shape, a literal pattern: one string test instead of glob_match.
+            code.recipe = gen.glob(args[0], args[1].const)
+        return code
 
     def method(self, node: Call) -> _Code:
         name = node.function
@@ -307,7 +333,11 @@ class MixerCompiler:
                 raise CompileError(str(err), node.target.col) from None
             (arg,) = args
             get = arg.fn
-            return _Code("BOOL", lambda act: regex.search(get(act)) is not None)
+            return _Code(
+                "BOOL",
+                lambda act: regex.search(get(act)) is not None,
+                recipe=gen.regex_search(regex, arg),
+            )
         return self.apply("BOOL", impl, [target, *args], node.col)
 
     def arguments(self, node: Call, arg_types: tuple[str, ...], name: str) -> list[_Code]:
@@ -337,6 +367,7 @@ class MixerCompiler:
             code = _Code(result_type, lambda act: impl(*[f(act) for f in fns]))
         if all(arg.is_const for arg in args):
             return self.fold(code, col)
+        code.recipe = gen.call(impl, args)
         return code
 
     def conditional(self, node: Call) -> _Code:
@@ -353,10 +384,16 @@ class MixerCompiler:
         if cond.is_const:
             return then if _require_bool(cond.const, node.function) else otherwise
         c, t, f = cond.fn, then.fn, otherwise.fn
-        if cond.type == "BOOL":
-            return _Code(result_type, lambda act: t(act) if c(act) else f(act))
         what = node.function
-        return _Code(result_type, lambda act: t(act) if _require_bool(c(act), what) else f(act))
+        if cond.type == "BOOL":
+            recipe = gen.choice(cond, then, otherwise, None, what)
+            return _Code(result_type, lambda act: t(act) if c(act) else f(act), recipe=recipe)
+        recipe = gen.choice(cond, then, otherwise, _require_bool, what)
+        return _Code(
+            result_type,
+            lambda act: t(act) if _require_bool(c(act), what) else f(act),
+            recipe=recipe,
+        )
 
     def binary(self, node: Binary) -> _Code:
         op = node.op
@@ -372,11 +409,12 @@ class MixerCompiler:
         if self.checked and type_ not in allowed:
             raise CompileError(f"'{op}' is not defined for {type_}", node.col)
         lf, rf = left.fn, right.fn
+        recipe = gen.binary(op, left, right)
         if op == "+":
-            code = _Code(type_, lambda act: lf(act) + rf(act))
+            code = _Code(type_, lambda act: lf(act) + rf(act), recipe=recipe)
         else:
             compare = _COMPARISONS[op]
-            code = _Code("BOOL", lambda act: compare(lf(act), rf(act)))
+            code = _Code("BOOL", lambda act: compare(lf(act), rf(act)), recipe=recipe)
         if left.is_const and right.is_const:
             return self.fold(code, node.col)
         return code
@@ -385,7 +423,7 @@ class MixerCompiler:
         type_ = self.unify(left, right, "'|'", col)
         if left.try_fn is None:
             # The left side is never absent (a constant or a function), so the default is moot.
-            return _Code(type_, left.fn, None, left.const)
+            return _Code(type_, left.fn, None, left.const, left.recipe)
         try_left, rf = left.try_fn, right.fn
         try_right = right.try_fn or right.fn
 
@@ -397,7 +435,8 @@ class MixerCompiler:
             value = try_left(act)
             return try_right(act) if value is _ABSENT else value
 
-        return _Code(type_, fn, try_fn)
+        recipe, try_recipe = gen.default(left, right)
+        return _Code(type_, fn, try_fn, recipe=recipe, try_recipe=try_recipe)
 
     def logical(self, op: str, left: _Code, right: _Code, col: int) -> _Code:
         self.expect(left, "BOOL", f"the left operand of '{op}'", col)
@@ -412,19 +451,21 @@ class MixerCompiler:
             if right.type == "BOOL":
                 return right
             rf0 = right.fn
-            return _Code("BOOL", lambda act: _require_bool(rf0(act), op))
+            recipe = gen.checked_bool(right, _require_bool, op)
+            return _Code("BOOL", lambda act: _require_bool(rf0(act), op), recipe=recipe)
         lf, rf = left.fn, right.fn
         if left.type == "BOOL" and right.type == "BOOL":
+            recipe = gen.logical(left, right, is_and, None, op)
             if is_and:
-                return _Code("BOOL", lambda act: lf(act) and rf(act))
-            return _Code("BOOL", lambda act: lf(act) or rf(act))
+                return _Code("BOOL", lambda act: lf(act) and rf(act), recipe=recipe)
+            return _Code("BOOL", lambda act: lf(act) or rf(act), recipe=recipe)
 
         def checked(act: Activation) -> bool:
             if _require_bool(lf(act), op) is not is_and:
                 return not is_and
             return _require_bool(rf(act), op)
 
-        return _Code("BOOL", checked)
+        return _Code("BOOL", checked, recipe=gen.logical(left, right, is_and, _require_bool, op))
 
     def equality(self, op: str, left: _Code, right: _Code, col: int) -> _Code:
         type_ = self.unify(left, right, f"'{op}'", col)
@@ -437,18 +478,21 @@ class MixerCompiler:
         if equal is operator.eq and (right.is_const or left.is_const):
             # The common rule shape `attr == "literal"`: one call less per evaluation.
             c = right.const if right.is_const else left.const
-            f = left.fn if right.is_const else right.fn
+            operand = left if right.is_const else right
+            f = operand.fn
+            recipe = gen.compare_constant(operand, c, negate)
             if negate:
-                code = _Code("BOOL", lambda act: f(act) != c)
+                code = _Code("BOOL", lambda act: f(act) != c, recipe=recipe)
             else:
-                code = _Code("BOOL", lambda act: f(act) == c)
+                code = _Code("BOOL", lambda act: f(act) == c, recipe=recipe)
         else:
             eq = equal or _dynamic_equal
             lf, rf = left.fn, right.fn
+            recipe = gen.equality(left, right, eq, negate)
             if negate:
-                code = _Code("BOOL", lambda act: not eq(lf(act), rf(act)))
+                code = _Code("BOOL", lambda act: not eq(lf(act), rf(act)), recipe=recipe)
             else:
-                code = _Code("BOOL", lambda act: eq(lf(act), rf(act)))
+                code = _Code("BOOL", lambda act: eq(lf(act), rf(act)), recipe=recipe)
         if left.is_const and right.is_const:
             return self.fold(code, col)
         return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ import yaml
 
 from mixer.attributes.bag import Bag, StringMap
 from mixer.attributes.tracking import TrackingBag
-from mixer.expr import CompileError, EvaluationError, compile
+from mixer.expr import CompileError, EvaluationError, _mixer_codegen, compile
+from mixer.expr._errors import guarded
 from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY as VOCAB
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "istio"
@@ -513,3 +515,179 @@ def test_oversized_and_overdeep_expressions_are_rejected() -> None:
     # Long but shallow: 40 defaults in a chain are fine.
     chain = " | ".join(f'request.headers["h{i}"]' for i in range(40)) + ' | "none"'
     assert compile(chain, vocabulary=VOCAB).evaluate(BAG) == "none"
+
+
+# -- generated code ------------------------------------------------------------------------------
+
+# Untyped, so wrong-typed values reach every operation.
+GENERATED = [
+    "a",
+    'm["k"]',
+    "m[a]",
+    'a | "x"',
+    'a | b | "x"',
+    'm["k"] | "x"',
+    'm["k"] | a | "x"',
+    'm[a] | "x"',
+    "m[a | b] | n[b] | a",
+    "(m | n)[a] | b",
+    '(m | emptyStringMap())[a | "k"] | "d"',
+    'conditional(a, m, n)["k"] | "d"',
+    'emptyStringMap()["k"] | a',
+    "m | emptyStringMap()",
+    "a.b.c | 1",
+    'a == "y"',
+    'a != "y"',
+    '"y" == a',
+    "a == 1",
+    "a != true",
+    "a == b",
+    "a != b",
+    '(a | "x") == "y"',
+    'a == ip("1.2.3.4")',
+    "a && b",
+    "a || b",
+    "true && a",
+    "false || a",
+    "(a | false) && (b | true)",
+    '(a == "x" || b == "y") && m["k"] == "v"',
+    'match(a, "x*")',
+    'match(a, "*z")',
+    'match(a, "xyz")',
+    "match(a, b)",
+    'match(a, "x*") && b == "y"',
+    'conditional(a, b, "z")',
+    'conditional((a | "i") == "o", "c", "s")',
+    "a + b",
+    'a + "s"',
+    "a < b",
+    "a >= 1",
+    '"^x".matches(a)',
+    'a.startsWith("x")',
+    "size(a)",
+    "toLower(a)",
+    'ip(a) == ip("1.2.3.4")',
+    # Deeper than generation nests: the innermost nodes run as their closures.
+    "m[" * 44 + "a" + "]" * 44 + ' | "deep"',
+    "conditional(a, " * 44 + "b" + ", n)" * 44,
+]
+GENERATED_ACTIVATIONS: list[dict[str, object]] = [
+    {},
+    {"a": "x", "b": "y"},
+    {"a": True, "b": False},
+    {"a": False, "b": True},
+    {"a": 1, "b": 2},
+    {"a": "xyz", "m": StringMap({"k": "v", "xyz": "w"}), "n": StringMap({"y": "n"})},
+    {"a": "k", "b": "y", "m": {"k": "v"}},
+    {"a": bytes([1, 2, 3, 4]), "b": bytes(10) + b"\xff\xff" + bytes([1, 2, 3, 4])},
+    {"a": "1.2.3.4", "m": 5, "n": StringMap({"k": "n"})},
+    {"a": 0, "b": "", "m": StringMap(), "n": StringMap({"": "e"})},
+    {"a": "", "b": 0.5, "a.b.c": 7},
+    {"a": [1], "b": [2], "m": "text"},
+]
+# The service's common rule and dimension shapes, against the 1.4 vocabulary.
+COMMON_SHAPES = [
+    'source.workload.name | "unknown"',
+    'destination.labels["app"] | "unknown"',
+    'request.headers["x-user"] == "admin"',
+    'match(request.path, "/api/*") && request.method == "GET"',
+    '(context.reporter.kind | "inbound") == "outbound"',
+    "response.code | 200",
+    'conditional((context.reporter.kind | "inbound") == "outbound", "client", "server")',
+    'context.protocol == "http" || context.protocol == "grpc"',
+    "connection.mtls | false",
+    "request.size | 0",
+    'request.api_key | request.headers["x-api-key"] | "none"',
+    "destination.labels.app",
+]
+# Attributes of the right names and the wrong types: the closures' truthiness and errors hold.
+WRONG_TYPES = Bag(
+    {
+        "context.protocol": 7,
+        "context.reporter.kind": b"outbound",
+        "request.path": 42,
+        "request.method": "GET",
+        "request.headers": StringMap({"x-user": "admin"}),
+        "destination.labels": "app",
+        "connection.mtls": "yes",
+        "request.size": "big",
+    }
+)
+
+
+def _mixer_outcome(
+    text: str, activation: Mapping[str, object], vocabulary: Mapping[str, str] | None = None
+) -> tuple[object, ...]:
+    """The value (or error) of `text` and what a TrackingBag saw it read."""
+    tracking = TrackingBag(Bag(activation))
+    try:
+        value = compile(text, vocabulary=vocabulary).evaluate(tracking)
+    except EvaluationError as err:
+        # RE2 names a fresh options object in its TypeError: its address is no difference.
+        return ("error", re.sub(" at 0x[0-9a-f]+", "", str(err)), tracking.refs.reads)
+    return ("value", type(value), repr(value), tracking.refs.reads)
+
+
+def _closures_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        _mixer_codegen, "function", lambda node, text, unwraps: guarded(node.fn, text, unwraps)
+    )
+
+
+@pytest.mark.parametrize("text", GENERATED)
+def test_generated_code_agrees_with_the_closures(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert compile(text).evaluate.__code__.co_filename == "<mixer>"
+    generated = [_mixer_outcome(text, activation) for activation in GENERATED_ACTIVATIONS]
+    _closures_only(monkeypatch)
+    assert compile(text).evaluate.__code__.co_filename != "<mixer>"
+    assert generated == [_mixer_outcome(text, activation) for activation in GENERATED_ACTIVATIONS]
+
+
+@pytest.mark.parametrize("text", [text for text, _ in CASES] + COMMON_SHAPES)
+def test_generated_typed_code_agrees_with_the_closures(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bags = [BAG, Bag(), WRONG_TYPES]
+    generated = [_mixer_outcome(text, bag, VOCAB) for bag in bags]
+    _closures_only(monkeypatch)
+    assert generated == [_mixer_outcome(text, bag, VOCAB) for bag in bags]
+
+
+def _python_calls(program: Any, activation: Mapping[str, object]) -> list[str]:
+    """The Python functions (not C ones) entered while `program` evaluates `activation`, which
+    may fail for lack of attributes."""
+    entered: list[str] = []
+
+    def profile(frame: Any, event: str, arg: object) -> None:
+        if event == "call":
+            entered.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        program.evaluate(activation)
+    except EvaluationError:
+        pass
+    finally:
+        sys.setprofile(None)
+    return entered
+
+
+@pytest.mark.parametrize("text", COMMON_SHAPES)
+def test_common_shapes_run_as_one_generated_function(text: str) -> None:
+    program = compile(text, vocabulary=VOCAB)
+    assert program.evaluate.__code__.co_filename == "<mixer>"
+    # Plain dicts for the bag and its maps: their `get` is C, so any other entry is a node call.
+    full = {
+        name: dict(value) if isinstance(value, Mapping) else value for name, value in BAG.items()
+    }
+    full.update({"request.method": "GET", "source.workload.name": "w", "response.code": 200})
+    for activation in (full, {}):
+        assert _python_calls(program, activation) == ["_f"], activation
+
+
+def test_generated_code_shares_one_code_object_per_shape() -> None:
+    a, b = (compile(f'(request.headers["{h}"] | "-") == "x"', vocabulary=VOCAB) for h in "ab")
+    assert a.evaluate.__code__ is b.evaluate.__code__
+    assert a.evaluate(BAG) is b.evaluate(BAG) is False
