@@ -45,6 +45,13 @@ class StringMap(Mapping[str, str]):
     def __getitem__(self, key: str) -> str:
         return self._data[key]
 
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        # Mapping.get would go through __getitem__ and a caught KeyError on every miss.
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)
 
