@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -29,6 +30,25 @@ from mixer.server.telemetry import ServerMetrics
 from mixer.settings import Settings, split_address
 
 logger = logging.getLogger(__name__)
+
+
+# Young-generation collections are what a request pays for: every allocation counts toward
+# them. Requests allocate hundreds of short-lived objects that reference counting frees, so the
+# default threshold (700) runs a collection every few requests for nothing.
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Move everything alive at start-up (modules, libraries, the first config) out of the
+    collector's sight, and collect young objects less often.
+
+    Without it, the cyclic collector keeps re-scanning the process's long-lived objects while
+    the check cache and metric series grow, which cost a quarter of a Check's CPU time. The
+    objects stay reference-counted; only cycles among them would outlive their last use.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Application:
@@ -81,6 +101,7 @@ class Application:
         self.admin.start()
         self.adapter_metrics.start()
         await set_serving(health, names, True)
+        tune_garbage_collector()
         self._ready = True
         self.reloader.start_watching()
         logger.info(
