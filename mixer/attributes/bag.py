@@ -20,7 +20,7 @@ STRING_MAP              ``StringMap`` (an immutable ``Mapping[str, str]``)
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator, Mapping
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from types import MappingProxyType
 from typing import Union
 
@@ -51,6 +51,15 @@ class StringMap(Mapping[str, str]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._data
+
+    def items(self) -> ItemsView[str, str]:
+        return self._data.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[str]:
+        return self._data.values()
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._data)

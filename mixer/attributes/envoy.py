@@ -15,6 +15,7 @@ import datetime
 import ipaddress
 import json
 import re
+import socket
 from collections.abc import Mapping
 
 from google.protobuf.duration_pb2 import Duration
@@ -221,6 +222,15 @@ def _address(out: dict[str, Value], side: str, address: Address) -> bool:
 
 
 def _ip_bytes(text: str) -> bytes | None:
+    try:
+        packed = socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        pass
+    else:
+        # A canonical dotted quad (the common case) skips ipaddress; anything else, such as
+        # leading zeros, gets ipaddress's stricter reading below.
+        if socket.inet_ntop(socket.AF_INET, packed) == text:
+            return packed
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:

@@ -177,6 +177,9 @@ def _ip(address: str, port: int = 1) -> Address:
         (_ip("::1"), bytes(15) + b"\x01"),
         (_ip("fe80::1%eth0"), bytes.fromhex("fe800000000000000000000000000001")),
         (_ip("svc.local"), None),
+        (_ip("192.0.2.9"), bytes([192, 0, 2, 9])),
+        (_ip("192.0.2.09"), None),  # leading zeros are ambiguous (octal?); ipaddress refuses
+        (_ip("192.0.2"), None),
         (Address(socket_address=SocketAddress(address="10.0.0.1", named_port="http")), b"\n\0\0\1"),
         (Address(pipe=Pipe(path="/run/x.sock")), None),
         (Address(), None),
