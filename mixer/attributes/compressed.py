@@ -149,14 +149,11 @@ def _decode_fast(
         entries = maps[k].entries
         name = gw[k] if k >= 0 else local[~k]
         add(name)
-        data[name] = StringMap._adopt(
-            {
-                (gw[a] if a >= 0 else local[~a]): (
-                    gw[entries[a]] if entries[a] >= 0 else local[~entries[a]]
-                )
-                for a in entries
-            }
-        )
+        decoded: dict[str, str] = {}
+        for a in entries:
+            b = entries[a]  # each container lookup costs a hash probe: once per entry
+            decoded[gw[a] if a >= 0 else local[~a]] = gw[b] if b >= 0 else local[~b]
+        data[name] = StringMap._adopt(decoded)
     return len(set(names)) == len(names)
 
 
