@@ -224,7 +224,7 @@ def _address(out: dict[str, Value], side: str, address: Address) -> bool:
 def _ip_bytes(text: str) -> bytes | None:
     try:
         packed = socket.inet_pton(socket.AF_INET, text)
-    except OSError:
+    except (OSError, ValueError):  # not IPv4, or a NUL in the text
         pass
     else:
         # A canonical dotted quad (the common case) skips ipaddress; anything else, such as

@@ -180,6 +180,8 @@ def _ip(address: str, port: int = 1) -> Address:
         (_ip("192.0.2.9"), bytes([192, 0, 2, 9])),
         (_ip("192.0.2.09"), None),  # leading zeros are ambiguous (octal?); ipaddress refuses
         (_ip("192.0.2"), None),
+        (_ip("2001:db\x00::7"), None),
+        (_ip("10.0.0.1\x00"), None),
         (Address(socket_address=SocketAddress(address="10.0.0.1", named_port="http")), b"\n\0\0\1"),
         (Address(pipe=Pipe(path="/run/x.sock")), None),
         (Address(), None),
