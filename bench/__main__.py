@@ -175,7 +175,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
             f"({w['throughput_2']:.0f}/s vs {w['throughput_1']:.0f}/s, client {w['client']}, "
             f"{w['cpus']} CPUs; goal >= 1.7x: {'yes' if w['met'] else 'NO'}; "
             f"errors {w['errors']}); cores kept busy by 1 worker {w['cores_busy_1']:.2f}, "
-            f"by 2 workers {w['cores_busy_2']:.2f}, so at most {w['ceiling']:.2f}x on this machine"
+            f"by 2 workers {w['cores_busy_2']:.2f}"
         )
         print(text[-1], flush=True)
         failed = failed or bool(w["errors"])
