@@ -41,7 +41,7 @@ DEFAULT_VALID_USE_COUNT = 10000
 OK = 0
 RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
-# Metric children kept per dispatcher; quota names come from requests, so the map is bounded.
+# Metric children kept per dispatcher; bounded because quota names come from requests.
 _MAX_CACHED_CHILDREN = 1024
 
 
@@ -182,9 +182,10 @@ class Dispatcher:
             children[1].observe(time.perf_counter() - start)
 
     async def _run_all(self, jobs: Sequence[tuple[HandlerEntry, Any]]) -> list[object]:
-        """Each job's result or exception, in order. Handlers that answer inline are awaited in
-        place, one after the other; otherwise all run concurrently, each under the timeout."""
-        if all(self._inline(entry.handler) for entry, _ in jobs):
+        """Each job's result or exception, in order. A single job, or handlers that all answer
+        inline, are awaited in place, one after the other; otherwise all run concurrently. A
+        handler that does I/O is under the timeout either way (`_timed`)."""
+        if len(jobs) == 1 or all(self._inline(entry.handler) for entry, _ in jobs):
             out: list[object] = []
             for entry, coro in jobs:
                 try:

@@ -94,3 +94,10 @@ async def test_an_inline_handler_that_raises_fails_the_check_with_its_message() 
     with pytest.raises(DispatchError, match=expected):
         await dispatcher(ok, failing).check(BAG)
     assert len(ok.tasks) == 1
+
+
+async def test_a_single_hanging_handler_is_cut_off_in_the_callers_task() -> None:
+    hanging = Recorder(inline=False, hang=True)
+    with pytest.raises(DispatchError, match=re.escape("h0.handler.istio-system: timed out")):
+        await dispatcher(hanging, timeout=0.2).check(BAG)
+    assert hanging.tasks == [asyncio.current_task()]
