@@ -86,7 +86,7 @@ class TrackedStringMap(Mapping[str, str]):
 class TrackingBag(Mapping[str, Value]):
     """A read-only view of a bag that records every lookup into `refs`."""
 
-    __slots__ = ("_bag", "_get", "_reads", "refs")
+    __slots__ = ("_bag", "_get", "_maps", "_reads", "refs")
 
     def __init__(self, bag: Bag, refs: References | None = None) -> None:
         self._bag = bag
@@ -95,6 +95,9 @@ class TrackingBag(Mapping[str, Value]):
             refs = References()
         self.refs = refs
         self._reads = refs.reads
+        # Tracked views of string maps, made on first read: rules read the same few maps
+        # (headers, labels) again and again.
+        self._maps: dict[str, TrackedStringMap] | None = None
 
     def __getitem__(self, name: str) -> Value:
         value = self.get(name)
@@ -108,7 +111,13 @@ class TrackingBag(Mapping[str, Value]):
             self._reads[(name, None)] = False
             return default
         if value.__class__ is StringMap:
-            return TrackedStringMap(name, value, self._reads)
+            maps = self._maps
+            if maps is None:
+                maps = self._maps = {}
+            tracked = maps.get(name)
+            if tracked is None:
+                tracked = maps[name] = TrackedStringMap(name, value, self._reads)
+            return tracked
         self._reads[(name, None)] = True
         return value
 

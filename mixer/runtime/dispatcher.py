@@ -125,6 +125,8 @@ class Dispatcher:
         self._is_check: dict[int, bool] = {}
         self._is_inline: dict[int, bool] = {}
         self._quota_results: dict[tuple[str, str], Any] = {}
+        # The quota rules that apply per request namespace (names come from requests: bounded).
+        self._quota_rule_ids: dict[str | None, frozenset[int]] = {}
 
     # -- matching -------------------------------------------------------------------------
 
@@ -346,8 +348,11 @@ class Dispatcher:
         results: dict[str, QuotaOutcome] = {}
         namespace = request_namespace(bag)
         pending: dict[int, list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]] = {}
-        allowed = self.routes.rules_for(Variety.QUOTA, namespace)
-        allowed_ids = {id(r) for r in allowed}
+        allowed_ids = self._quota_rule_ids.get(namespace)
+        if allowed_ids is None:
+            allowed_ids = frozenset(id(r) for r in self.routes.rules_for(Variety.QUOTA, namespace))
+            if len(self._quota_rule_ids) < _MAX_CACHED_CHILDREN:
+                self._quota_rule_ids[namespace] = allowed_ids
         for name, req in quotas.items():
             tracking = TrackingBag(bag)
             found = None
