@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +24,20 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in path.read_text().split()]
 
 
+def wait_ready(port: int, timeout: float = 20.0) -> int:
+    """The status of /readyz on an admin port, once it answers (workers start independently:
+    the shared gRPC port can be served by one before the other has opened its admin port)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
+                return int(r.status)
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def test_two_workers_serve_one_port_and_stop_together(
     start_mixer: Start, empty_config: Path
 ) -> None:
@@ -29,7 +46,8 @@ def test_two_workers_serve_one_port_and_stop_together(
     workers = children(mixer.proc.pid)
     assert len(workers) == 2
     # each worker's admin port is the configured one plus its index
-    assert mixer.admin_get("/readyz")[0] == 200
+    assert wait_ready(mixer.admin_port) == 200
+    assert wait_ready(mixer.admin_port + 1) == 200
     with MixerClient(mixer.address) as client:
         for _ in range(20):
             assert client.check({"request.path": "/"}).valid_use_count == 10000
