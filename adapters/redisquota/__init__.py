@@ -54,8 +54,8 @@ any replica) within the dedup TTL replays the first answer without charging.
 
 One round trip per check: `RedisQuotaHandler.quota_many` takes all quota requests of a check;
 they go to Redis as one EVALSHA per cluster slot (one in all for a single server), pipelined per
-node, nodes in parallel. ``quota`` is ``quota_many`` of one. Replies are parsed by hiredis (a
-dependency of mixer): redis-py's pure-Python parser doubled the client's CPU per check.
+node, nodes in parallel. ``quota`` is ``quota_many`` of one. Replies are parsed by hiredis, the C
+parser that mixer depends on (`redis[hiredis]`), not by redis-py's Python fallback.
 
 Batching: requests of concurrent checks are merged. With nothing in flight a check is sent at
 once; while batches are in flight, checks queue for up to ``batchWindow`` (or until

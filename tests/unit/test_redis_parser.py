@@ -1,5 +1,5 @@
-"""redisquota's replies are parsed by hiredis (the C parser), which mixer depends on: the pure
-Python parser cost the Redis path about half of its server CPU in the benchmarks."""
+"""redisquota's replies are parsed by hiredis (the C parser, a dependency of mixer), not by
+redis-py's pure-Python fallback, which a missing wheel would silently select."""
 
 from __future__ import annotations
 
