@@ -119,3 +119,14 @@ def test_a_new_config_does_not_meet_old_entries() -> None:
     first = dims(old, bag())
     new = builder()
     assert dims(new, bag()) is not first
+
+
+def test_the_memo_stays_bounded() -> None:
+    from mixer.runtime import routing
+
+    b = builder()
+    for code in range(routing._MEMO_MAX_ENTRIES + 50):
+        assert dims(b, bag(**{"response.code": code}))["code"] == code
+    memo = b.plan[1][4]
+    assert memo is not None
+    assert 0 < len(memo._table) <= routing._MEMO_MAX_ENTRIES
