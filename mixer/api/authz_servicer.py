@@ -10,8 +10,6 @@ naming the rule that decided.
 from __future__ import annotations
 
 import grpc
-from google.protobuf import struct_pb2
-from google.rpc import status_pb2
 
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
@@ -71,18 +69,15 @@ def _header(op: HeaderOperationResult) -> base_pb2.HeaderValueOption:
 def authz_response(outcome: CheckOutcome) -> external_auth_pb2.CheckResponse:
     """Build Envoy's answer for a check outcome."""
     resp = external_auth_pb2.CheckResponse()
-    resp.status.CopyFrom(status_pb2.Status(code=outcome.status_code, message=outcome.message))
-    meta = struct_pb2.Struct()
-    meta.update(
-        {
-            "mixer": {
-                "rule": outcome.decided_by,
-                "status_code": outcome.status_code,
-                "message": outcome.message,
-            }
-        }
-    )
-    resp.dynamic_metadata.CopyFrom(meta)
+    resp.status.code = outcome.status_code
+    if outcome.message:
+        resp.status.message = outcome.message
+    # dynamic_metadata {"mixer": {"rule", "status_code", "message"}}, filled in place: Struct's
+    # update() converts Python values in Python.
+    mixer = resp.dynamic_metadata.fields["mixer"].struct_value.fields
+    mixer["rule"].string_value = outcome.decided_by
+    mixer["status_code"].number_value = outcome.status_code
+    mixer["message"].string_value = outcome.message
     route = outcome.route
     if outcome.status_code == 0:
         ok = resp.ok_response
