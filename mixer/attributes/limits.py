@@ -66,11 +66,16 @@ def check_bag(attributes: Mapping[str, object], limits: Limits, where: str) -> N
         count += 1
         if isinstance(value, Mapping):
             count += len(value)
-            for key, item in value.items():
-                if len(key) > longest or len(str(item)) > longest:
-                    raise LimitExceeded(
-                        f"{where}: {name}[{key[:40]!r}] is longer than the limit of {longest}"
-                    )
+            # One C-level pass over the lengths; the offending entry is looked for on failure.
+            if value and (
+                max(map(len, value.keys())) > longest
+                or max(map(len, map(str, value.values()))) > longest
+            ):
+                for key, item in value.items():
+                    if len(key) > longest or len(str(item)) > longest:
+                        raise LimitExceeded(
+                            f"{where}: {name}[{key[:40]!r}] is longer than the limit of {longest}"
+                        )
         elif isinstance(value, str | bytes) and len(value) > longest:
             raise LimitExceeded(f"{where}: {name} is longer than the limit of {longest}")
     if count > limits.max_attributes:
