@@ -20,7 +20,7 @@ from mixer.envoy.service.auth.v3 import external_auth_pb2
 from mixer.runtime.dispatcher import CheckOutcome, HeaderOperationResult, QuotaRequest
 from mixer.runtime.routing import HeaderOp
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.telemetry import ServerMetrics
+from mixer.server.telemetry import Children, ServerMetrics
 
 SERVICE = "envoy.service.auth.v3.Authorization"
 
@@ -118,6 +118,7 @@ class AuthorizationService:
         self._metrics = metrics
         self._limits = limits
         self._peer_identity = peer_identity
+        self._results = Children(metrics.check_results)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.auth.v3.Authorization/Check."""
@@ -150,7 +151,7 @@ class AuthorizationService:
             request_id = bag.get("request.id")
             dedup = request_id if isinstance(request_id, str) else ""
             outcome = await rt.dispatcher.check(bag, quotas, dedup)
-        self._metrics.check_results.labels(
+        self._results.get(
             "ext_authz",
             outcome.decided_by if outcome.status_code else "",
             _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),

@@ -17,7 +17,7 @@ from mixer.attributes.tracking import References
 from mixer.errors import LimitExceeded
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest, RouteResult
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.telemetry import ServerMetrics
+from mixer.server.telemetry import Children, ServerMetrics
 from mixer.v1 import mixer_pb2
 
 logger = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ class MixerService:
         self._limits = limits
         self._peer_identity = peer_identity
         self._reports = metrics.reports_received.labels("mixer")
+        self._results = Children(metrics.check_results)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving /istio.mixer.v1.Mixer/{Check,Report}."""
@@ -165,7 +166,7 @@ class MixerService:
         }
         with self._holder.use() as rt:
             outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
-        self._metrics.check_results.labels(
+        self._results.get(
             "mixer",
             outcome.decided_by if outcome.status_code else "",
             _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),

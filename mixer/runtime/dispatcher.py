@@ -31,7 +31,7 @@ from mixer.runtime.routing import (
     Rule,
     request_namespace,
 )
-from mixer.server.telemetry import ServerMetrics
+from mixer.server.telemetry import Children, ServerMetrics
 from mixer.templates import Variety
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ DEFAULT_VALID_USE_COUNT = 10000
 OK = 0
 RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
-# Metric children kept per dispatcher; bounded because quota names come from requests.
-_MAX_CACHED_CHILDREN = 1024
+# Quota rule sets kept per request namespace; bounded because namespaces come from requests.
+_MAX_NAMESPACES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ class Dispatcher:
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._is_check: dict[int, bool] = {}
         self._is_inline: dict[int, bool] = {}
-        self._quota_results: dict[tuple[str, str], Any] = {}
+        self._quota_results = Children(metrics.quota_results)
         # The quota rules that apply per request namespace (names come from requests: bounded).
         self._quota_rule_ids: dict[str | None, frozenset[int]] = {}
 
@@ -233,12 +233,7 @@ class Dispatcher:
                     else "exhausted" if q.status_code in (OK, RESOURCE_EXHAUSTED)
                     else "error"
                 )  # fmt: skip
-                counter = self._quota_results.get((name, result))
-                if counter is None:
-                    counter = self._metrics.quota_results.labels(name, result)
-                    if len(self._quota_results) < _MAX_CACHED_CHILDREN:
-                        self._quota_results[(name, result)] = counter
-                counter.inc()
+                self._quota_results.get(name, result).inc()
             for name, q in outcome.quotas.items():
                 if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
                     # An exhausted quota denies with 429; a failing backend keeps its own
@@ -351,7 +346,7 @@ class Dispatcher:
         allowed_ids = self._quota_rule_ids.get(namespace)
         if allowed_ids is None:
             allowed_ids = frozenset(id(r) for r in self.routes.rules_for(Variety.QUOTA, namespace))
-            if len(self._quota_rule_ids) < _MAX_CACHED_CHILDREN:
+            if len(self._quota_rule_ids) < _MAX_NAMESPACES:
                 self._quota_rule_ids[namespace] = allowed_ids
         for name, req in quotas.items():
             tracking = TrackingBag(bag)

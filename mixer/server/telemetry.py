@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -22,6 +23,28 @@ _LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+
+
+class Children:
+    """A metric's labelled children, each looked up once: `labels()` checks and locks on every
+    call. Label values can come from requests (quota names), so at most `max_entries` are kept;
+    children of metrics that nobody removes labels from only."""
+
+    __slots__ = ("_cache", "_max", "_metric")
+
+    def __init__(self, metric: Counter | Histogram | Gauge, max_entries: int = 1024) -> None:
+        self._metric = metric
+        self._cache: dict[tuple[str, ...], Any] = {}
+        self._max = max_entries
+
+    def get(self, *labels: str) -> Any:
+        """The child for `labels`."""
+        child = self._cache.get(labels)
+        if child is None:
+            child = self._metric.labels(*labels)
+            if len(self._cache) < self._max:
+                self._cache[labels] = child
+        return child
 
 
 @dataclass(frozen=True)
