@@ -225,9 +225,20 @@ class Rule:
     response_header_operations: tuple[HeaderOperationTemplate, ...] = ()
     sampler: Sampler | None = None
     equality: Equality | None = None
+    # actions by variety, grouped once: every request asks for them
+    _by_variety: dict[Variety, tuple[Action, ...]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        for variety in Variety:
+            grouped = tuple(a for a in self.actions if a.variety is variety)
+            if grouped:
+                self._by_variety[variety] = grouped
 
     def actions_of(self, variety: Variety) -> tuple[Action, ...]:
-        return tuple(a for a in self.actions if a.variety is variety)
+        """This rule's actions of `variety`, in config order."""
+        return self._by_variety.get(variety, ())
 
 
 # Below this many rules, evaluating every match is cheaper than consulting an index.
