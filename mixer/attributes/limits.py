@@ -37,8 +37,10 @@ def check_compressed(
         len(msg.strings) + len(msg.int64s) + len(msg.doubles) + len(msg.bools)
         + len(msg.timestamps) + len(msg.durations) + len(msg.bytes)
     )  # fmt: skip
-    for smap in msg.string_maps.values():
-        count += 1 + len(smap.entries)
+    # Protobuf maps are read key by key: their items() and values() are Python-level views.
+    maps = msg.string_maps
+    for key in maps:
+        count += 1 + len(maps[key].entries)
     if count > limits.max_attributes:
         raise _too_many("attributes and map entries", count, limits.max_attributes, where)
     longest = limits.max_string_length
@@ -51,7 +53,9 @@ def check_compressed(
                     f"{where}.words[{i}]: {len(word)} characters is more than the limit of "
                     f"{longest}"
                 )
-    for index, raw in msg.bytes.items():
+    raw_bytes = msg.bytes
+    for index in raw_bytes:
+        raw = raw_bytes[index]
         if len(raw) > longest:
             raise LimitExceeded(
                 f"{where}.bytes[{index}]: {len(raw)} bytes is more than the limit of {longest}"
