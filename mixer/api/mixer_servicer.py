@@ -160,9 +160,10 @@ class MixerService:
         bag = decode(request.attributes)
         if self._peer_identity:
             bag = with_peer_principal(bag, context)
+        requested = request.quotas  # read key by key: a protobuf map's items() is Python-level
         quotas = {
-            name: QuotaRequest(params.amount, params.best_effort)
-            for name, params in request.quotas.items()
+            name: QuotaRequest(requested[name].amount, requested[name].best_effort)
+            for name in requested
         }
         with self._holder.use() as rt:
             outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
