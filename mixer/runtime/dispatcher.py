@@ -92,6 +92,20 @@ class CheckOutcome:
     quotas: dict[str, QuotaOutcome] = field(default_factory=dict)
     decided_by: str = ""
 
+    def without_quotas(self) -> CheckOutcome:
+        """A copy for a new request (a cached precondition gets that request's quotas); spelled
+        out because `dataclasses.replace` inspects the fields on every call."""
+        return CheckOutcome(
+            self.status_code,
+            self.message,
+            self.valid_duration,
+            self.valid_use_count,
+            self.references,
+            self.route,
+            {},
+            self.decided_by,
+        )
+
 
 @dataclass(frozen=True)
 class QuotaRequest:
@@ -213,7 +227,7 @@ class Dispatcher:
         cached = self.cache.get(bag) if self.cache is not None else None
         if isinstance(cached, CheckOutcome):
             self._cache_hit.inc()
-            outcome = dataclasses.replace(cached, quotas={})
+            outcome = cached.without_quotas()
         else:
             self._cache_miss.inc()
             outcome = await self._precondition(bag)
