@@ -364,19 +364,8 @@ class CelCompiler:
 
     def select(self, operand: _Code, field: str, col: int) -> _Code:
         self.require(operand, ("map",), f"the operand of '.{field}'", col)
-        get = operand.fn
         missing = rt.CelError(f"no such key: '{field}'")
-
-        def fn(act: Activation) -> Any:
-            container = get(act)
-            try:
-                value = container.get(field, _MISSING)
-            except AttributeError:
-                return rt.select(container, field)
-            if value is _MISSING:
-                raise missing
-            return value
-
+        fn = _key_lookup(operand.fn, field, missing, rt.select)
         kind = "string" if operand.value_type == "STRING_MAP" else DYN
         recipe = gen.key_lookup(operand, field, missing, rt.select)
         return self.fold(_Code(kind, fn, recipe=recipe), (operand,))
@@ -390,17 +379,7 @@ class CelCompiler:
         if key.is_const and isinstance(key.const, str):
             k = key.const
             missing = rt.CelError(f"no such key: {k!r}")
-
-            def const_key(act: Activation) -> Any:
-                container = get(act)
-                try:
-                    value = container.get(k, _MISSING)
-                except AttributeError:
-                    return rt.index(container, k)
-                if value is _MISSING:
-                    raise missing
-                return value
-
+            const_key = _key_lookup(get, k, missing, rt.index)
             recipe = gen.key_lookup(operand, k, missing, rt.index)
             return self.fold(_Code(kind, const_key, recipe=recipe), (operand, key))
         get_key = key.fn
@@ -645,6 +624,23 @@ class CelCompiler:
 
 
 # -- closures for operators ------------------------------------------------------------------------
+
+
+def _key_lookup(get: Fn, key: str, missing: rt.CelError, fallback: Callable[[Any, str], Any]) -> Fn:
+    """`container[key]` by the container's `get` (a TrackingBag records just that key); a value
+    without `get` (a list, a message) goes to `fallback`, which raises CEL's error."""
+
+    def fn(act: Activation) -> Any:
+        container = get(act)
+        try:
+            value = container.get(key, _MISSING)
+        except AttributeError:
+            return fallback(container, key)
+        if value is _MISSING:
+            raise missing
+        return value
+
+    return fn
 
 
 def _start_col(node: Node) -> int:
