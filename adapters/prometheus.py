@@ -36,9 +36,11 @@ Mixer's Go client panicked.
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import decimal
 import enum
+import itertools
 import logging
 import math
 import operator
@@ -48,8 +50,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics_core import Metric
+from prometheus_client import CollectorRegistry
+from prometheus_client import utils as _prometheus_utils
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from adapters.base import (
     TEMPLATES,
@@ -319,26 +327,89 @@ def label_value(value: object) -> str:
 # The store
 
 
+# prometheus_client's text for a bucket bound (``0.005``, ``10.0``, ``+Inf``); it is untyped.
+_le_text: Callable[[float], str] = _prometheus_utils.floatToGoString
+
 _Cell = list[Any]
-"""``[operation(amount), last_used, label values]``: a list so the hot path updates it in place."""
+"""``[operation(amount), last_used, label values, series]``: a list so the hot path updates it in
+place."""
+
+
+class _CounterSeries:
+    """One counter series. Only the event loop adds to it; a scrape reads `value` whole."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float) -> None:
+        if amount < 0:
+            raise ValueError(
+                f"counters can only be incremented by non-negative amounts, got {amount}"
+            )
+        self.value += amount
+
+
+class _GaugeSeries:
+    """One gauge series: the last value set."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def set(self, amount: float) -> None:
+        self.value = amount
+
+
+class _HistogramSeries:
+    """One histogram series: a count per bucket (not cumulative) and the sum.
+
+    `bounds` ends with +Inf, so every number lands in a bucket; NaN lands in none and poisons the
+    sum, as with prometheus_client.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        if amount == amount:  # not NaN
+            self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+        self.sum += amount
+
+
+_Series = _CounterSeries | _GaugeSeries | _HistogramSeries
 
 
 class _Family:
-    """One metric definition: its prometheus_client object and caches of its series."""
+    """One metric definition and its series.
 
-    __slots__ = ("_lock", "expiry", "info", "labelled", "metric", "next_sweep", "refs", "series")
+    The series are plain objects updated by one attribute write per report, not
+    prometheus_client children (whose updates take a lock each): only the event loop writes
+    them, and a scrape copies what it reads in single C-level operations under the GIL.
+    """
+
+    __slots__ = (
+        "_bounds",
+        "_lock",
+        "expiry",
+        "info",
+        "labelled",
+        "le",
+        "next_sweep",
+        "refs",
+        "series",
+    )
 
     def __init__(self, info: MetricInfo) -> None:
         self.info = info
-        self.metric: Counter | Gauge | Histogram
-        if info.kind is Kind.COUNTER:
-            self.metric = Counter(info.name, info.description, info.label_names, registry=None)
-        elif info.kind is Kind.GAUGE:
-            self.metric = Gauge(info.name, info.description, info.label_names, registry=None)
-        else:
-            self.metric = Histogram(
-                info.name, info.description, info.label_names, registry=None, buckets=info.buckets
-            )
+        self._bounds = (*info.buckets, math.inf) if info.kind is Kind.DISTRIBUTION else ()
+        self.le = tuple(_le_text(b) for b in self._bounds)
         # One cell per series, by label strings; and the same cells by the dimension values as
         # the bag holds them (ints, IP bytes …), so a repeated series is found without converting
         # anything. Only the event loop adds entries; the scrape thread's expiry sweep removes
@@ -349,25 +420,55 @@ class _Family:
         self.expiry: ExpirationPolicy | None = None
         self.next_sweep = 0.0
         self._lock = threading.Lock()
+        if not info.label_names:
+            self.add_series(None, (), 0.0)  # exposed from the start, as prometheus_client does
 
     def add_series(self, raw: tuple[Any, ...] | None, labels: tuple[str, ...], now: float) -> _Cell:
         """The cell for `labels`, remembered under the raw dimension values too (if hashable)."""
         cell = self.labelled.get(labels)
         if cell is None:
-            child = self.metric.labels(*labels) if labels else self.metric
+            kind = self.info.kind
+            series: _Series
             operation: Callable[[float], None]
-            if isinstance(child, Counter):
-                operation = child.inc
-            elif isinstance(child, Gauge):
-                operation = child.set
+            if kind is Kind.COUNTER:
+                series = _CounterSeries()
+                operation = series.inc
+            elif kind is Kind.GAUGE:
+                series = _GaugeSeries()
+                operation = series.set
             else:
-                operation = child.observe
-            cell = [operation, now, labels]
+                series = _HistogramSeries(self._bounds)
+                operation = series.observe
+            cell = [operation, now, labels, series]
             self.labelled[labels] = cell
         else:
             cell[1] = now
         self.series[raw if raw is not None else labels] = cell
         return cell
+
+    def collect(self) -> Metric:
+        """The family as prometheus_client exposes it, without ``_created`` samples."""
+        info = self.info
+        names = info.label_names
+        cells = list(self.labelled.values())
+        if info.kind is Kind.COUNTER:
+            counter = CounterMetricFamily(info.name, info.description, labels=names)
+            for cell in cells:
+                counter.add_metric(cell[2], cell[3].value)
+            return counter
+        if info.kind is Kind.GAUGE:
+            gauge = GaugeMetricFamily(info.name, info.description, labels=names)
+            for cell in cells:
+                gauge.add_metric(cell[2], cell[3].value)
+            return gauge
+        histogram = HistogramMetricFamily(info.name, info.description, labels=names)
+        for cell in cells:
+            series = cell[3]
+            counts = list(series.counts)  # one copy, so that the buckets agree with each other
+            histogram.add_metric(
+                cell[2], list(zip(self.le, itertools.accumulate(counts), strict=True)), series.sum
+            )
+        return histogram
 
     def sweep(self, now: float) -> int:
         """Remove series unused for the expiry duration; returns how many went.
@@ -391,7 +492,6 @@ class _Family:
             for labels, cell in list(self.labelled.items()):
                 if cell[1] <= cutoff:  # re-read: a report may have just used it
                     self.labelled.pop(labels, None)
-                    self.metric.remove(*labels)
                     removed += 1
             return removed
         finally:
@@ -459,10 +559,7 @@ class MetricStore:
         now = self._clock()
         for family in families:
             family.sweep(now)
-            for metric in family.metric.collect():
-                created = metric.name + "_created"
-                metric.samples = [s for s in metric.samples if s.name != created]
-                yield metric
+            yield family.collect()
 
     def series_count(self) -> int:
         """How many series are exposed (for tests and debug pages)."""

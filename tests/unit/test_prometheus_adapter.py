@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import pathlib
 import re
 import urllib.request
@@ -431,6 +432,54 @@ async def test_repeated_series_reuse_one_child() -> None:
     assert store.series_count() == 4
     families = scrape(registry)
     assert samples(families["istio_requests"], "istio_requests_total")[0].value == 50
+    await handler.close()
+
+
+async def test_histogram_buckets_count_each_observation_once_at_its_upper_bound() -> None:
+    registry = CollectorRegistry()
+    params = prometheus.parse_params(
+        {
+            "metrics": [
+                {
+                    "name": "latency",
+                    "instanceName": "latency.instance.ns",
+                    "kind": "DISTRIBUTION",
+                    "labelNames": ["code"],
+                    "buckets": {"explicitBuckets": {"bounds": [0.5, 1, 2]}},
+                },
+                {"name": "plain", "instanceName": "plain.instance.ns", "kind": "COUNTER"},
+            ]
+        }
+    )
+    handler = prometheus.build(params, make_env(registry))
+    before = scrape(registry)
+    # An unlabelled metric is exposed from the start; a labelled one once it has a series.
+    assert samples(before["istio_plain"], "istio_plain_total")[0].value == 0
+    assert not before["istio_latency"].samples
+
+    values = [0.5, 0.75, 1.0, 1.5, 2.0, 7.0, -3.0]
+    await handler.report(
+        [
+            Instance("latency.instance.ns", "metric", {"value": v, "dimensions": {"code": 200}})
+            for v in values
+        ]
+        + [Instance("plain.instance.ns", "metric", {"value": 2, "dimensions": {}})]
+    )
+    family = scrape(registry)["istio_latency"]
+    buckets = {s.labels["le"]: s.value for s in samples(family, "istio_latency_bucket")}
+    # Bounds are inclusive (le), buckets cumulative, and +Inf holds everything.
+    assert buckets == {"0.5": 2, "1.0": 4, "2.0": 6, "+Inf": 7}
+    assert samples(family, "istio_latency_count")[0].value == 7
+    assert samples(family, "istio_latency_sum")[0].value == pytest.approx(sum(values))
+    assert samples(scrape(registry)["istio_plain"], "istio_plain_total")[0].value == 2
+
+    # NaN lands in no bucket and makes the sum NaN, as with prometheus_client.
+    await handler.report(
+        [Instance("latency.instance.ns", "metric", {"value": "NaN", "dimensions": {"code": 200}})]
+    )
+    family = scrape(registry)["istio_latency"]
+    assert samples(family, "istio_latency_count")[0].value == 7
+    assert math.isnan(samples(family, "istio_latency_sum")[0].value)
     await handler.close()
 
 
