@@ -103,4 +103,14 @@ def compile(
             evaluate, result_type, const = MixerCompiler(vocabulary).compile(text)
     except RecursionError:
         raise CompileError(f"expression nests deeper than {MAX_TREE_DEPTH} levels") from None
-    return Program(text, dialect, result_type, None if const is NOT_CONSTANT else const, evaluate)
+    if const is NOT_CONSTANT:
+        return Program(text, dialect, result_type, None, evaluate)
+    # A constant cannot fail: skip the error guard (instance fields like `value: "1"`).
+    return Program(text, dialect, result_type, const, _returning(const))
+
+
+def _returning(value: object) -> Callable[[Mapping[str, Any]], object]:
+    def constant(activation: Mapping[str, Any]) -> object:
+        return value
+
+    return constant

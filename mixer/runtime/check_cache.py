@@ -5,6 +5,10 @@ its evaluation looked at, each either present or absent. A request hits when, fo
 shape, every present-read is present, every absent-read is absent, and the values of the
 present-reads equal the cached ones. Entries expire after `valid_duration` or `valid_use_count`
 hits; the whole cache belongs to one runtime, so a config swap starts an empty one.
+
+A lookup costs a key per known shape, a miss a key more. When hits are rare (fewer than 1 in
+64 lookups over the last 1,024) the cache costs more than it saves, so only 1 check in 16 uses
+it, until one of those hits again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,12 @@ from dataclasses import dataclass
 
 from mixer.attributes.shapes import ShapeSet, plain
 from mixer.attributes.tracking import References
+
+# Lookups per hit-rate window, the fewest hits in a window that keep every check using the cache,
+# and how many checks share one use of the cache while hits are rare.
+_WINDOW = 1024
+_MIN_HITS = _WINDOW // 64
+_SPARSE_EVERY = 16
 
 
 @dataclass(slots=True)
@@ -38,12 +48,35 @@ class CheckCache:
         self._shapes = ShapeSet(max_shapes)
         self._max_entries = max_entries
         self._clock = clock
+        self._lookups = 0
+        self._hits = 0
+        self._sparse = False
+        self._turn = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    def in_use(self) -> bool:
+        """Whether this check should use the cache (`get`, then `put` on a miss): always, or
+        1 check in 16 while hits are rare."""
+        if not self._sparse:
+            return True
+        self._turn += 1
+        return self._turn % _SPARSE_EVERY == 0
+
     def get(self, bag: Mapping[str, object]) -> object | None:
         """The cached result for `bag`, or None."""
+        found = self._find(bag)
+        self._lookups += 1
+        if found is not None:
+            self._hits += 1
+            self._sparse = False
+        if self._lookups >= _WINDOW:
+            self._sparse = self._hits < _MIN_HITS
+            self._lookups = self._hits = 0
+        return found
+
+    def _find(self, bag: Mapping[str, object]) -> object | None:
         if not self._entries:
             return None
         data = plain(bag)

@@ -131,6 +131,7 @@ class Dispatcher:
         self.cache = cache
         self._cache_hit = metrics.check_cache.labels("hit")
         self._cache_miss = metrics.check_cache.labels("miss")
+        self._cache_skipped = metrics.check_cache.labels("skipped")
         self.report_workers = report_workers
         self._metrics = metrics
         self._timeout = handler_timeout
@@ -224,15 +225,16 @@ class Dispatcher:
         dedup_id: str = "",
     ) -> CheckOutcome:
         """Evaluate the check rules for `bag`, then (if allowed) the requested quotas."""
-        cached = self.cache.get(bag) if self.cache is not None else None
+        cache = self.cache if self.cache is not None and self.cache.in_use() else None
+        cached = cache.get(bag) if cache is not None else None
         if isinstance(cached, CheckOutcome):
             self._cache_hit.inc()
             outcome = cached.without_quotas()
         else:
-            self._cache_miss.inc()
+            (self._cache_miss if cache is not None else self._cache_skipped).inc()
             outcome = await self._precondition(bag)
-            if self.cache is not None:
-                self.cache.put(
+            if cache is not None:
+                cache.put(
                     outcome.references,
                     bag,
                     outcome,

@@ -111,7 +111,10 @@ class ServerMetrics:
                 registry=reg,
             ),
             check_cache=Counter(
-                "mixer_check_cache", "Check cache lookups, by result.", ["result"], registry=reg
+                "mixer_check_cache",
+                "Checks by check cache result: hit, miss, or skipped (while hits are rare).",
+                ["result"],
+                registry=reg,
             ),
             dispatches=Counter(
                 "mixer_runtime_dispatches",

@@ -89,3 +89,30 @@ def test_equal_values_of_different_types_miss() -> None:
     assert cache.get(bag(**{"source.user": 1})) == "deny"
     assert cache.get(bag(**{"source.user": True})) is None
     assert cache.get(bag(**{"source.user": 1.0})) is None
+
+
+def test_rare_hits_make_most_checks_skip_the_cache_until_one_hits_again() -> None:
+    cache = CheckCache(clock=Clock())
+    remember(cache, bag(), "deny", uses=1_000_000)
+
+    def other(i: int) -> Bag:
+        return bag(**{"destination.labels": StringMap({"app": f"a{i}"})})
+
+    # A whole window of lookups that miss: from then on, 1 check in 16 uses the cache.
+    for i in range(1024):
+        assert cache.in_use()
+        assert cache.get(other(i)) is None
+    assert [cache.in_use() for _ in range(64)].count(True) == 4
+
+    # The next check that uses the cache and hits puts every check back on it.
+    while not cache.in_use():
+        pass
+    assert cache.get(bag()) == "deny"
+    assert all(cache.in_use() for _ in range(100))
+
+    # 1 hit in 32 lookups is enough to stay there.
+    for i in range(1024):
+        assert cache.in_use()
+        hit = i % 32 == 0
+        assert (cache.get(bag() if hit else other(i)) == "deny") == hit
+    assert all(cache.in_use() for _ in range(100))
