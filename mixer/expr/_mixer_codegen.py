@@ -255,11 +255,12 @@ def glob(value: Compiled, pattern: str) -> Recipe:
     return recipe
 
 
-def regex_search(regex: Any, operand: Compiled) -> Recipe:
-    """`"pattern".matches(operand)` with the pattern compiled once: an unanchored search."""
+def regex_search(search: Any, operand: Compiled) -> Recipe:
+    """`"pattern".matches(operand)` with the pattern compiled once: `search(text)` is the
+    unanchored search (`_externs.searcher`)."""
 
     def recipe(src: gen.Source) -> str:
-        return src.assign(f"{src.constant(regex)}.search({src.value(operand)}) is not None")
+        return src.assign(f"{src.constant(search)}({src.value(operand)})")
 
     return recipe
 

@@ -333,10 +333,11 @@ class MixerCompiler:
                 raise CompileError(str(err), node.target.col) from None
             (arg,) = args
             get = arg.fn
+            search = ext.searcher(regex)
             return _Code(
                 "BOOL",
-                lambda act: regex.search(get(act)) is not None,
-                recipe=gen.regex_search(regex, arg),
+                lambda act: search(get(act)),
+                recipe=gen.regex_search(search, arg),
             )
         return self.apply("BOOL", impl, [target, *args], node.col)
 
