@@ -47,7 +47,8 @@ import operator
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
@@ -331,8 +332,8 @@ def label_value(value: object) -> str:
 _le_text: Callable[[float], str] = _prometheus_utils.floatToGoString
 
 _Cell = list[Any]
-"""``[operation(amount), last_used, label values, series]``: a list so the hot path updates it in
-place."""
+"""``[operation(amount), last_used, label values, series, live]``: a list so the hot path updates
+it in place; `live` turns False when the series expires."""
 
 
 class _CounterSeries:
@@ -439,7 +440,7 @@ class _Family:
             else:
                 series = _HistogramSeries(self._bounds)
                 operation = series.observe
-            cell = [operation, now, labels, series]
+            cell = [operation, now, labels, series, True]
             self.labelled[labels] = cell
         else:
             cell[1] = now
@@ -492,6 +493,7 @@ class _Family:
             for labels, cell in list(self.labelled.items()):
                 if cell[1] <= cutoff:  # re-read: a report may have just used it
                     self.labelled.pop(labels, None)
+                    cell[4] = False
                     removed += 1
             return removed
         finally:
@@ -572,12 +574,17 @@ class MetricStore:
 # The handler
 
 
+# Dimension objects remembered per binding (each holds the object, so its id stays unique).
+_MAX_VIEWS = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class _Binding:
     family: _Family
     series: dict[tuple[Any, ...], _Cell]
     keys: tuple[str, ...]
     values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    views: dict[int, tuple[Mapping[str, Any], _Cell]] = field(default_factory=dict)
 
 
 def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
@@ -656,18 +663,12 @@ class PrometheusHandler:
                     errors.append(f"{name}: {exc}")
                     continue
             dims = fields.get("dimensions") or _NO_DIMENSIONS
-            raw_key: tuple[Any, ...] | None
-            try:
-                found = binding.values(dims)
-                cell = binding.series.get(found)
-                raw_key = found
-            except (KeyError, TypeError):  # a dimension is missing, or a value is unhashable
-                raw_key = cell = None
-            if cell is None:
-                labels = tuple([label_value(v) for v in map(dims.get, binding.keys)])
-                cell = binding.family.add_series(raw_key, labels, now)
-            else:
+            seen = binding.views.get(id(dims))
+            if seen is not None and seen[0] is dims and seen[1][4]:
+                cell = seen[1]
                 cell[1] = now
+            else:
+                cell = self._cell(binding, dims, now)
             try:
                 cell[0](amount)
             except ValueError as exc:  # a negative counter increment
@@ -679,6 +680,30 @@ class PrometheusHandler:
         if errors:
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             raise ValueError("; ".join(errors[:3]) + more)
+
+    @staticmethod
+    def _cell(binding: _Binding, dims: Mapping[str, Any], now: float) -> _Cell:
+        """The series for `dims`: found by their values, or added."""
+        raw_key: tuple[Any, ...] | None
+        try:
+            found = binding.values(dims)
+            cell = binding.series.get(found)
+            raw_key = found
+        except (KeyError, TypeError):  # a dimension is missing, or a value is unhashable
+            raw_key = cell = None
+        if cell is None:
+            labels = tuple([label_value(v) for v in map(dims.get, binding.keys)])
+            cell = binding.family.add_series(raw_key, labels, now)
+        else:
+            cell[1] = now
+        if dims.__class__ is MappingProxyType:
+            # Read-only dimensions are shared by every instance of one series (the instance
+            # builder's memo): next time, the object itself finds the cell.
+            views = binding.views
+            if len(views) >= _MAX_VIEWS:
+                views.clear()
+            views[id(dims)] = (dims, cell)
+        return cell
 
     async def close(self) -> None:
         """Stop using the store's metrics; ones no other handler uses leave the exposition."""

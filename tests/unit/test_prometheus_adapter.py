@@ -10,6 +10,7 @@ import pathlib
 import re
 import urllib.request
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -710,6 +711,51 @@ async def test_idle_series_expire_and_busy_ones_stay() -> None:
 
     clock.now += 60  # a scrape expires series even when no reports arrive
     assert samples(scrape(registry)["istio_c"], "istio_c_total") == []
+    await handler.close()
+
+
+async def test_shared_read_only_dimensions_find_their_series_again_even_after_expiry() -> None:
+    """The instance builder hands out one read-only dimensions object per series; the adapter
+    remembers which series that object is, and forgets it when the series expires."""
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    params = prometheus.parse_params(
+        {
+            "metrics": [
+                {
+                    "name": "c_total",
+                    "instanceName": "c.instance.ns",
+                    "kind": "COUNTER",
+                    "labelNames": ["k"],
+                }
+            ],
+            "metricsExpirationPolicy": {
+                "metricsExpiryDuration": "10s",
+                "expiryCheckIntervalDuration": "1s",
+            },
+        }
+    )
+    handler = prometheus.build(params, make_env(registry, clock))
+    shared = {k: MappingProxyType({"k": k}) for k in ("a", "b")}
+
+    def inst(key: str, value: int = 1) -> Instance:
+        return Instance("c.instance.ns", "metric", {"value": value, "dimensions": shared[key]})
+
+    def totals() -> dict[str, float]:
+        family = scrape(registry)["istio_c"]
+        return {s.labels["k"]: s.value for s in samples(family, "istio_c_total")}
+
+    await handler.report([inst("a"), inst("b"), inst("a", 5), inst("b", 2)])
+    assert totals() == {"a": 6, "b": 3}
+
+    clock.now += 8
+    await handler.report([inst("b")])
+    clock.now += 4  # a: idle for 12 s, expired; b: 4 s
+    await handler.report([inst("b")])
+    assert totals() == {"b": 5}
+    # The same object again: a new series from zero, not the expired one.
+    await handler.report([inst("a", 7)])
+    assert totals() == {"a": 7, "b": 5}
     await handler.close()
 
 
