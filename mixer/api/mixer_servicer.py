@@ -186,14 +186,19 @@ class MixerService:
             )
         for i, entry in enumerate(request.attributes):
             check_compressed(entry, self._limits, f"attributes[{i}]")
-        bags = decode_report(request)
-        if self._peer_identity:
-            bags = [with_peer_principal(bag, context) for bag in bags]
-        self._reports.inc(len(bags))
-        if logger.isEnabledFor(logging.DEBUG):
-            for i, bag in enumerate(bags):
-                logger.debug("report entry %d: %s", i, dict(bag))
         with self._holder.use() as rt:
+            debug = logger.isEnabledFor(logging.DEBUG)
+            # Only what some report rule may read: Istio's proxies also send headers, times
+            # and addresses that no metric looks at.
+            bags = decode_report(
+                request, wanted=None if debug else rt.dispatcher.routes.report_names
+            )
+            if self._peer_identity:
+                bags = [with_peer_principal(bag, context) for bag in bags]
+            self._reports.inc(len(bags))
+            if debug:
+                for i, bag in enumerate(bags):
+                    logger.debug("report entry %d: %s", i, dict(bag))
             # In slices, so that a large batch never holds the event loop (and the checks and
             # Redis replies waiting on it) for long.
             for start in range(0, len(bags), _REPORT_SLICE):

@@ -82,14 +82,16 @@ def decode_into(
     default_words: Sequence[str] = (),
     where: str = "attributes",
     ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+    wanted: frozenset[str] | None = None,
 ) -> None:
     """Decode `msg` into `data`, overwriting attributes it already holds (delta encoding).
 
-    A name present in two typed maps of the same message is an error.
+    A name present in two typed maps of the same message is an error. With `wanted`, only
+    those attributes are decoded: the others' names are checked, their values are not read.
     """
     local = msg.words if len(msg.words) else default_words
     try:
-        if _decode_fast(data, msg, local, ip_attributes):
+        if _decode_fast(data, msg, local, ip_attributes, wanted):
             return
     except (IndexError, OverflowError, ValueError):
         pass
@@ -103,6 +105,7 @@ def _decode_fast(
     msg: attributes_pb2.CompressedAttributes,
     local: Sequence[str],
     ip_attributes: frozenset[str],
+    wanted: frozenset[str] | None,
 ) -> bool:
     """The common case, without per-word checks: False (or an IndexError) on any doubt.
 
@@ -115,40 +118,48 @@ def _decode_fast(
     add = names.append
     strings = msg.strings
     for k in strings:
-        v = strings[k]
         name = gw[k] if k >= 0 else local[~k]
         add(name)
-        data[name] = gw[v] if v >= 0 else local[~v]
+        if wanted is None or name in wanted:
+            v = strings[k]
+            data[name] = gw[v] if v >= 0 else local[~v]
     for typed in (msg.int64s, msg.doubles, msg.bools):
         for k in typed:
             name = gw[k] if k >= 0 else local[~k]
             add(name)
-            data[name] = typed[k]
+            if wanted is None or name in wanted:
+                data[name] = typed[k]
     timestamps = msg.timestamps
     for k in timestamps:
-        ts = timestamps[k]
         name = gw[k] if k >= 0 else local[~k]
         add(name)
-        data[name] = _EPOCH + datetime.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+        if wanted is None or name in wanted:
+            ts = timestamps[k]
+            seconds, nanos = ts.seconds, ts.nanos
+            data[name] = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
     durations = msg.durations
     for k in durations:
-        dur = durations[k]
         name = gw[k] if k >= 0 else local[~k]
         add(name)
-        data[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
+        if wanted is None or name in wanted:
+            dur = durations[k]
+            data[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
     raw_bytes = msg.bytes
     for k in raw_bytes:
-        raw = raw_bytes[k]
         name = gw[k] if k >= 0 else local[~k]
-        if name in ip_attributes and len(raw) not in (4, 16):
-            return False
         add(name)
-        data[name] = bytes(raw)
+        if wanted is None or name in wanted:
+            raw = raw_bytes[k]
+            if name in ip_attributes and len(raw) not in (4, 16):
+                return False
+            data[name] = bytes(raw)
     maps = msg.string_maps
     for k in maps:
-        entries = maps[k].entries
         name = gw[k] if k >= 0 else local[~k]
         add(name)
+        if wanted is not None and name not in wanted:
+            continue
+        entries = maps[k].entries
         decoded: dict[str, str] = {}
         for a in entries:
             b = entries[a]  # each container lookup costs a hash probe: once per entry
@@ -223,9 +234,15 @@ def decode(
 
 
 def decode_report(
-    req: mixer_pb2.ReportRequest, *, ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES
+    req: mixer_pb2.ReportRequest,
+    *,
+    ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+    wanted: frozenset[str] | None = None,
 ) -> list[Bag]:
-    """Decode a Report batch into one bag per entry, honouring the repeated-attributes semantics."""
+    """Decode a Report batch into one bag per entry, honouring the repeated-attributes semantics.
+
+    With `wanted` (the names report rules may read), the other attributes are left out.
+    """
     check_word_count(req.global_word_count)
     default_words = list(req.default_words)
     delta = req.repeated_attributes_semantics == mixer_pb2.ReportRequest.DELTA_ENCODING
@@ -235,7 +252,12 @@ def decode_report(
         where = f"attributes[{i}]"
         current = dict(current) if delta else {}
         decode_into(
-            current, entry, default_words=default_words, where=where, ip_attributes=ip_attributes
+            current,
+            entry,
+            default_words=default_words,
+            where=where,
+            ip_attributes=ip_attributes,
+            wanted=wanted,
         )
         bags.append(Bag._adopt(current))
     return bags

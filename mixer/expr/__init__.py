@@ -62,6 +62,10 @@ class Program:
             "evaluate(activation) -> the expression's value; raises EvaluationError (missing"
             " attribute, bad value, ...)."
         ),
+        "names": (
+            "Every attribute name evaluation might look up (a superset): callers that decode"
+            " only what is read (a Report) rely on it."
+        ),
         "result_type": "The ValueType name of the expression's values.",
         "text": "The expression's source text.",
     }
@@ -73,8 +77,10 @@ class Program:
         result_type: str,
         constant: object | None,
         evaluate: Callable[[Mapping[str, Any]], object],
+        names: frozenset[str] = frozenset(),
     ) -> None:
         self.text = text
+        self.names = names
         self.dialect = dialect
         self.result_type = result_type
         self.constant = constant
@@ -96,15 +102,13 @@ def compile(
         unknown = {t for t in vocabulary.values() if t not in VALUE_TYPES}
         if unknown:
             raise CompileError(f"vocabulary uses unknown value types {sorted(unknown)}")
+    compiler = CelCompiler(vocabulary) if dialect == "cel" else MixerCompiler(vocabulary)
     try:
-        if dialect == "cel":
-            evaluate, result_type, const = CelCompiler(vocabulary).compile(text)
-        else:
-            evaluate, result_type, const = MixerCompiler(vocabulary).compile(text)
+        evaluate, result_type, const = compiler.compile(text)
     except RecursionError:
         raise CompileError(f"expression nests deeper than {MAX_TREE_DEPTH} levels") from None
     if const is NOT_CONSTANT:
-        return Program(text, dialect, result_type, None, evaluate)
+        return Program(text, dialect, result_type, None, evaluate, compiler.names)
     # A constant cannot fail: skip the error guard (instance fields like `value: "1"`).
     return Program(text, dialect, result_type, const, _returning(const))
 

@@ -141,6 +141,32 @@ def dotted_name(node: Node) -> str | None:
     return None
 
 
+def attribute_names(node: Node, prefixes: tuple[str, ...] = ("",)) -> frozenset[str]:
+    """Every attribute name evaluating `node` might look up, a superset of what either dialect
+    resolves: each identifier, and each dotted prefix of a selection chain (`a.b.c` gives `a`,
+    `a.b` and `a.b.c`), under each of the container `prefixes` (CEL's resolution order)."""
+    names: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        fields: list[str] = []
+        base = current
+        while isinstance(base, Select):
+            fields.append(base.field)
+            base = base.operand
+        if isinstance(base, Ident):
+            parts = [base.name, *reversed(fields)]
+            for n in range(1, len(parts) + 1):
+                dotted = ".".join(parts[:n])
+                if base.absolute:
+                    names.add(dotted)
+                else:
+                    names.update(prefix + dotted for prefix in prefixes)
+            continue
+        stack.extend(children(current))
+    return frozenset(names)
+
+
 def children(node: Node) -> tuple[Node, ...]:
     """The direct sub-expressions of `node`."""
     if isinstance(node, Select):

@@ -35,6 +35,7 @@ from mixer.expr._ast import (
     Node,
     Select,
     Unary,
+    attribute_names,
     check_depth,
 )
 from mixer.expr._cel_parser import parse
@@ -203,11 +204,15 @@ class CelCompiler:
         parts = container.split(".") if container else []
         self.prefixes = [".".join(parts[:n]) + "." for n in range(len(parts), 0, -1)] + [""]
         self.type_names = dict(rt.TYPES)
+        # After `compile`: every attribute name the expression might read (`attribute_names`).
+        self.names: frozenset[str] = frozenset()
 
     def compile(self, text: str) -> tuple[Fn, str, Any]:
         """(evaluate, result ValueType name, constant value or NOT_CONSTANT); `evaluate` raises
         only EvaluationError and hands a string map out unwrapped (`_errors.guarded`)."""
-        code = self.node(check_depth(parse(text)), frozenset())
+        tree = check_depth(parse(text))
+        self.names = attribute_names(tree, tuple(self.prefixes))
+        code = self.node(tree, frozenset())
         result = code.value_type or _VALUE_TYPE_OF_KIND.get(code.kind, "DYNAMIC")
         unwraps = result in UNWRAPPED_TYPES
         if code.is_const or code.recipe is None:

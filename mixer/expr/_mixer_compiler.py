@@ -29,6 +29,7 @@ from mixer.expr._ast import (
     Literal,
     Node,
     Select,
+    attribute_names,
     check_depth,
     dotted_name,
 )
@@ -156,11 +157,15 @@ class MixerCompiler:
     def __init__(self, vocabulary: Mapping[str, str] | None) -> None:
         self.vocabulary = vocabulary
         self.checked = vocabulary is not None
+        # After `compile`: every attribute name the expression might read (`attribute_names`).
+        self.names: frozenset[str] = frozenset()
 
     def compile(self, text: str) -> tuple[Fn, str, Any]:
         """(evaluate, result type, constant value or NOT_CONSTANT); `evaluate` raises only
         EvaluationError and hands a string map out unwrapped (`_errors.guarded`)."""
-        code = self.node(check_depth(parse(text)))
+        tree = check_depth(parse(text))
+        self.names = attribute_names(tree)
+        code = self.node(tree)
         unwraps = code.type in UNWRAPPED_TYPES
         if code.is_const:
             return guarded(code.fn, text, unwraps), code.type, code.const

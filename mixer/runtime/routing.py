@@ -287,6 +287,41 @@ class RuleIndex:
         return [rules[p] for p in positions]
 
 
+# What `request_namespace` reads.
+_NAMESPACE_NAMES = frozenset({"context.reporter.kind", "source.namespace", "destination.namespace"})
+
+
+def _tree_programs(tree: FieldTree) -> list[object]:
+    out: list[object] = []
+    for node in tree.values():
+        out.extend(_tree_programs(node) if isinstance(node, Mapping) else [node])
+    return out
+
+
+def names_read(rules: tuple[Rule, ...], variety: Variety) -> frozenset[str] | None:
+    """Every attribute name routing `rules` for `variety` might read: the namespace, rule
+    matches, samplers and instance fields (`Program.names`); None if a program cannot say."""
+    programs: list[object] = []
+    for rule in rules:
+        if not rule.actions_of(variety):
+            continue
+        programs.append(rule.match)
+        if rule.sampler is not None:
+            programs.extend(rule.sampler.programs())
+        for action in rule.actions_of(variety):
+            for builder in action.instances:
+                programs.extend(_tree_programs(builder.fields))
+    names = set(_NAMESPACE_NAMES)
+    for program in programs:
+        if program is None:
+            continue
+        found = getattr(program, "names", None)
+        if not isinstance(found, frozenset):
+            return None
+        names |= found
+    return frozenset(names)
+
+
 @dataclass(frozen=True)
 class RoutingTable:
     """Rules per variety, scoped by namespace as Mixer did.
@@ -301,8 +336,11 @@ class RoutingTable:
     _default: dict[Variety, tuple[Rule, ...]] = field(default_factory=dict)
     _index_by_ns: dict[tuple[Variety, str], RuleIndex] = field(default_factory=dict)
     _index_default: dict[Variety, RuleIndex] = field(default_factory=dict)
+    # What reports may read: the Report path decodes only these attributes.
+    report_names: frozenset[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "report_names", names_read(self.rules, Variety.REPORT))
         for variety in Variety:
             relevant = [
                 r

@@ -33,6 +33,11 @@ class Sampler:
         self._window_start = clock()
         self._seen = 0
 
+    def programs(self) -> tuple[object, ...]:
+        """The expressions `keep` may evaluate (the random sampling key)."""
+        program = self._random.program if self._random is not None else None
+        return (program,) if program is not None else ()
+
     def keep(self, activation: Mapping[str, object]) -> bool:
         """True when this entry is sampled in."""
         if self._random is not None and not self._keep_random(activation):

@@ -201,3 +201,54 @@ def test_random_bags_round_trip(attrs: dict[str, object], word_count: int) -> No
 def test_random_report_batches_round_trip_independently(batch: list[dict[str, object]]) -> None:
     req = mixer_pb2.ReportRequest.FromString(encode_report(batch).SerializeToString())
     assert [dict(b) for b in decode_report(req, ip_attributes=frozenset())] == batch
+
+
+def test_report_decodes_only_the_wanted_attributes_with_their_full_values() -> None:
+    entries = [
+        sample(),
+        {**sample(), "request.size": 99, "request.headers": {"x-custom": "no"}},
+        {**sample(), "destination.service": "c.d.svc.cluster.local"},
+    ]
+    req = encode_report(entries, delta=True)
+    wanted = frozenset({"request.size", "request.headers", "response.duration", "absent.attr"})
+    bags = decode_report(req, wanted=wanted)
+    assert [dict(b) for b in bags] == [
+        {k: v for k, v in e.items() if k in wanted} for e in decode_report(req)
+    ]
+    assert bags[1]["request.headers"] == {"x-custom": "no"}
+    assert set(decode_report(req, wanted=frozenset())[0]) == set()
+
+
+def test_unwanted_attributes_still_have_their_names_checked() -> None:
+    req = mixer_pb2.ReportRequest()
+    req.attributes.add().strings[999] = 1
+    with pytest.raises(BadRequest, match=r"^attributes\[0\]\.strings: word index 999"):
+        decode_report(req, wanted=frozenset({"request.path"}))
+    # A name in two typed maps is refused whether or not it is wanted.
+    twice = mixer_pb2.ReportRequest()
+    entry = twice.attributes.add()
+    entry.strings[GLOBAL_INDEX["request.path"]] = GLOBAL_INDEX["request.path"]
+    entry.int64s[GLOBAL_INDEX["request.path"]] = 1
+    with pytest.raises(BadRequest, match="appears in both"):
+        decode_report(twice, wanted=frozenset())
+    # The value of an attribute nobody reads is not looked at.
+    lenient = mixer_pb2.ReportRequest()
+    lenient.attributes.add().strings[GLOBAL_INDEX["request.path"]] = 999
+    assert dict(decode_report(lenient, wanted=frozenset())[0]) == {}
+    with pytest.raises(BadRequest, match="word index 999"):
+        decode_report(lenient, wanted=frozenset({"request.path"}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch=st.lists(st.dictionaries(_names, _values, max_size=8), min_size=1, max_size=5),
+    keep=st.sets(_names, max_size=6),
+)
+def test_random_reports_decode_the_wanted_subset(
+    batch: list[dict[str, object]], keep: set[str]
+) -> None:
+    req = encode_report(batch, delta=False)
+    wanted = frozenset(keep | {name for attrs in batch[:1] for name in list(attrs)[:2]})
+    full = decode_report(req)
+    part = decode_report(req, wanted=wanted)
+    assert [dict(b) for b in part] == [{k: v for k, v in b.items() if k in wanted} for b in full]
