@@ -184,14 +184,14 @@ class MixerService:
                 f"attributes: {len(request.attributes)} report entries is more than the limit of "
                 f"{self._limits.max_report_entries}"
             )
-        for i, entry in enumerate(request.attributes):
-            check_compressed(entry, self._limits, f"attributes[{i}]")
         with self._holder.use() as rt:
             debug = logger.isEnabledFor(logging.DEBUG)
             # Only what some report rule may read: Istio's proxies also send headers, times
             # and addresses that no metric looks at.
             bags = decode_report(
-                request, wanted=None if debug else rt.dispatcher.routes.report_names
+                request,
+                wanted=None if debug else rt.dispatcher.routes.report_names,
+                limits=self._limits,
             )
             if self._peer_identity:
                 bags = [with_peer_principal(bag, context) for bag in bags]

@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from mixer.attributes.bag import Bag, StringMap, Value
 from mixer.attributes.dictionary import GLOBAL_INDEX, GLOBAL_WORD_COUNT, GLOBAL_WORDS
+from mixer.attributes.limits import Limits, check_compressed
 from mixer.errors import BadRequest, DictionaryMismatch
 from mixer.v1 import attributes_pb2, mixer_pb2
 
@@ -83,20 +84,28 @@ def decode_into(
     where: str = "attributes",
     ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
     wanted: frozenset[str] | None = None,
+    limits: Limits | None = None,
 ) -> None:
     """Decode `msg` into `data`, overwriting attributes it already holds (delta encoding).
 
     A name present in two typed maps of the same message is an error. With `wanted`, only
     those attributes are decoded: the others' names are checked, their values are not read.
+    With `limits`, a message crossing them raises LimitExceeded (as `check_compressed`, counted
+    while decoding) before anything else is said about it.
     """
+    if limits is not None and len(msg.words):
+        check_compressed(msg, limits, where)  # its own words: their lengths need a pass
+        limits = None
     local = msg.words if len(msg.words) else default_words
     try:
-        if _decode_fast(data, msg, local, ip_attributes, wanted):
+        if _decode_fast(data, msg, local, ip_attributes, wanted, limits):
             return
     except (IndexError, OverflowError, ValueError):
         pass
     # Something is wrong with the message: decode it again, checking every step, so that the
     # error names the field and the index.
+    if limits is not None:
+        check_compressed(msg, limits, where)
     _decode_checked(data, msg, default_words, where, ip_attributes)
 
 
@@ -106,8 +115,10 @@ def _decode_fast(
     local: Sequence[str],
     ip_attributes: frozenset[str],
     wanted: frozenset[str] | None,
+    limits: Limits | None,
 ) -> bool:
-    """The common case, without per-word checks: False (or an IndexError) on any doubt.
+    """The common case, without per-word checks: False (or an IndexError) on any doubt,
+    crossing `limits` included.
 
     Index ``i >= 0`` is ``GLOBAL_WORDS[i]``; ``i < 0`` is ``local[~i]`` (``~i == -i - 1``); an
     index out of either list raises IndexError. Maps are read key by key (``m[k]``), which is
@@ -144,6 +155,7 @@ def _decode_fast(
         if wanted is None or name in wanted:
             dur = durations[k]
             data[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
+    longest = limits.max_string_length if limits is not None else -1
     raw_bytes = msg.bytes
     for k in raw_bytes:
         name = gw[k] if k >= 0 else local[~k]
@@ -152,19 +164,29 @@ def _decode_fast(
             raw = raw_bytes[k]
             if name in ip_attributes and len(raw) not in (4, 16):
                 return False
+            if len(raw) > longest >= 0:
+                return False
             data[name] = bytes(raw)
+        elif longest >= 0 and len(raw_bytes[k]) > longest:
+            return False
+    entry_count = 0
     maps = msg.string_maps
     for k in maps:
         name = gw[k] if k >= 0 else local[~k]
         add(name)
         if wanted is not None and name not in wanted:
+            if limits is not None:
+                entry_count += len(maps[k].entries)
             continue
         entries = maps[k].entries
+        entry_count += len(entries)
         decoded: dict[str, str] = {}
         for a in entries:
             b = entries[a]  # each container lookup costs a hash probe: once per entry
             decoded[gw[a] if a >= 0 else local[~a]] = gw[b] if b >= 0 else local[~b]
         data[name] = StringMap._adopt(decoded)
+    if limits is not None and len(names) + entry_count > limits.max_attributes:
+        return False
     return len(set(names)) == len(names)
 
 
@@ -238,10 +260,12 @@ def decode_report(
     *,
     ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
     wanted: frozenset[str] | None = None,
+    limits: Limits | None = None,
 ) -> list[Bag]:
     """Decode a Report batch into one bag per entry, honouring the repeated-attributes semantics.
 
-    With `wanted` (the names report rules may read), the other attributes are left out.
+    With `wanted` (the names report rules may read), the other attributes are left out; with
+    `limits`, an entry crossing them raises LimitExceeded.
     """
     check_word_count(req.global_word_count)
     default_words = list(req.default_words)
@@ -258,6 +282,7 @@ def decode_report(
             where=where,
             ip_attributes=ip_attributes,
             wanted=wanted,
+            limits=limits,
         )
         bags.append(Bag._adopt(current))
     return bags

@@ -15,7 +15,8 @@ from mixer.attributes.compressed import (
     encode_report,
 )
 from mixer.attributes.dictionary import GLOBAL_INDEX
-from mixer.errors import BadRequest, DictionaryMismatch
+from mixer.attributes.limits import Limits, check_compressed
+from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded
 from mixer.v1 import attributes_pb2, mixer_pb2
 
 UTC = datetime.UTC
@@ -252,3 +253,49 @@ def test_random_reports_decode_the_wanted_subset(
     full = decode_report(req)
     part = decode_report(req, wanted=wanted)
     assert [dict(b) for b in part] == [{k: v for k, v in b.items() if k in wanted} for b in full]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch=st.lists(st.dictionaries(_names, _values, max_size=8), min_size=1, max_size=5),
+    max_attributes=st.integers(1, 12),
+    max_string_length=st.integers(1, 10),
+    keep=st.sets(_names, max_size=4),
+    wanted_only=st.booleans(),
+)
+def test_report_limits_counted_while_decoding_agree_with_check_compressed(
+    batch: list[dict[str, object]],
+    max_attributes: int,
+    max_string_length: int,
+    keep: set[str],
+    wanted_only: bool,
+) -> None:
+    """Limits checked during a (partial) decode say what `check_compressed` says, entry by entry."""
+    limits = Limits(max_attributes=max_attributes, max_string_length=max_string_length)
+    req = encode_report(batch, delta=False)
+    expected: str | None = None
+    for i, entry in enumerate(req.attributes):
+        try:
+            check_compressed(entry, limits, f"attributes[{i}]")
+        except LimitExceeded as exc:
+            expected = str(exc)
+            break
+    wanted = frozenset(keep) if wanted_only else None
+    if expected is None:
+        decode_report(req, wanted=wanted, limits=limits, ip_attributes=frozenset())
+    else:
+        with pytest.raises(LimitExceeded) as raised:
+            decode_report(req, wanted=wanted, limits=limits, ip_attributes=frozenset())
+        assert str(raised.value) == expected
+
+
+def test_report_limits_come_before_what_else_is_wrong_with_an_entry() -> None:
+    req = mixer_pb2.ReportRequest()
+    entry = req.attributes.add()
+    for i in range(5):
+        entry.int64s[i] = i
+    entry.strings[999] = 1  # a word index outside both dictionaries, too
+    with pytest.raises(LimitExceeded, match=r"^attributes\[0\]: 6 attributes and map entries"):
+        decode_report(req, limits=Limits(max_attributes=5), wanted=frozenset())
+    with pytest.raises(BadRequest, match="word index 999"):
+        decode_report(req, limits=Limits(max_attributes=6), wanted=frozenset())
