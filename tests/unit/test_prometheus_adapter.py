@@ -676,9 +676,8 @@ async def test_redefined_metric_replaces_the_old_one_and_untouched_ones_keep_cou
 # Expiry
 
 
-async def test_idle_series_expire_and_busy_ones_stay() -> None:
-    registry = CollectorRegistry()
-    clock = FakeClock()
+def expiring_counter(registry: CollectorRegistry, clock: FakeClock) -> prometheus.PrometheusHandler:
+    """A handler of one counter labelled `k`, whose series expire after 10 s idle."""
     params = prometheus.parse_params(
         {
             "metrics": [
@@ -695,7 +694,13 @@ async def test_idle_series_expire_and_busy_ones_stay() -> None:
             },
         }
     )
-    handler = prometheus.build(params, make_env(registry, clock))
+    return prometheus.build(params, make_env(registry, clock))
+
+
+async def test_idle_series_expire_and_busy_ones_stay() -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    handler = expiring_counter(registry, clock)
 
     def inst(key: str) -> Instance:
         return Instance("c.instance.ns", "metric", {"value": 1, "dimensions": {"k": key}})
@@ -719,23 +724,7 @@ async def test_shared_read_only_dimensions_find_their_series_again_even_after_ex
     remembers which series that object is, and forgets it when the series expires."""
     registry = CollectorRegistry()
     clock = FakeClock()
-    params = prometheus.parse_params(
-        {
-            "metrics": [
-                {
-                    "name": "c_total",
-                    "instanceName": "c.instance.ns",
-                    "kind": "COUNTER",
-                    "labelNames": ["k"],
-                }
-            ],
-            "metricsExpirationPolicy": {
-                "metricsExpiryDuration": "10s",
-                "expiryCheckIntervalDuration": "1s",
-            },
-        }
-    )
-    handler = prometheus.build(params, make_env(registry, clock))
+    handler = expiring_counter(registry, clock)
     shared = {k: MappingProxyType({"k": k}) for k in ("a", "b")}
 
     def inst(key: str, value: int = 1) -> Instance:
