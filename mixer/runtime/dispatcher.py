@@ -21,6 +21,7 @@ from mixer.attributes.bag import Bag
 from mixer.attributes.tracking import References, TrackingBag
 from mixer.errors import DispatchError
 from mixer.runtime.check_cache import CheckCache
+from mixer.runtime.quota_choices import QuotaChoices
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
     Action,
@@ -136,6 +137,7 @@ class Dispatcher:
         self._metrics = metrics
         self._timeout = handler_timeout
         self._quota_index = _index_quota_actions(routes)
+        self._quota_choices = QuotaChoices()
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._is_check: dict[int, bool] = {}
         self._is_inline: dict[int, bool] = {}
@@ -146,6 +148,10 @@ class Dispatcher:
     # -- matching -------------------------------------------------------------------------
 
     def _matches(self, rule: Rule, activation: Mapping[str, object]) -> bool:
+        return self._match(rule, activation) is True
+
+    def _match(self, rule: Rule, activation: Mapping[str, object]) -> bool | None:
+        """Whether `rule` matches; None when its match failed to evaluate."""
         if rule.match is None:
             return True
         try:
@@ -154,7 +160,7 @@ class Dispatcher:
             # Mixer: a match that fails to evaluate does not match; it is counted, not fatal.
             self._metrics.rule_match_errors.labels(rule.name).inc()
             logger.debug("rule %s: match failed: %s", rule.name, exc)
-            return False
+            return None
         return result is True
 
     def _build(self, action: Action, activation: Mapping[str, object]) -> list[Instance]:
@@ -365,27 +371,13 @@ class Dispatcher:
             if len(self._quota_rule_ids) < _MAX_NAMESPACES:
                 self._quota_rule_ids[namespace] = allowed_ids
         for name, req in quotas.items():
-            tracking = TrackingBag(bag)
-            found = None
-            for rule, action, builder in self._quota_index.get(name.lower(), ()):
-                if id(rule) not in allowed_ids or not self._matches(rule, tracking):
-                    continue
-                try:
-                    instance = builder.build(tracking)
-                except Exception as exc:
-                    raise DispatchError(
-                        f"performing quota operation failed: instance {builder.name}: {exc}"
-                    ) from exc
-                found = (action.handler, instance)
-                break
+            found, refs = self._choose_quota(name, namespace, allowed_ids, bag)
             if found is None:
-                results[name] = QuotaOutcome(
-                    req.amount, DEFAULT_VALID_DURATION, references=tracking.refs
-                )
+                results[name] = QuotaOutcome(req.amount, DEFAULT_VALID_DURATION, references=refs)
                 continue
             entry, instance = found
             args = QuotaArgs(req.amount, req.best_effort, dedup_id + name if dedup_id else "")
-            pending.setdefault(id(entry), []).append((name, entry, instance, args, tracking.refs))
+            pending.setdefault(id(entry), []).append((name, entry, instance, args, refs))
         if pending:
             groups = list(pending.values())
             answers: list[Any]
@@ -424,6 +416,39 @@ class Dispatcher:
                         refs,
                     )
         return results
+
+    def _choose_quota(
+        self, name: str, namespace: str | None, allowed_ids: frozenset[int], bag: Bag
+    ) -> tuple[tuple[HandlerEntry, Instance] | None, References]:
+        """The handler and instance that answer quota `name` (None: no rule, granted in full),
+        and what choosing read. Remembered by those reads (`QuotaChoices`) unless a match
+        failed, so that every failure is counted."""
+        scope = (namespace, name)
+        if bag.__class__ is Bag:
+            remembered = self._quota_choices.find(scope, bag)
+            if remembered is not None:
+                return remembered
+        tracking = TrackingBag(bag)
+        found = None
+        failed = False
+        for rule, action, builder in self._quota_index.get(name.lower(), ()):
+            if id(rule) not in allowed_ids:
+                continue
+            matched = self._match(rule, tracking)
+            if not matched:
+                failed = failed or matched is None
+                continue
+            try:
+                instance = builder.build(tracking)
+            except Exception as exc:
+                raise DispatchError(
+                    f"performing quota operation failed: instance {builder.name}: {exc}"
+                ) from exc
+            found = (action.handler, instance)
+            break
+        if not failed and bag.__class__ is Bag:
+            self._quota_choices.remember(scope, bag, tracking.refs, found)
+        return found, tracking.refs
 
     async def _quota_group(
         self, group: list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]
