@@ -368,6 +368,7 @@ class MemQuotaHandler:
         self._buckets: dict[str, tuple[_Limit, _Bucket]] = {}
         self._recent: dict[tuple[str, str], QuotaResult] = {}
         self._resolved: dict[tuple[object, ...], tuple[_Limit, str]] = {}
+        self._by_instance: dict[int, tuple[Instance, tuple[_Limit, str]]] = {}
         self._old: dict[tuple[str, str], QuotaResult] = {}
         self._next_rotation = clock() + self._period
 
@@ -383,6 +384,7 @@ class MemQuotaHandler:
         """Drop all state."""
         self._buckets.clear()
         self._resolved.clear()
+        self._by_instance.clear()
         self._recent.clear()
         self._old.clear()
 
@@ -410,7 +412,12 @@ class MemQuotaHandler:
 
     def _resolve(self, quota: QuotaConfig, instance: Instance) -> tuple[_Limit, str]:
         """The limit and bucket key of an instance's dimensions, remembered per distinct
-        dimension values (types included: 1 and True are different dimension texts)."""
+        dimension values (types included: 1 and True are different dimension texts), and per
+        instance object: the dispatcher hands one instance to every request that chose it the
+        same way (`mixer.runtime.quota_choices`)."""
+        seen = self._by_instance.get(id(instance))
+        if seen is not None and seen[0] is instance:
+            return seen[1]
         raw = instance.fields.get("dimensions") or {}
         try:
             sig = (quota.name, tuple(raw.items()), tuple(map(type, raw.values())))
@@ -424,6 +431,9 @@ class MemQuotaHandler:
                 if len(self._resolved) >= _MAX_RESOLVED:
                     self._resolved.clear()
                 self._resolved[sig] = resolved
+        if len(self._by_instance) >= _MAX_RESOLVED:
+            self._by_instance.clear()
+        self._by_instance[id(instance)] = (instance, resolved)  # holding it keeps the id unique
         return resolved
 
     def _charge(

@@ -428,6 +428,7 @@ class RedisQuotaHandler:
         self._failing = False
         self._closed = False
         self._buckets: dict[str, _Bucket] = {}
+        self._by_instance: dict[int, tuple[Instance, _Bucket]] = {}
         self._batcher = _Batcher(
             self._send,
             params.batch_window.total_seconds(),
@@ -510,9 +511,18 @@ class RedisQuotaHandler:
         return found
 
     def _item(self, quota: QuotaConfig, instance: Instance, args: QuotaArgs) -> _Item:
-        raw = instance.fields.get("dimensions") or {}
-        dims = {str(k): dimension_text(v) for k, v in raw.items()}
-        bucket = self._bucket(quota, dims)
+        seen = self._by_instance.get(id(instance))
+        if seen is not None and seen[0] is instance:
+            bucket = seen[1]
+        else:
+            raw = instance.fields.get("dimensions") or {}
+            bucket = self._bucket(quota, {str(k): dimension_text(v) for k, v in raw.items()})
+            # The dispatcher hands the same instance to every request that chose it the same
+            # way (`mixer.runtime.quota_choices`): next time the object finds its bucket. The
+            # entry holds the instance, so its id stays unique.
+            if len(self._by_instance) >= _BUCKET_CACHE_SIZE:
+                self._by_instance.clear()
+            self._by_instance[id(instance)] = (instance, bucket)
         amount = max(args.amount, 0)  # Redis quotas are rates: nothing to release
         keys = bucket.keys
         ttl = 0

@@ -339,3 +339,15 @@ async def test_close_forgets_state() -> None:
     await take(h)
     await h.close()
     assert (await take(h)).granted == 1
+
+
+async def test_one_instance_object_reused_keeps_charging_its_own_bucket() -> None:
+    """The dispatcher hands one instance object to every request that chose it the same way;
+    the handler finds its bucket by identity, and other objects still by their dimensions."""
+    h = make(FakeClock(), maxAmount=3)
+    shared = inst({"user": "alice"})
+    assert [(await h.quota(shared, QuotaArgs(1))).granted for _ in range(4)] == [1, 1, 1, 0]
+    assert (await h.quota(inst({"user": "alice"}), QuotaArgs(1))).granted == 0
+    bob = inst({"user": "bob"})
+    assert (await h.quota(bob, QuotaArgs(1))).granted == 1
+    assert (await h.quota(bob, QuotaArgs(1))).remaining == 1
