@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Mapping
+from typing import TypeVar
 
 from mixer.attributes.tracking import References
 
@@ -19,6 +20,7 @@ Shape = tuple[Read, ...]
 ReadsKey = tuple[tuple[tuple[str, str | None], bool], ...]
 
 _ABSENT = object()
+V = TypeVar("V")
 
 
 def shape_of(references: References) -> Shape:
@@ -112,3 +114,19 @@ class ShapeSet:
 
     def __iter__(self) -> Iterator[ReadShape]:
         return iter(self.shapes.values())
+
+    def found(
+        self, table: Mapping[tuple[object, ...], V], data: Mapping[str, object]
+    ) -> Iterator[tuple[tuple[object, ...], V]]:
+        """The entries of `table` (keyed by `ReadShape.key`) that `data` (see `plain`) has, one
+        per known shape at most, in shape order."""
+        for shape in self.shapes.values():
+            key = shape.key(data)
+            if key is None:
+                continue
+            try:
+                value = table.get(key)
+            except TypeError:  # an unhashable value read: no entry can have it
+                continue
+            if value is not None:
+                yield key, value

@@ -81,16 +81,7 @@ class CheckCache:
             return None
         data = plain(bag)
         now = self._clock()
-        for shape in self._shapes:
-            key = shape.key(data)
-            if key is None:
-                continue
-            try:
-                entry = self._entries.get(key)
-            except TypeError:  # an unhashable value: this shape cannot have cached it
-                continue
-            if entry is None:
-                continue
+        for key, entry in self._shapes.found(self._entries, data):
             if entry.expires <= now or entry.uses_left <= 0:
                 del self._entries[key]
                 continue

@@ -47,17 +47,8 @@ class QuotaChoices:
         remembered = self._scopes.get(scope)
         if remembered is None:
             return None
-        data = bag._data
-        for shape in remembered.shapes:
-            key = shape.key(data)
-            if key is None:
-                continue
-            try:
-                found = remembered.table.get(key)
-            except TypeError:  # an unhashable value read
-                continue
-            if found is not None:
-                return found[0], References(dict(found[1]))
+        for _, (choice, reads) in remembered.shapes.found(remembered.table, bag._data):
+            return choice, References(dict(reads))
         return None
 
     def remember(self, scope: Hashable, bag: Bag, references: References, choice: Any) -> None:

@@ -91,15 +91,8 @@ class MapFieldMemo:
     def build(self, bag: Bag) -> Mapping[str, Any]:
         """The field's value for `bag`: remembered, or evaluated (and remembered)."""
         data = bag._data
-        for shape in self._shapes:
-            key = shape.key(data)
-            if key is not None:
-                try:
-                    found = self._table.get(key)
-                except TypeError:  # an unhashable value read
-                    continue
-                if found is not None:
-                    return found
+        for _, found in self._shapes.found(self._table, data):
+            return found
         tracking = TrackingBag(bag)
         value = MappingProxyType(_run(self._plan, tracking, None))
         learned = self._shapes.of(tracking.refs)
