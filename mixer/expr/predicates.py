@@ -1,9 +1,13 @@
-"""What a condition requires before anything else: its leading ``attribute == "constant"``.
+"""What a condition requires: the ``attribute == "constant"`` conjuncts of its top-level ``&&``.
 
-A rule whose match starts with such an equality cannot match a request where the attribute (or
-map key) is absent or holds another value, so the routing table can index rules by it and skip
-evaluating the rest. Only the first conjunct is used: evaluation reads it first anyway, so the
-index records exactly the reads that evaluation would have made.
+A rule whose match requires such an equality cannot match a request where the attribute (or map
+key) is absent or holds another value, so the routing table can index rules by it and skip
+evaluating the rest. The leading conjunct is what evaluation reads first anyway, so indexing by
+it records exactly the reads that evaluation would have made; a later conjunct is only used when
+the index reads its attribute for every request anyway (`mixer.runtime.routing.RuleIndex`).
+
+In Mixer's dialect ``(attribute | "default") == "constant"`` with a different default requires
+``attribute == "constant"`` as well: an absent attribute compares its default.
 """
 
 from __future__ import annotations
@@ -54,21 +58,20 @@ def _side(node: Node, vocabulary: Mapping[str, str] | None) -> tuple[str, str | 
     return name, None
 
 
-def _first_conjunct(node: Node) -> Node:
-    while isinstance(node, Binary) and node.op == "&&":
-        node = node.left
-    return node
+def _conjuncts(node: Node) -> list[Node]:
+    """The operands of a top-level ``&&`` chain, in evaluation order."""
+    out: list[Node] = []
+    stack = [node]
+    while stack:
+        top = stack.pop()
+        if isinstance(top, Binary) and top.op == "&&":
+            stack.extend((top.right, top.left))
+        else:
+            out.append(top)
+    return out
 
 
-def leading_equality(
-    text: str, dialect: str, vocabulary: Mapping[str, str] | None = None
-) -> Equality | None:
-    """The equality every match of `text` requires first, or None (also for invalid text)."""
-    try:
-        tree = parse_cel(text) if dialect == "cel" else parse_mixer(text)
-    except (CompileError, RecursionError):
-        return None
-    node = _first_conjunct(tree)
+def _equality(node: Node, dialect: str, vocabulary: Mapping[str, str] | None) -> Equality | None:
     if not (isinstance(node, Binary) and node.op == "=="):
         return None
     for attr_side, const_side in ((node.left, node.right), (node.right, node.left)):
@@ -77,7 +80,35 @@ def leading_equality(
         value = str(const_side.value)
         if dialect != "cel" and _GO_DURATION.match(value):
             return None
+        if (
+            dialect != "cel"
+            and isinstance(attr_side, Binary)
+            and attr_side.op == "|"
+            and isinstance(attr_side.right, Literal)
+            and attr_side.right.kind == "string"
+            and str(attr_side.right.value) != value
+        ):
+            attr_side = attr_side.left
         side = _side(attr_side, vocabulary)
         if side is not None:
             return Equality(side[0], side[1], value)
     return None
+
+
+def required_equalities(
+    text: str, dialect: str, vocabulary: Mapping[str, str] | None = None
+) -> tuple[tuple[Equality, ...], bool]:
+    """Every equality conjunct that a match of `text` requires, in evaluation order, and
+    whether the first of them is the leading conjunct. Empty for invalid text."""
+    try:
+        tree = parse_cel(text) if dialect == "cel" else parse_mixer(text)
+    except (CompileError, RecursionError):
+        return (), False
+    found: list[Equality] = []
+    leading = False
+    for position, node in enumerate(_conjuncts(tree)):
+        eq = _equality(node, dialect, vocabulary)
+        if eq is not None:
+            leading = leading or position == 0
+            found.append(eq)
+    return tuple(found), leading

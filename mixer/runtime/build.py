@@ -17,7 +17,7 @@ from mixer.config import ConfigProblem, load_config
 from mixer.config import validate_directory as _validate
 from mixer.config.model import HandlerSpec, HeaderOperationSpec, RuleSpec, Snapshot, thaw
 from mixer.errors import ConfigError
-from mixer.expr.predicates import leading_equality
+from mixer.expr.predicates import required_equalities
 from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.dispatcher import Dispatcher
 from mixer.runtime.quota_specs import QuotaSelector
@@ -179,6 +179,7 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
             )
         for variety, builders in by_variety.items():
             actions.append(Action(entry, tuple(builders), variety, action.name))
+    requires, leading = required_equalities(spec.match_text, spec.dialect, snapshot.vocabulary)
     return Rule(
         name=spec.name,
         namespace=spec.namespace,
@@ -187,5 +188,6 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
         request_header_operations=_header_ops(spec.request_header_operations),
         response_header_operations=_header_ops(spec.response_header_operations),
         sampler=Sampler(spec.sampling) if spec.sampling is not None else None,
-        equality=leading_equality(spec.match_text, spec.dialect, snapshot.vocabulary),
+        requires=requires,
+        leading=leading,
     )

@@ -217,7 +217,10 @@ class Rule:
     request_header_operations: tuple[HeaderOperationTemplate, ...] = ()
     response_header_operations: tuple[HeaderOperationTemplate, ...] = ()
     sampler: Sampler | None = None
-    equality: Equality | None = None
+    # The equality conjuncts the match requires (`mixer.expr.predicates.required_equalities`),
+    # and whether the first of them is the match's leading conjunct.
+    requires: tuple[Equality, ...] = ()
+    leading: bool = False
     # actions by variety, grouped once: every request asks for them
     _by_variety: dict[Variety, tuple[Action, ...]] = field(
         default_factory=dict, init=False, compare=False, repr=False
@@ -239,11 +242,14 @@ _INDEX_THRESHOLD = 8
 
 
 class RuleIndex:
-    """Rules (in config order) indexed by the equality their match requires first.
+    """Rules (in config order) indexed by an equality their match requires.
 
     `select` returns the rules that can match a request: those without such an equality, plus
-    those whose equality holds; reading the indexed attributes records the same references
-    that evaluating each match would have recorded.
+    those whose equality holds. A rule is indexed by its leading equality, the first thing its
+    evaluation reads. A rule whose match starts otherwise is indexed by a later equality whose
+    attribute the index reads for every request anyway (another rule's leading one), so that
+    `select` reads what evaluating every match would have read, or less: skipping a rule saves
+    reading its other conjuncts, which cannot change that it does not match.
     """
 
     __slots__ = ("_always", "_keys", "rules")
@@ -254,8 +260,13 @@ class RuleIndex:
         self._keys: dict[tuple[str, str | None], dict[str, list[int]]] = {}
         if len(rules) < _INDEX_THRESHOLD:
             return
+        read = {
+            (r.requires[0].attribute, r.requires[0].key)
+            for r in rules
+            if r.match is not None and r.leading
+        }
         for position, rule in enumerate(rules):
-            eq = rule.equality if rule.match is not None else None
+            eq = _indexed_by(rule, read) if rule.match is not None else None
             if eq is None:
                 self._always.append(position)
             else:
@@ -278,6 +289,15 @@ class RuleIndex:
         positions.sort()
         rules = self.rules
         return [rules[p] for p in positions]
+
+
+def _indexed_by(rule: Rule, read: set[tuple[str, str | None]]) -> Equality | None:
+    if rule.leading:
+        return rule.requires[0]
+    for eq in rule.requires:
+        if (eq.attribute, eq.key) in read:
+            return eq
+    return None
 
 
 # What `request_namespace` reads.
@@ -364,7 +384,7 @@ class RoutingTable:
     def candidates(
         self, variety: Variety, namespace: str | None, activation: Mapping[str, object]
     ) -> tuple[Rule, ...] | list[Rule]:
-        """Like `rules_for`, without the rules whose leading equality cannot hold."""
+        """Like `rules_for`, without the rules whose indexed equality cannot hold."""
         index = None
         if namespace is not None:
             index = self._index_by_ns.get((variety, namespace))

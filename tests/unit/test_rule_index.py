@@ -5,7 +5,7 @@ import pytest
 from mixer.attributes.bag import Bag, StringMap
 from mixer.attributes.tracking import TrackingBag
 from mixer.expr import compile
-from mixer.expr.predicates import Equality, leading_equality
+from mixer.expr.predicates import Equality, required_equalities
 from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY as VOCAB
 from mixer.runtime.routing import Rule, RuleIndex
 
@@ -22,7 +22,10 @@ HOST_A = Equality("destination.service.host", None, "a")
         ('destination.labels["app"] == "x" && request.path == "/"', "cel",
          Equality("destination.labels", "app", "x")),
         ('request.path == "/" || destination.service.host == "a"', "mixer", None),
-        ('(destination.service.host | "x") == "a"', "mixer", None),
+        ('(destination.service.host | "x") == "a"', "mixer", HOST_A),
+        ('(destination.service.host | "a") == "a"', "mixer", None),  # absent matches too
+        ('(destination.labels["app"] | "") == "x"', "mixer",
+         Equality("destination.labels", "app", "x")),
         ('response.duration == "10s"', "mixer", None),  # a DURATION constant in Mixer's dialect
         ("response.code == 200", "mixer", None),
         ('match(request.path, "/api*") && request.host == "h"', "mixer", None),
@@ -30,7 +33,27 @@ HOST_A = Equality("destination.service.host", None, "a")
     ],
 )  # fmt: skip
 def test_leading_equality(text: str, dialect: str, expected: Equality | None) -> None:
-    assert leading_equality(text, dialect, VOCAB) == expected
+    found, leading = required_equalities(text, dialect, VOCAB)
+    assert (found[0] if leading else None) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "dialect", "expected"),
+    [
+        ('match(request.path, "/a*") && destination.labels["app"] == "x"', "mixer",
+         ((Equality("destination.labels", "app", "x"),), False)),
+        ('request.method == "GET" && (match(request.path, "/a*") && request.host == "h")', "cel",
+         ((Equality("request.method", None, "GET"), Equality("request.host", None, "h")), True)),
+        ('request.path == "/" || destination.service.host == "a"', "mixer", ((), False)),
+        ('request.size > 1 && (request.headers["u"] | "d") == "x"', "mixer",
+         ((Equality("request.headers", "u", "x"),), False)),
+        ("not valid ((", "mixer", ((), False)),
+    ],
+)  # fmt: skip
+def test_required_equalities_are_every_equality_conjunct_in_evaluation_order(
+    text: str, dialect: str, expected: tuple[tuple[Equality, ...], bool]
+) -> None:
+    assert required_equalities(text, dialect, VOCAB) == expected
 
 
 SERVICES = ["a", "b", "c", "d"]
@@ -40,7 +63,7 @@ APPS = ["ratings", "reviews", "details"]
 def random_rules(rng: random.Random, count: int) -> tuple[Rule, ...]:
     rules = []
     for i in range(count):
-        kind = rng.randrange(4)
+        kind = rng.randrange(8)
         if kind == 0:
             text = f'destination.service.host == "{rng.choice(SERVICES)}"'
         elif kind == 1:
@@ -50,16 +73,29 @@ def random_rules(rng: random.Random, count: int) -> tuple[Rule, ...]:
             )
         elif kind == 2:
             text = f'match(request.path, "/{rng.choice(APPS)}*")'
-        else:
+        elif kind == 3:
             text = f'request.headers["x-user"] == "u{rng.randrange(3)}" && request.method == "GET"'
-        dialect = rng.choice(["mixer", "cel"])
+        elif kind == 4:  # indexed by its second conjunct, which kind 1 reads first
+            text = (
+                f'match(request.path, "/{rng.choice(APPS)}*") && '
+                f'destination.labels["app"] == "{rng.choice(APPS)}"'
+            )
+        elif kind == 5:  # not indexed: nothing reads request.scheme first
+            text = f'match(request.path, "/{rng.choice(APPS)}*") && request.scheme == "http"'
+        else:  # a defaulted equality: indexed unless the default is the constant
+            text = (
+                f'(request.headers["x-user"] | "{rng.choice(["", "u0"])}") == "u{rng.randrange(3)}"'
+            )
+        dialect = rng.choice(["mixer", "cel"]) if kind < 6 else "mixer"
+        requires, leading = required_equalities(text, dialect, VOCAB)
         rules.append(
             Rule(
                 name=f"r{i}",
                 namespace="istio-system",
                 match=compile(text, dialect=dialect, vocabulary=VOCAB),
                 actions=(),
-                equality=leading_equality(text, dialect, VOCAB),
+                requires=requires,
+                leading=leading,
             )
         )
     return tuple(rules)
@@ -73,6 +109,8 @@ def random_bag(rng: random.Random) -> Bag:
         data["destination.labels"] = StringMap({"app": rng.choice(APPS)})
     data["source.labels"] = StringMap({"version": f"v{rng.randrange(3)}"})
     data["request.path"] = f"/{rng.choice(APPS)}/1"
+    if rng.random() < 0.5:
+        data["request.scheme"] = rng.choice(["http", "https"])
     if rng.random() < 0.5:
         data["request.headers"] = StringMap({"x-user": f"u{rng.randrange(3)}"})
     return Bag(data)  # type: ignore[arg-type]
@@ -108,7 +146,30 @@ def test_index_skips_rules_whose_equality_fails() -> None:
     selected = index.select(Bag({"destination.service.host": "a"}))
     assert len(selected) < len(rules)
     assert all(
-        r.equality is None
-        or (r.equality.attribute, r.equality.value) == ("destination.service.host", "a")
+        not r.leading
+        or (r.requires[0].attribute, r.requires[0].value) == ("destination.service.host", "a")
         for r in selected
     )
+
+
+def test_a_later_or_defaulted_equality_skips_rules_when_its_key_is_read_anyway() -> None:
+    rng = random.Random(5)
+    rules = random_rules(rng, 80)
+    index = RuleIndex(rules)
+    bag = Bag(
+        {
+            "destination.labels": StringMap({"app": "nobody"}),
+            "request.headers": StringMap({"x-user": "nobody"}),
+            "request.path": "/ratings/1",
+        }
+    )
+    selected = {r.name for r in index.select(bag)}
+    by_text = {r.name: r for r in rules}
+    later = [r for r in rules if r.requires and not r.leading]
+    assert later, "the random rules include later equalities"
+    for name, rule in by_text.items():
+        eq = rule.requires[0] if rule.requires else None
+        if eq is not None and eq.attribute in ("destination.labels", "request.headers"):
+            assert name not in selected, name
+        if any(e.attribute == "request.scheme" for e in rule.requires):
+            assert name in selected, name  # request.scheme is nobody's leading equality
