@@ -36,11 +36,9 @@ Mixer's Go client panicked.
 
 from __future__ import annotations
 
-import bisect
 import datetime
 import decimal
 import enum
-import itertools
 import logging
 import math
 import operator
@@ -52,7 +50,6 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
-from prometheus_client import utils as _prometheus_utils
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -77,6 +74,7 @@ from adapters.base import (
     string_param,
     zap_time,
 )
+from mixer.series import CounterSeries, GaugeSeries, HistogramSeries, bucket_bounds
 
 __all__ = [
     "INFO",
@@ -328,63 +326,12 @@ def label_value(value: object) -> str:
 # The store
 
 
-# prometheus_client's text for a bucket bound (``0.005``, ``10.0``, ``+Inf``); it is untyped.
-_le_text: Callable[[float], str] = _prometheus_utils.floatToGoString
-
 _Cell = list[Any]
 """``[operation(amount), last_used, label values, series, live]``: a list so the hot path updates
 it in place; `live` turns False when the series expires."""
 
 
-class _CounterSeries:
-    """One counter series. Only the event loop adds to it; a scrape reads `value` whole."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float) -> None:
-        if amount < 0:
-            raise ValueError(
-                f"counters can only be incremented by non-negative amounts, got {amount}"
-            )
-        self.value += amount
-
-
-class _GaugeSeries:
-    """One gauge series: the last value set."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def set(self, amount: float) -> None:
-        self.value = amount
-
-
-class _HistogramSeries:
-    """One histogram series: a count per bucket (not cumulative) and the sum.
-
-    `bounds` ends with +Inf, so every number lands in a bucket; NaN lands in none and poisons the
-    sum, as with prometheus_client.
-    """
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * len(bounds)
-        self.sum = 0.0
-
-    def observe(self, amount: float) -> None:
-        if amount == amount:  # not NaN
-            self.counts[bisect.bisect_left(self.bounds, amount)] += 1
-        self.sum += amount
-
-
-_Series = _CounterSeries | _GaugeSeries | _HistogramSeries
+_Series = CounterSeries | GaugeSeries | HistogramSeries
 
 
 class _Family:
@@ -409,8 +356,9 @@ class _Family:
 
     def __init__(self, info: MetricInfo) -> None:
         self.info = info
-        self._bounds = (*info.buckets, math.inf) if info.kind is Kind.DISTRIBUTION else ()
-        self.le = tuple(_le_text(b) for b in self._bounds)
+        self._bounds, self.le = (
+            bucket_bounds(info.buckets) if info.kind is Kind.DISTRIBUTION else ((), ())
+        )
         # One cell per series, by label strings; and the same cells by the dimension values as
         # the bag holds them (ints, IP bytes …), so a repeated series is found without converting
         # anything. Only the event loop adds entries; the scrape thread's expiry sweep removes
@@ -432,13 +380,13 @@ class _Family:
             series: _Series
             operation: Callable[[float], None]
             if kind is Kind.COUNTER:
-                series = _CounterSeries()
+                series = CounterSeries()
                 operation = series.inc
             elif kind is Kind.GAUGE:
-                series = _GaugeSeries()
+                series = GaugeSeries()
                 operation = series.set
             else:
-                series = _HistogramSeries(self._bounds)
+                series = HistogramSeries(self._bounds)
                 operation = series.observe
             cell = [operation, now, labels, series, True]
             self.labelled[labels] = cell
@@ -464,11 +412,7 @@ class _Family:
             return gauge
         histogram = HistogramMetricFamily(info.name, info.description, labels=names)
         for cell in cells:
-            series = cell[3]
-            counts = list(series.counts)  # one copy, so that the buckets agree with each other
-            histogram.add_metric(
-                cell[2], list(zip(self.le, itertools.accumulate(counts), strict=True)), series.sum
-            )
+            histogram.add_metric(cell[2], cell[3].buckets(self.le), cell[3].sum)
         return histogram
 
     def sweep(self, now: float) -> int:

@@ -7,6 +7,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from mixer.series import LabelledCounter, LabelledHistogram
+
 _LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -32,7 +34,11 @@ class Children:
 
     __slots__ = ("_cache", "_max", "_metric")
 
-    def __init__(self, metric: Counter | Histogram | Gauge, max_entries: int = 1024) -> None:
+    def __init__(
+        self,
+        metric: Counter | Histogram | Gauge | LabelledCounter | LabelledHistogram,
+        max_entries: int = 1024,
+    ) -> None:
         self._metric = metric
         self._cache: dict[tuple[str, ...], Any] = {}
         self._max = max_entries
@@ -49,24 +55,28 @@ class Children:
 
 @dataclass(frozen=True)
 class ServerMetrics:
-    """The service's self-metrics. Names follow go-grpc-prometheus so existing dashboards work."""
+    """The service's self-metrics. Names follow go-grpc-prometheus so existing dashboards work.
+
+    Those that every request updates are `mixer.series` collectors (no lock per update); the
+    rest are prometheus_client's.
+    """
 
     registry: CollectorRegistry
-    handled: Counter
-    latency: Histogram
+    handled: LabelledCounter
+    latency: LabelledHistogram
     config_reload_success: Gauge
     config_errors: Counter
     config_reloads: Counter
     config_info: Gauge
     rule_match_errors: Counter
-    check_cache: Counter
-    dispatches: Counter
-    dispatch_latency: Histogram
+    check_cache: LabelledCounter
+    dispatches: LabelledCounter
+    dispatch_latency: LabelledHistogram
     report_queue_depth: Gauge
     report_dropped: Counter
-    reports_received: Counter
-    check_results: Counter
-    quota_results: Counter
+    reports_received: LabelledCounter
+    check_results: LabelledCounter
+    quota_results: LabelledCounter
     build: Gauge
 
     @classmethod
@@ -74,18 +84,18 @@ class ServerMetrics:
         reg = registry if registry is not None else CollectorRegistry()
         return cls(
             registry=reg,
-            handled=Counter(
+            handled=LabelledCounter(
                 "grpc_server_handled",
                 "RPCs completed on the server, by method and gRPC code.",
                 ["grpc_service", "grpc_method", "grpc_code"],
-                registry=reg,
+                reg,
             ),
-            latency=Histogram(
+            latency=LabelledHistogram(
                 "grpc_server_handling_seconds",
                 "Server-side latency of RPCs, by method.",
                 ["grpc_service", "grpc_method"],
-                buckets=_LATENCY_BUCKETS,
-                registry=reg,
+                reg,
+                _LATENCY_BUCKETS,
             ),
             config_reload_success=Gauge(
                 "mixer_config_last_reload_success",
@@ -110,24 +120,24 @@ class ServerMetrics:
                 ["rule"],
                 registry=reg,
             ),
-            check_cache=Counter(
+            check_cache=LabelledCounter(
                 "mixer_check_cache",
                 "Checks by check cache result: hit, miss, or skipped (while hits are rare).",
                 ["result"],
-                registry=reg,
+                reg,
             ),
-            dispatches=Counter(
+            dispatches=LabelledCounter(
                 "mixer_runtime_dispatches",
                 "Calls to handlers, by adapter, handler and whether they failed.",
                 ["adapter", "handler", "error"],
-                registry=reg,
+                reg,
             ),
-            dispatch_latency=Histogram(
+            dispatch_latency=LabelledHistogram(
                 "mixer_runtime_dispatch_duration_seconds",
                 "Latency of calls to handlers.",
                 ["adapter", "handler", "error"],
-                buckets=_LATENCY_BUCKETS,
-                registry=reg,
+                reg,
+                _LATENCY_BUCKETS,
             ),
             report_queue_depth=Gauge(
                 "mixer_report_queue_depth",
@@ -141,17 +151,17 @@ class ServerMetrics:
                 ["handler", "reason"],
                 registry=reg,
             ),
-            reports_received=Counter(
+            reports_received=LabelledCounter(
                 "mixer_reports_received",
                 "Attribute sets received for reporting, by API.",
                 ["api"],
-                registry=reg,
+                reg,
             ),
-            check_results=Counter(
+            check_results=LabelledCounter(
                 "mixer_check_results",
                 "Check decisions, by API, the rule that decided ('' when none) and status code.",
                 ["api", "rule", "code"],
-                registry=reg,
+                reg,
             ),
             build=Gauge(
                 "istio_build",
@@ -159,10 +169,10 @@ class ServerMetrics:
                 ["component", "tag"],
                 registry=reg,
             ),
-            quota_results=Counter(
+            quota_results=LabelledCounter(
                 "mixer_quota_results",
                 "Quota allocations, by quota name and result (granted, exhausted, error).",
                 ["quota", "result"],
-                registry=reg,
+                reg,
             ),
         )

@@ -1,0 +1,187 @@
+"""Metric series as plain objects, exposed through prometheus_client's metric families.
+
+A prometheus_client child takes a lock and checks its arguments on every update, and a
+histogram child walks its buckets in Python. Every request updates several series, from the
+event loop only, so a series here is a float (or a list of bucket counts and a float) updated
+in place; a scrape, from another thread, copies what it reads in single C-level operations
+under the GIL. The text format is still prometheus_client's: collectors yield its
+`CounterMetricFamily` and `HistogramMetricFamily`, without ``_created`` samples.
+
+Used by the server's per-request metrics (`mixer.server.telemetry`) and by the prometheus
+adapter's store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import utils as _prometheus_utils
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+# prometheus_client's text for a bucket bound; it is untyped.
+_le_text: Callable[[float], str] = _prometheus_utils.floatToGoString
+
+
+class CounterSeries:
+    """One counter series. Only the event loop adds to it; a scrape reads `value` whole."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add `amount` (not negative)."""
+        if amount < 0:
+            raise ValueError(
+                f"counters can only be incremented by non-negative amounts, got {amount}"
+            )
+        self.value += amount
+
+
+class GaugeSeries:
+    """One gauge series: the last value set."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def set(self, amount: float) -> None:
+        """Make `amount` the value."""
+        self.value = amount
+
+
+class HistogramSeries:
+    """One histogram series: a count per bucket (not cumulative) and the sum.
+
+    `bounds` ends with +Inf, so every number lands in a bucket; NaN lands in none and poisons the
+    sum, as with prometheus_client.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        """Count `amount` in the first bucket whose upper bound is at least `amount`."""
+        if amount == amount:  # not NaN
+            self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+        self.sum += amount
+
+    def buckets(self, le: Sequence[str]) -> list[tuple[str, float]]:
+        """Cumulative counts by bucket label, from one copy of the counts (so that they agree)."""
+        return list(zip(le, itertools.accumulate(list(self.counts)), strict=True))
+
+
+def bucket_bounds(buckets: Sequence[float]) -> tuple[tuple[float, ...], tuple[str, ...]]:
+    """Upper bounds ending with +Inf, and their ``le`` label texts as prometheus_client writes
+    them (``0.005``, ``10.0``, ``+Inf``)."""
+    bounds = (*sorted(set(buckets) - {math.inf}), math.inf)
+    return bounds, tuple(_le_text(b) for b in bounds)
+
+
+class _Labelled(Collector):
+    """Series by label values, created on first use and kept for the process's life, as
+    prometheus_client keeps a metric's children."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def _key(self, values: tuple[object, ...]) -> tuple[str, ...]:
+        if len(values) != len(self.labelnames):
+            raise ValueError(
+                f"{self.name}: {len(values)} label values for labels {self.labelnames}"
+            )
+        return tuple(str(v) for v in values)
+
+
+class LabelledCounter(_Labelled):
+    """A counter with labels, drop-in for the ``labels(...).inc(...)`` use of prometheus_client's
+    `Counter`; exposed as ``<name>_total``."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._series: dict[tuple[str, ...], CounterSeries] = {}
+        super().__init__(name, documentation, labelnames, registry)
+
+    def labels(self, *values: object) -> CounterSeries:
+        """The series for `values` (one per label name, in order)."""
+        key = self._key(values)
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault(key, CounterSeries())
+        return series
+
+    def describe(self) -> Iterator[Metric]:
+        """The family without samples: the registry checks its names against the others'."""
+        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        """The series as one counter family."""
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, series in list(self._series.items()):
+            family.add_metric(values, series.value)
+        yield family
+
+
+class LabelledHistogram(_Labelled):
+    """A histogram with labels, drop-in for the ``labels(...).observe(...)`` use of
+    prometheus_client's `Histogram`."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        self._bounds, self._le = bucket_bounds(buckets)
+        self._series: dict[tuple[str, ...], HistogramSeries] = {}
+        super().__init__(name, documentation, labelnames, registry)
+
+    def labels(self, *values: object) -> HistogramSeries:
+        """The series for `values` (one per label name, in order)."""
+        key = self._key(values)
+        series = self._series.get(key)
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault(key, HistogramSeries(self._bounds))
+        return series
+
+    def describe(self) -> Iterator[Metric]:
+        """The family without samples: the registry checks its names against the others'."""
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        """The series as one histogram family."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, series in list(self._series.items()):
+            family.add_metric(values, series.buckets(self._le), series.sum)
+        yield family
