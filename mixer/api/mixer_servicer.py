@@ -12,7 +12,7 @@ from google.protobuf import duration_pb2
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
 from mixer.attributes.compressed import Encoder, check_word_count, decode, decode_report
-from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_compressed
+from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.attributes.tracking import References
 from mixer.errors import LimitExceeded
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest, RouteResult
@@ -156,15 +156,16 @@ class MixerService:
         context: grpc.aio.ServicerContext[mixer_pb2.CheckRequest, mixer_pb2.CheckResponse],
     ) -> mixer_pb2.CheckResponse:
         check_word_count(request.global_word_count)
-        check_compressed(request.attributes, self._limits)
-        bag = decode(request.attributes)
-        if self._peer_identity:
-            bag = with_peer_principal(bag, context)
         requested = request.quotas  # read key by key: a protobuf map's items() is Python-level
         quotas = {
             name: QuotaRequest(requested[name].amount, requested[name].best_effort)
             for name in requested
         }
+        # Whole, unlike a Report's entries: a Check is one message, and a malformed value is
+        # refused even where no rule reads it.
+        bag = decode(request.attributes, limits=self._limits)
+        if self._peer_identity:
+            bag = with_peer_principal(bag, context)
         with self._holder.use() as rt:
             outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
         self._results.get(

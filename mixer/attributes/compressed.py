@@ -93,10 +93,14 @@ def decode_into(
     With `limits`, a message crossing them raises LimitExceeded (as `check_compressed`, counted
     while decoding) before anything else is said about it.
     """
-    if limits is not None and len(msg.words):
-        check_compressed(msg, limits, where)  # its own words: their lengths need a pass
-        limits = None
-    local = msg.words if len(msg.words) else default_words
+    words = msg.words
+    if (
+        limits is not None
+        and len(words)
+        and (len(words) > limits.max_words or max(map(len, words)) > limits.max_string_length)
+    ):
+        check_compressed(msg, limits, where)  # raises, naming the first bound crossed
+    local = words if len(words) else default_words
     try:
         if _decode_fast(data, msg, local, ip_attributes, wanted, limits):
             return
@@ -248,10 +252,18 @@ def decode(
     default_words: Sequence[str] = (),
     where: str = "attributes",
     ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+    limits: Limits | None = None,
 ) -> Bag:
-    """Decode one CompressedAttributes message into a bag."""
+    """Decode one CompressedAttributes message into a bag (`limits` as in `decode_into`)."""
     data: dict[str, Value] = {}
-    decode_into(data, msg, default_words=default_words, where=where, ip_attributes=ip_attributes)
+    decode_into(
+        data,
+        msg,
+        default_words=default_words,
+        where=where,
+        ip_attributes=ip_attributes,
+        limits=limits,
+    )
     return Bag._adopt(data)
 
 

@@ -289,6 +289,34 @@ def test_report_limits_counted_while_decoding_agree_with_check_compressed(
         assert str(raised.value) == expected
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    attrs=st.dictionaries(_names, _values, max_size=8),
+    max_attributes=st.integers(1, 12),
+    max_words=st.integers(0, 12),
+    max_string_length=st.integers(1, 10),
+)
+def test_limits_on_a_message_with_its_own_words_agree_with_check_compressed(
+    attrs: dict[str, object], max_attributes: int, max_words: int, max_string_length: int
+) -> None:
+    """A Check's attributes carry their own words: limits checked while decoding say what
+    `check_compressed` says."""
+    limits = Limits(
+        max_attributes=max_attributes, max_words=max_words, max_string_length=max_string_length
+    )
+    msg = encode(attrs)
+    try:
+        check_compressed(msg, limits)
+    except LimitExceeded as exc:
+        with pytest.raises(LimitExceeded) as raised:
+            decode(msg, limits=limits, ip_attributes=frozenset())
+        assert str(raised.value) == str(exc)
+    else:
+        assert dict(decode(msg, limits=limits, ip_attributes=frozenset())) == dict(
+            decode(msg, ip_attributes=frozenset())
+        )
+
+
 def test_report_limits_come_before_what_else_is_wrong_with_an_entry() -> None:
     req = mixer_pb2.ReportRequest()
     entry = req.attributes.add()
