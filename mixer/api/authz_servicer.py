@@ -17,8 +17,8 @@ from mixer.attributes.envoy import bag_from_check_request
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_bag
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.service.auth.v3 import external_auth_pb2
-from mixer.runtime.dispatcher import CheckOutcome, HeaderOperationResult, QuotaRequest
-from mixer.runtime.routing import HeaderOp
+from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest
+from mixer.runtime.routing import HeaderOp, HeaderOperationResult
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.telemetry import Children, ServerMetrics
 

@@ -26,8 +26,7 @@ from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
     Action,
     HandlerEntry,
-    HeaderOp,
-    HeaderOperationTemplate,
+    HeaderOperationResult,
     RoutingTable,
     Rule,
     request_namespace,
@@ -44,15 +43,6 @@ RESOURCE_EXHAUSTED = 8
 INTERNAL = 13
 # Quota rule sets kept per request namespace; bounded because namespaces come from requests.
 _MAX_NAMESPACES = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class HeaderOperationResult:
-    """An evaluated header operation for the route directive."""
-
-    name: str
-    value: str
-    operation: HeaderOp
 
 
 @dataclass(slots=True)
@@ -347,7 +337,7 @@ class Dispatcher:
                 (rule.response_header_operations, outcome.route.response_header_operations),
             ):
                 for op in template:
-                    target.extend(_evaluate_header_op(op, activation, rule.name))
+                    target.extend(op.evaluate(activation, rule.name))
             if (rule.request_header_operations or rule.response_header_operations) and (
                 not outcome.decided_by
             ):
@@ -504,31 +494,6 @@ class Dispatcher:
                 continue
             accepted += len(instances) - worker.offer(instances)
         return accepted
-
-
-def _evaluate_header_op(
-    op: HeaderOperationTemplate, activation: Mapping[str, object], rule: str
-) -> list[HeaderOperationResult]:
-    if op.operation is HeaderOp.REMOVE:
-        return [HeaderOperationResult(op.name, "", op.operation)]
-    out = []
-    for program in op.values:
-        try:
-            value = program.evaluate(activation)
-        except Exception as exc:
-            raise DispatchError(
-                f"rule {rule}: header {op.name}: expression {program.text!r} failed: {exc}"
-            ) from exc
-        text = _header_text(value)
-        if text:  # Mixer skips an operation whose value evaluates to ""
-            out.append(HeaderOperationResult(op.name, text, op.operation))
-    return out
-
-
-def _header_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _index_quota_actions(

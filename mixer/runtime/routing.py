@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -18,6 +18,7 @@ from adapters.base import Handler, Instance
 from mixer.attributes.bag import Bag
 from mixer.attributes.shapes import ShapeSet
 from mixer.attributes.tracking import TrackingBag
+from mixer.errors import DispatchError
 from mixer.expr.predicates import Equality
 from mixer.runtime.sampling import Sampler
 from mixer.templates import Variety
@@ -42,12 +43,58 @@ class HeaderOp(enum.IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class HeaderOperationResult:
+    """An evaluated header operation for the route directive."""
+
+    name: str
+    value: str
+    operation: HeaderOp
+
+
+@dataclass(frozen=True, slots=True)
 class HeaderOperationTemplate:
     """A rule's header operation: values are expressions evaluated on a matching, allowed check."""
 
     name: str
     values: tuple[Evaluable, ...]
     operation: HeaderOp
+    # The results, when they cannot depend on the request (a removal, constant values).
+    _fixed: tuple[HeaderOperationResult, ...] | None = field(
+        default=None, init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        constants = [getattr(v, "constant", None) for v in self.values]
+        fixed: tuple[HeaderOperationResult, ...] | None = None
+        if self.operation is HeaderOp.REMOVE:
+            fixed = (HeaderOperationResult(self.name, "", self.operation),)
+        elif all(c is not None for c in constants):
+            fixed = tuple(self._results(constants))
+        object.__setattr__(self, "_fixed", fixed)
+
+    def evaluate(
+        self, activation: Mapping[str, object], rule: str
+    ) -> Iterable[HeaderOperationResult]:
+        """The operations to apply for a request; DispatchError if a value fails."""
+        if self._fixed is not None:
+            return self._fixed
+        values = []
+        for program in self.values:
+            try:
+                values.append(program.evaluate(activation))
+            except Exception as exc:
+                raise DispatchError(
+                    f"rule {rule}: header {self.name}: expression {program.text!r} failed: {exc}"
+                ) from exc
+        return self._results(values)
+
+    def _results(self, values: Iterable[object]) -> list[HeaderOperationResult]:
+        out = []
+        for value in values:
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            if text:  # Mixer skips an operation whose value evaluates to ""
+                out.append(HeaderOperationResult(self.name, text, self.operation))
+        return out
 
 
 FieldTree = Mapping[str, "Evaluable | FieldTree"]
