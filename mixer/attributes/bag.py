@@ -109,6 +109,16 @@ class Bag(Mapping[str, Value]):
     def __len__(self) -> int:
         return len(self._data)
 
+    # The dict's own views: Mapping's would call __getitem__ per attribute, in Python.
+    def items(self) -> ItemsView[str, Value]:
+        return self._data.items()
+
+    def keys(self) -> KeysView[str]:
+        return self._data.keys()
+
+    def values(self) -> ValuesView[Value]:
+        return self._data.values()
+
     def merged(self, overlay: Mapping[str, Value]) -> Bag:
         """A new bag with `overlay` applied on top of this one (delta encoding, derived attrs)."""
         data = dict(self._data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -62,13 +63,22 @@ def check_compressed(
             )
 
 
+# Values with no length to bound, recognised by class before any ABC check.
+_SCALARS = frozenset({int, float, bool, datetime.datetime, datetime.timedelta})
+_TEXT = (str, bytes)
+
+
 def check_bag(attributes: Mapping[str, object], limits: Limits, where: str) -> None:
     """Refuse an attribute set (built from an Envoy message) that crosses a bound."""
-    count = 0
+    count = len(attributes)
     longest = limits.max_string_length
     for name, value in attributes.items():
-        count += 1
-        if isinstance(value, Mapping):
+        if value.__class__ in _SCALARS:
+            continue
+        if isinstance(value, _TEXT):
+            if len(value) > longest:
+                raise LimitExceeded(f"{where}: {name} is longer than the limit of {longest}")
+        elif isinstance(value, Mapping):
             count += len(value)
             # One C-level pass over the lengths; the offending entry is looked for on failure.
             if value and (
@@ -80,7 +90,5 @@ def check_bag(attributes: Mapping[str, object], limits: Limits, where: str) -> N
                         raise LimitExceeded(
                             f"{where}: {name}[{key[:40]!r}] is longer than the limit of {longest}"
                         )
-        elif isinstance(value, str | bytes) and len(value) > longest:
-            raise LimitExceeded(f"{where}: {name} is longer than the limit of {longest}")
     if count > limits.max_attributes:
         raise _too_many("attributes and map entries", count, limits.max_attributes, where)
