@@ -240,13 +240,6 @@ class Dispatcher:
         if quotas and outcome.status_code == OK:
             outcome.quotas = await self.quota(bag, quotas, dedup_id)
             for name, q in outcome.quotas.items():
-                result = (
-                    "granted" if q.status_code == OK and (q.granted > 0 or quotas[name].amount <= 0)
-                    else "exhausted" if q.status_code in (OK, RESOURCE_EXHAUSTED)
-                    else "error"
-                )  # fmt: skip
-                self._quota_results.get(name, result).inc()
-            for name, q in outcome.quotas.items():
                 if q.status_code != OK or q.granted <= 0 < quotas[name].amount:
                     # An exhausted quota denies with 429; a failing backend keeps its own
                     # status (UNAVAILABLE under fail-closed), so the caller sees an outage.
@@ -386,6 +379,7 @@ class Dispatcher:
                 for i, (name, entry, _, _, refs) in enumerate(group):
                     if isinstance(answer, BaseException):
                         logger.warning("quota handler %s failed: %s", entry.name, answer)
+                        self._count_quota(name, INTERNAL, 0, quotas[name].amount)
                         results[name] = QuotaOutcome(
                             0,
                             datetime.timedelta(0),
@@ -395,6 +389,7 @@ class Dispatcher:
                         )
                         continue
                     r = answer[i]
+                    self._count_quota(name, r.status_code, r.granted, quotas[name].amount)
                     results[name] = QuotaOutcome(
                         r.granted,
                         r.valid_duration,
@@ -406,6 +401,16 @@ class Dispatcher:
                         refs,
                     )
         return results
+
+    def _count_quota(self, name: str, status_code: int, granted: int, amount: int) -> None:
+        """Count an allocation that a handler answered (unconfigured names, which come from
+        requests, are granted without a series of their own)."""
+        result = (
+            "granted" if status_code == OK and (granted > 0 or amount <= 0)
+            else "exhausted" if status_code in (OK, RESOURCE_EXHAUSTED)
+            else "error"
+        )  # fmt: skip
+        self._quota_results.get(name, result).inc()
 
     def _choose_quota(
         self, name: str, namespace: str | None, allowed_ids: frozenset[int], bag: Bag

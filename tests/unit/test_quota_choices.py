@@ -114,3 +114,24 @@ async def test_a_match_that_fails_is_evaluated_and_counted_every_time() -> None:
     assert errors == 3
     assert len(handler.instances) == 3
     assert handler.instances[0] is not handler.instances[1]
+
+
+async def test_only_quotas_a_handler_answered_are_counted_by_name() -> None:
+    metrics = ServerMetrics.create()
+    d = dispatcher(Recorder(), metrics)
+    requested = {"requestcount": QuotaRequest(1), **{f"junk{i}": QuotaRequest(1) for i in range(5)}}
+    outcome = await d.check(bag(), requested)
+    assert outcome.quotas["junk3"].granted == 1  # unconfigured: granted in full, as in Mixer
+    assert (
+        metrics.registry.get_sample_value(
+            "mixer_quota_results_total", {"quota": "requestcount", "result": "granted"}
+        )
+        == 1.0
+    )
+    series = [
+        s.labels["quota"]
+        for family in metrics.registry.collect()
+        if family.name == "mixer_quota_results"
+        for s in family.samples
+    ]
+    assert series == ["requestcount"]  # a name from a request gets no series of its own
