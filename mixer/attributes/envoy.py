@@ -129,7 +129,7 @@ def bag_from_check_request(req: CheckRequest) -> Bag:
     else:
         # The network (L4) ext_authz filter sends no HTTP request.
         out["context.protocol"] = "tcp"
-    return Bag(out)
+    return Bag._adopt(out)
 
 
 def _flat_metadata(metadata: Metadata) -> dict[str, str]:

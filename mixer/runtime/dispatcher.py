@@ -324,16 +324,17 @@ class Dispatcher:
     def _header_operations(
         self, outcome: CheckOutcome, matched: Sequence[Rule], activation: Mapping[str, object]
     ) -> None:
+        route = outcome.route
         for rule in matched:
-            for template, target in (
-                (rule.request_header_operations, outcome.route.request_header_operations),
-                (rule.response_header_operations, outcome.route.response_header_operations),
-            ):
-                for op in template:
-                    target.extend(op.evaluate(activation, rule.name))
-            if (rule.request_header_operations or rule.response_header_operations) and (
-                not outcome.decided_by
-            ):
+            on_request = rule.request_header_operations
+            on_response = rule.response_header_operations
+            if not on_request and not on_response:
+                continue
+            for op in on_request:
+                route.request_header_operations.extend(op.evaluate(activation, rule.name))
+            for op in on_response:
+                route.response_header_operations.extend(op.evaluate(activation, rule.name))
+            if not outcome.decided_by:
                 outcome.decided_by = rule.name
 
     # -- quota ----------------------------------------------------------------------------
