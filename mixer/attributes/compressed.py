@@ -122,63 +122,75 @@ def _decode_fast(
     limits: Limits | None,
 ) -> bool:
     """The common case, without per-word checks: False (or an IndexError) on any doubt,
-    crossing `limits` included.
+    crossing `limits` included; `data` is only updated on success.
 
     Index ``i >= 0`` is ``GLOBAL_WORDS[i]``; ``i < 0`` is ``local[~i]`` (``~i == -i - 1``); an
     index out of either list raises IndexError. Maps are read key by key (``m[k]``), which is
-    cheaper on protobuf's map containers than ``items()``.
+    cheaper on protobuf's map containers than ``items()``. A name in two typed maps shows as
+    fewer decoded attributes than keys (skipped names are counted apart).
     """
     gw = GLOBAL_WORDS
-    names: list[str] = []
-    add = names.append
+    out: dict[str, Value] = {}
+    skipped: list[str] = []
     strings = msg.strings
-    for k in strings:
-        name = gw[k] if k >= 0 else local[~k]
-        add(name)
-        if wanted is None or name in wanted:
+    if wanted is None:
+        for k in strings:
             v = strings[k]
-            data[name] = gw[v] if v >= 0 else local[~v]
-    for typed in (msg.int64s, msg.doubles, msg.bools):
+            out[gw[k] if k >= 0 else local[~k]] = gw[v] if v >= 0 else local[~v]
+    else:
+        for k in strings:
+            name = gw[k] if k >= 0 else local[~k]
+            if name in wanted:
+                v = strings[k]
+                out[name] = gw[v] if v >= 0 else local[~v]
+            else:
+                skipped.append(name)
+    int64s, doubles, bools = msg.int64s, msg.doubles, msg.bools
+    for typed in (int64s, doubles, bools):
         for k in typed:
             name = gw[k] if k >= 0 else local[~k]
-            add(name)
             if wanted is None or name in wanted:
-                data[name] = typed[k]
+                out[name] = typed[k]
+            else:
+                skipped.append(name)
     timestamps = msg.timestamps
     for k in timestamps:
         name = gw[k] if k >= 0 else local[~k]
-        add(name)
         if wanted is None or name in wanted:
             ts = timestamps[k]
             seconds, nanos = ts.seconds, ts.nanos
-            data[name] = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+            out[name] = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+        else:
+            skipped.append(name)
     durations = msg.durations
     for k in durations:
         name = gw[k] if k >= 0 else local[~k]
-        add(name)
         if wanted is None or name in wanted:
             dur = durations[k]
-            data[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
+            out[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
+        else:
+            skipped.append(name)
     longest = limits.max_string_length if limits is not None else -1
     raw_bytes = msg.bytes
     for k in raw_bytes:
         name = gw[k] if k >= 0 else local[~k]
-        add(name)
         if wanted is None or name in wanted:
             raw = raw_bytes[k]
             if name in ip_attributes and len(raw) not in (4, 16):
                 return False
             if len(raw) > longest >= 0:
                 return False
-            data[name] = bytes(raw)
-        elif longest >= 0 and len(raw_bytes[k]) > longest:
-            return False
+            out[name] = bytes(raw)
+        else:
+            skipped.append(name)
+            if longest >= 0 and len(raw_bytes[k]) > longest:
+                return False
     entry_count = 0
     maps = msg.string_maps
     for k in maps:
         name = gw[k] if k >= 0 else local[~k]
-        add(name)
         if wanted is not None and name not in wanted:
+            skipped.append(name)
             if limits is not None:
                 entry_count += len(maps[k].entries)
             continue
@@ -188,10 +200,17 @@ def _decode_fast(
         for a in entries:
             b = entries[a]  # each container lookup costs a hash probe: once per entry
             decoded[gw[a] if a >= 0 else local[~a]] = gw[b] if b >= 0 else local[~b]
-        data[name] = StringMap._adopt(decoded)
-    if limits is not None and len(names) + entry_count > limits.max_attributes:
+        out[name] = StringMap._adopt(decoded)
+    keys = (
+        len(strings) + len(int64s) + len(doubles) + len(bools) + len(timestamps)
+        + len(durations) + len(raw_bytes) + len(maps)
+    )  # fmt: skip
+    if limits is not None and keys + entry_count > limits.max_attributes:
         return False
-    return len(set(names)) == len(names)
+    if len(out) + (len(set(skipped)) if skipped else 0) != keys:
+        return False
+    data.update(out)
+    return True
 
 
 def _decode_checked(
