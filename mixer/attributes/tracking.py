@@ -121,6 +121,23 @@ class TrackingBag(Mapping[str, Value]):
         self._reads[(name, None)] = True
         return value
 
+    def value_at(self, name: str, key: str | None) -> object:
+        """``get(name)``, then ``[key]`` of a string map (None when absent or not a map),
+        recording what those reads would: one call for the rule index, which asks for many."""
+        value = self._get(name)
+        if value is None:
+            self._reads[(name, None)] = False
+            return None
+        if key is None:
+            self._reads[(name, None)] = True
+            return value
+        if value.__class__ is StringMap:
+            found = value._data.get(key)
+            self._reads[(name, key)] = found is not None
+            return found
+        self._reads[(name, None)] = True
+        return value.get(key) if isinstance(value, Mapping) else None
+
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False

@@ -325,10 +325,14 @@ class RuleIndex:
         if not self._keys:
             return self.rules
         positions = list(self._always)
+        tracking = activation.__class__ is TrackingBag
         for (attribute, key), table in self._keys.items():
-            value = activation.get(attribute)
-            if key is not None:
-                value = value.get(key) if isinstance(value, Mapping) else None
+            if tracking:
+                value = activation.value_at(attribute, key)  # type: ignore[attr-defined]
+            else:
+                value = activation.get(attribute)
+                if key is not None:
+                    value = value.get(key) if isinstance(value, Mapping) else None
             if isinstance(value, str):
                 hit = table.get(value)
                 if hit:

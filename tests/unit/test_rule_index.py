@@ -1,4 +1,5 @@
 import random
+from collections.abc import Mapping
 
 import pytest
 
@@ -173,3 +174,29 @@ def test_a_later_or_defaulted_equality_skips_rules_when_its_key_is_read_anyway()
             assert name not in selected, name
         if any(e.attribute == "request.scheme" for e in rule.requires):
             assert name in selected, name  # request.scheme is nobody's leading equality
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("request.method", None),  # present
+        ("request.host", None),  # absent
+        ("request.headers", "x-user"),  # a map key present
+        ("request.headers", "x-other"),  # a map key absent
+        ("source.labels", "version"),  # an absent map
+        ("request.method", "x"),  # a key into a value that is not a map
+    ],
+)
+def test_value_at_reads_and_records_what_get_then_a_key_would(name: str, key: str | None) -> None:
+    bag = Bag(
+        {
+            "request.method": "GET",
+            "request.headers": StringMap({"x-user": "u1"}),
+        }
+    )
+    one, other = TrackingBag(bag), TrackingBag(bag)
+    value = other.get(name)
+    if key is not None:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    assert one.value_at(name, key) == value
+    assert one.refs.reads == other.refs.reads
