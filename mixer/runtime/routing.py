@@ -296,7 +296,8 @@ class RuleIndex:
     evaluation reads. A rule whose match starts otherwise is indexed by a later equality whose
     attribute the index reads for every request anyway (another rule's leading one), so that
     `select` reads what evaluating every match would have read, or less: skipping a rule saves
-    reading its other conjuncts, which cannot change that it does not match.
+    reading its other conjuncts, which cannot change that it does not match (a failure among
+    them, which would not have matched either, then goes uncounted).
     """
 
     __slots__ = ("_always", "_keys", "rules")
