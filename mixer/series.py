@@ -17,7 +17,9 @@ import bisect
 import itertools
 import math
 import threading
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import utils as _prometheus_utils
@@ -90,9 +92,13 @@ def bucket_bounds(buckets: Sequence[float]) -> tuple[tuple[float, ...], tuple[st
     return bounds, tuple(_le_text(b) for b in bounds)
 
 
-class _Labelled(Collector):
+S = TypeVar("S", CounterSeries, HistogramSeries)
+
+
+class _Labelled(Collector, Generic[S]):
     """Series by label values, created on first use and kept for the process's life, as
-    prometheus_client keeps a metric's children."""
+    prometheus_client keeps a metric's children. Subclasses say how a series is made and
+    added to its family."""
 
     def __init__(
         self,
@@ -104,53 +110,59 @@ class _Labelled(Collector):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], S] = {}
         self._lock = threading.Lock()
         registry.register(self)
 
-    def _key(self, values: tuple[object, ...]) -> tuple[str, ...]:
-        if len(values) != len(self.labelnames):
-            raise ValueError(
-                f"{self.name}: {len(values)} label values for labels {self.labelnames}"
-            )
-        return tuple(str(v) for v in values)
-
-
-class LabelledCounter(_Labelled):
-    """A counter with labels, drop-in for the ``labels(...).inc(...)`` use of prometheus_client's
-    `Counter`; exposed as ``<name>_total``."""
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        registry: CollectorRegistry,
-    ) -> None:
-        self._series: dict[tuple[str, ...], CounterSeries] = {}
-        super().__init__(name, documentation, labelnames, registry)
-
-    def labels(self, *values: object) -> CounterSeries:
+    def labels(self, *values: object) -> S:
         """The series for `values` (one per label name, in order)."""
-        key = self._key(values)
+        key = tuple(str(v) for v in values)
         series = self._series.get(key)
         if series is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(
+                    f"{self.name}: {len(values)} label values for labels {self.labelnames}"
+                )
             with self._lock:
-                series = self._series.setdefault(key, CounterSeries())
+                series = self._series.setdefault(key, self._new())
         return series
 
     def describe(self) -> Iterator[Metric]:
         """The family without samples: the registry checks its names against the others'."""
-        yield CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        yield self._family()
 
     def collect(self) -> Iterator[Metric]:
-        """The series as one counter family."""
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        """Every series, in one family."""
+        family = self._family()
         for values, series in list(self._series.items()):
-            family.add_metric(values, series.value)
+            self._add(family, values, series)
         yield family
 
+    @abstractmethod
+    def _new(self) -> S: ...
 
-class LabelledHistogram(_Labelled):
+    @abstractmethod
+    def _family(self) -> Metric: ...
+
+    @abstractmethod
+    def _add(self, family: Metric, values: tuple[str, ...], series: S) -> None: ...
+
+
+class LabelledCounter(_Labelled[CounterSeries]):
+    """A counter with labels, drop-in for the ``labels(...).inc(...)`` use of prometheus_client's
+    `Counter`; exposed as ``<name>_total``."""
+
+    def _new(self) -> CounterSeries:
+        return CounterSeries()
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def _add(self, family: Metric, values: tuple[str, ...], series: CounterSeries) -> None:
+        cast(CounterMetricFamily, family).add_metric(values, series.value)
+
+
+class LabelledHistogram(_Labelled[HistogramSeries]):
     """A histogram with labels, drop-in for the ``labels(...).observe(...)`` use of
     prometheus_client's `Histogram`."""
 
@@ -163,25 +175,13 @@ class LabelledHistogram(_Labelled):
         buckets: Sequence[float],
     ) -> None:
         self._bounds, self._le = bucket_bounds(buckets)
-        self._series: dict[tuple[str, ...], HistogramSeries] = {}
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: object) -> HistogramSeries:
-        """The series for `values` (one per label name, in order)."""
-        key = self._key(values)
-        series = self._series.get(key)
-        if series is None:
-            with self._lock:
-                series = self._series.setdefault(key, HistogramSeries(self._bounds))
-        return series
+    def _new(self) -> HistogramSeries:
+        return HistogramSeries(self._bounds)
 
-    def describe(self) -> Iterator[Metric]:
-        """The family without samples: the registry checks its names against the others'."""
-        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
-    def collect(self) -> Iterator[Metric]:
-        """The series as one histogram family."""
-        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, series in list(self._series.items()):
-            family.add_metric(values, series.buckets(self._le), series.sum)
-        yield family
+    def _add(self, family: Metric, values: tuple[str, ...], series: HistogramSeries) -> None:
+        cast(HistogramMetricFamily, family).add_metric(values, series.buckets(self._le), series.sum)
