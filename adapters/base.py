@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from prometheus_client import CollectorRegistry
 
@@ -87,8 +87,7 @@ class ParamError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Instance:
+class Instance(NamedTuple):
     """One built instance: its fully-qualified name, template and evaluated fields.
 
     Field values are bag values (see `mixer.attributes.bag`); map fields (``dimensions``,
@@ -109,8 +108,7 @@ class DirectResponse:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class CheckResult:
+class CheckResult(NamedTuple):
     """The answer of a check handler. status_code 0 is OK; anything else denies."""
 
     status_code: int = OK
@@ -120,8 +118,7 @@ class CheckResult:
     direct_response: DirectResponse | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaArgs:
+class QuotaArgs(NamedTuple):
     """One quota allocation request. `dedup_id` is unique per logical call (reused on retries)."""
 
     amount: int
@@ -129,8 +126,7 @@ class QuotaArgs:
     dedup_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class QuotaResult:
+class QuotaResult(NamedTuple):
     """The answer of a quota handler.
 
     `granted` 0 with an OK status is a denial, as in Mixer. `limit`, `remaining` and

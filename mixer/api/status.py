@@ -81,10 +81,17 @@ def unary_handler(
     method: str,
     fn: Unary[Req, Resp],
     request_type: Any,
+    *,
+    encoded: bool = False,
 ) -> grpc.RpcMethodHandler[Req, Resp]:
-    """A grpc method handler for `fn`, wrapped by `rpc`, with protobuf (de)serialisation."""
+    """A grpc method handler for `fn`, wrapped by `rpc`, with protobuf (de)serialisation;
+    `encoded`: `fn` returns the response already serialized."""
     return grpc.unary_unary_rpc_method_handler(
         rpc(metrics, service, method, fn),
         request_deserializer=request_type.FromString,
-        response_serializer=lambda msg: msg.SerializeToString(),
+        response_serializer=None if encoded else _serialize,
     )
+
+
+def _serialize(message: Any) -> bytes:
+    return message.SerializeToString()  # type: ignore[no-any-return]

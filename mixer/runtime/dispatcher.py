@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from adapters.base import CheckHandler, CheckResult, Instance, QuotaArgs, QuotaHandler, QuotaResult
 from mixer.attributes.bag import Bag
@@ -98,8 +98,7 @@ class CheckOutcome:
         )
 
 
-@dataclass(frozen=True)
-class QuotaRequest:
+class QuotaRequest(NamedTuple):
     """One entry of a Check's quota map."""
 
     amount: int

@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from adapters.base import Handler, Instance
 from mixer.attributes.bag import Bag
@@ -42,8 +42,7 @@ class HeaderOp(enum.IntEnum):
     APPEND = 2
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderOperationResult:
+class HeaderOperationResult(NamedTuple):
     """An evaluated header operation for the route directive."""
 
     name: str
