@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 
+from mixer.api.check_encoding import PartTable
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
 from mixer.attributes.envoy import bag_from_check_request
@@ -103,6 +104,21 @@ def authz_response(outcome: CheckOutcome) -> external_auth_pb2.CheckResponse:
     return resp
 
 
+def _response_key(outcome: CheckOutcome) -> tuple[object, ...]:
+    """Everything `authz_response` reads from an outcome."""
+    route = outcome.route
+    return (
+        outcome.status_code,
+        outcome.message,
+        outcome.decided_by,
+        tuple(route.request_header_operations),
+        tuple(route.response_header_operations),
+        route.direct_response_code,
+        route.direct_response_body,
+        tuple(route.direct_response_headers.items()),
+    )
+
+
 class AuthorizationService:
     """ext_authz v3 served from the current runtime."""
 
@@ -119,6 +135,8 @@ class AuthorizationService:
         self._limits = limits
         self._peer_identity = peer_identity
         self._results = Children(metrics.check_results)
+        # Answers repeat (the same rule, headers and status): each is encoded once.
+        self._encoded = PartTable()
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.auth.v3.Authorization/Check."""
@@ -126,7 +144,12 @@ class AuthorizationService:
             SERVICE,
             {
                 "Check": unary_handler(
-                    self._metrics, SERVICE, "Check", self.check, external_auth_pb2.CheckRequest
+                    self._metrics,
+                    SERVICE,
+                    "Check",
+                    self.check,
+                    external_auth_pb2.CheckRequest,
+                    encoded=True,
                 )
             },
         )
@@ -134,10 +157,9 @@ class AuthorizationService:
     async def check(
         self,
         request: external_auth_pb2.CheckRequest,
-        context: grpc.aio.ServicerContext[
-            external_auth_pb2.CheckRequest, external_auth_pb2.CheckResponse
-        ],
-    ) -> external_auth_pb2.CheckResponse:
+        context: grpc.aio.ServicerContext[external_auth_pb2.CheckRequest, bytes],
+    ) -> bytes:
+        """The serialized CheckResponse (`authz_response`, remembered per distinct answer)."""
         bag = bag_from_check_request(request)
         check_bag(bag, self._limits, "attributes")
         if self._peer_identity:
@@ -156,4 +178,8 @@ class AuthorizationService:
             outcome.decided_by if outcome.status_code else "",
             _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),
         ).inc()
-        return authz_response(outcome)
+        key = _response_key(outcome)
+        encoded = self._encoded.parts.get(key)
+        if encoded is None:
+            encoded = self._encoded.put(key, authz_response(outcome).SerializeToString())
+        return encoded

@@ -71,8 +71,8 @@ def _route_part(route: RouteResult) -> bytes:
     return resp.SerializeToString()
 
 
-class _Table:
-    """One bounded table of encoded parts."""
+class PartTable:
+    """One bounded table of encoded parts: look up in `parts`, add with `put`."""
 
     __slots__ = ("parts",)
 
@@ -80,6 +80,7 @@ class _Table:
         self.parts: dict[Hashable, bytes] = {}
 
     def put(self, key: Hashable, part: bytes) -> bytes:
+        """Remember `part` under `key` (clearing the table first if it is full); returns it."""
         if len(self.parts) >= MAX_ENTRIES:
             self.parts.clear()
         self.parts[key] = part
@@ -92,10 +93,10 @@ class CheckEncoder:
     __slots__ = ("_preconditions", "_quotas", "_references", "_routes")
 
     def __init__(self) -> None:
-        self._references = _Table()
-        self._preconditions = _Table()
-        self._routes = _Table()
-        self._quotas = _Table()
+        self._references = PartTable()
+        self._preconditions = PartTable()
+        self._routes = PartTable()
+        self._quotas = PartTable()
 
     def references(self, refs: References, global_word_count: int) -> bytes:
         """The encoded ReferencedAttributes of `refs` (the same rules read the same attributes

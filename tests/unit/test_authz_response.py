@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from google.protobuf import struct_pb2
+import copy
 
-from mixer.api.authz_servicer import authz_response
-from mixer.runtime.dispatcher import CheckOutcome
+from google.protobuf import struct_pb2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mixer.api.authz_servicer import _response_key, authz_response
+from mixer.attributes.tracking import References
+from mixer.runtime.dispatcher import CheckOutcome, RouteResult
+from mixer.runtime.routing import HeaderOp, HeaderOperationResult
 
 
 def expected(rule: str, code: int, message: str) -> struct_pb2.Struct:
@@ -26,3 +32,44 @@ def test_an_allowed_request_carries_empty_fields() -> None:
     resp = authz_response(CheckOutcome())
     assert resp.dynamic_metadata == expected("", 0, "")
     assert resp.status.code == 0 and not resp.HasField("denied_response")
+
+
+ops = st.lists(
+    st.builds(
+        HeaderOperationResult,
+        st.sampled_from(["x-a", "x-b"]),
+        st.sampled_from(["", "v"]),
+        st.sampled_from(list(HeaderOp)),
+    ),
+    max_size=2,
+)
+outcomes = st.builds(
+    CheckOutcome,
+    status_code=st.sampled_from([0, 7, 8]),
+    message=st.sampled_from(["", "no"]),
+    decided_by=st.sampled_from(["", "r1"]),
+    route=st.builds(
+        RouteResult,
+        ops,
+        ops,
+        st.sampled_from([0, 429]),
+        st.sampled_from(["", "body"]),
+        st.dictionaries(st.sampled_from(["h"]), st.sampled_from(["1", "2"])),
+    ),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(outcomes, st.data())
+def test_outcomes_with_one_key_have_one_answer(a: CheckOutcome, data: st.DataObject) -> None:
+    """The service remembers encoded answers by `_response_key`: the key must say everything
+    the answer depends on. `b` is `a` with one part drawn afresh (often an equal key)."""
+    other = data.draw(outcomes)
+    part = data.draw(st.sampled_from(["status_code", "message", "decided_by", "route", "rest"]))
+    b = copy.deepcopy(a)
+    if part == "rest":  # not part of Envoy's answer
+        b.valid_use_count, b.references, b.quotas = 1, References({("a", None): True}), {}
+    else:
+        setattr(b, part, getattr(other, part))
+    if _response_key(a) == _response_key(b):
+        assert authz_response(a) == authz_response(b)
