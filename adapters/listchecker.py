@@ -345,11 +345,18 @@ def _regex_error(exc: Exception) -> str:
     return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
 
 
+# Values whose regex answer a matcher remembers (cleared when full: values come from requests).
+_MAX_REMEMBERED = 4096
+
+
 class _RegexMatcher:
-    """Unanchored RE2 search for any of the patterns, as one alternation."""
+    """Unanchored RE2 search for any of the patterns, as one alternation. Answers are
+    remembered per value (checked values repeat: paths, users, hosts); the matcher is rebuilt,
+    and its memory emptied, whenever the list changes."""
 
     def __init__(self, patterns: Sequence[str]) -> None:
         self._count = len(patterns)
+        self._seen: dict[str, bool] = {}
         options = _regex_options()
         for pattern in patterns:
             try:
@@ -366,7 +373,14 @@ class _RegexMatcher:
                 raise ValueError(f"regex list too large: {_regex_error(exc)}") from None
 
     def contains(self, value: str | bytes) -> bool:
-        return self._regex is not None and self._regex.search(_text(value)) is not None
+        text = _text(value)
+        found = self._seen.get(text)
+        if found is None:
+            found = self._regex is not None and self._regex.search(text) is not None
+            if len(self._seen) >= _MAX_REMEMBERED:
+                self._seen.clear()
+            self._seen[text] = found
+        return found
 
     def __len__(self) -> int:
         return self._count

@@ -7,7 +7,7 @@ present-reads equal the cached ones. Entries expire after `valid_duration` or `v
 hits; the whole cache belongs to one runtime, so a config swap starts an empty one.
 
 A lookup costs a key per known shape, a miss a key more. When hits are rare (fewer than 1 in
-64 lookups over the last 1,024) the cache costs more than it saves, so only 1 check in 16 uses
+64 lookups over the last 1,024) the cache costs more than it saves, so only 1 check in 64 uses
 it, until one of those hits again.
 """
 
@@ -25,7 +25,7 @@ from mixer.attributes.tracking import References
 # and how many checks share one use of the cache while hits are rare.
 _WINDOW = 1024
 _MIN_HITS = _WINDOW // 64
-_SPARSE_EVERY = 16
+_SPARSE_EVERY = 64
 
 
 @dataclass(slots=True)
@@ -58,7 +58,7 @@ class CheckCache:
 
     def in_use(self) -> bool:
         """Whether this check should use the cache (`get`, then `put` on a miss): always, or
-        1 check in 16 while hits are rare."""
+        1 check in 64 while hits are rare."""
         if not self._sparse:
             return True
         self._turn += 1

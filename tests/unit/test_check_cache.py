@@ -98,11 +98,11 @@ def test_rare_hits_make_most_checks_skip_the_cache_until_one_hits_again() -> Non
     def other(i: int) -> Bag:
         return bag(**{"destination.labels": StringMap({"app": f"a{i}"})})
 
-    # A whole window of lookups that miss: from then on, 1 check in 16 uses the cache.
+    # A whole window of lookups that miss: from then on, 1 check in 64 uses the cache.
     for i in range(1024):
         assert cache.in_use()
         assert cache.get(other(i)) is None
-    assert [cache.in_use() for _ in range(64)].count(True) == 4
+    assert [cache.in_use() for _ in range(256)].count(True) == 4
 
     # The next check that uses the cache and hits puts every check back on it.
     while not cache.in_use():

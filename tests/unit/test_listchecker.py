@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -217,6 +218,25 @@ async def test_regex_blacklist_and_empty_list() -> None:
     assert (await check(h, "example.com")).status_code == OK
     # No patterns match nothing (not everything, as an empty alternation would).
     assert (await check(handler(entryType="REGEX"), "anything")).status_code == PERMISSION_DENIED
+
+
+def test_regex_answers_are_remembered_per_value_and_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(listchecker, "_MAX_REMEMBERED", 8)
+    patterns = [r"^u\d*7$", "admin"]
+    matcher = listchecker._RegexMatcher(patterns)
+    rng = random.Random(7)
+    values = [rng.choice(["u", "admin-", "x"]) + str(rng.randrange(40)) for _ in range(400)]
+    values += [bytes([10, 0, 0, 7]), bytes([10, 0, 0, 8])]  # IPs are matched as text
+    for value in values:
+        text = value if isinstance(value, str) else str(ipaddress.ip_address(value))
+        expected = any(re.search(p, text) for p in patterns)  # these patterns mean the same in re
+        assert matcher.contains(value) == expected
+        assert matcher.contains(value) == expected  # the remembered answer
+        assert len(matcher._seen) <= 8
+    assert matcher.contains(bytes([10, 0, 0, 7])) is False
+    assert listchecker._RegexMatcher([r"^10\.0\.0\.7$"]).contains(bytes([10, 0, 0, 7])) is True
 
 
 def test_pathological_regex_finishes() -> None:
