@@ -181,8 +181,7 @@ def _take(amount: int, available: int, best_effort: bool) -> int:
 class _Bucket(Protocol):
     def alloc(self, amount: int, best_effort: bool, now: float) -> int: ...
     def release(self, amount: int, now: float) -> int: ...
-    def remaining(self, now: float) -> int: ...
-    def reset_after(self, now: float) -> float | None: ...
+    def state(self, now: float) -> tuple[int, float | None]: ...
     def idle(self, now: float) -> bool: ...
 
 
@@ -203,11 +202,8 @@ class _Counter:
         self._used -= freed
         return freed
 
-    def remaining(self, now: float) -> int:
-        return max(self._max - self._used, 0)
-
-    def reset_after(self, now: float) -> float | None:
-        return None
+    def state(self, now: float) -> tuple[int, float | None]:
+        return max(self._max - self._used, 0), None
 
     def idle(self, now: float) -> bool:
         return self._used == 0
@@ -256,15 +252,12 @@ class _RollingWindow:
         self._used -= freed
         return freed
 
-    def remaining(self, now: float) -> int:
+    def state(self, now: float) -> tuple[int, float | None]:
         self._roll(now)
-        return max(self._max - self._used, 0)
-
-    def reset_after(self, now: float) -> float | None:
-        self._roll(now)
+        remaining = max(self._max - self._used, 0)
         if not self._slots:
-            return 0.0
-        return max((self._slots[0][0] + self._ticks) * self._tick - now, 0.0)
+            return remaining, 0.0
+        return remaining, max((self._slots[0][0] + self._ticks) * self._tick - now, 0.0)
 
     def idle(self, now: float) -> bool:
         self._roll(now)
@@ -293,11 +286,10 @@ class _FixedWindow:
     def release(self, amount: int, now: float) -> int:
         return 0
 
-    def remaining(self, now: float) -> int:
-        return self._max if now >= self._end else max(self._max - self._used, 0)
-
-    def reset_after(self, now: float) -> float | None:
-        return 0.0 if now >= self._end else self._end - now
+    def state(self, now: float) -> tuple[int, float | None]:
+        if now >= self._end:
+            return self._max, 0.0
+        return max(self._max - self._used, 0), self._end - now
 
     def idle(self, now: float) -> bool:
         return now >= self._end
@@ -327,13 +319,9 @@ class _TokenBucket:
     def release(self, amount: int, now: float) -> int:
         return 0
 
-    def remaining(self, now: float) -> int:
+    def state(self, now: float) -> tuple[int, float | None]:
         self._refill(now)
-        return math.floor(self._tokens)
-
-    def reset_after(self, now: float) -> float | None:
-        self._refill(now)
-        return (self._capacity - self._tokens) / self._rate
+        return math.floor(self._tokens), (self._capacity - self._tokens) / self._rate
 
     def idle(self, now: float) -> bool:
         self._refill(now)
@@ -374,11 +362,15 @@ class MemQuotaHandler:
 
     async def quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
         """Allocate `args.amount` from the instance's bucket (see the module docstring)."""
-        return self._allocate(instance, args)
+        now = self._clock()
+        self._maintain(now)
+        return self._allocate(instance, args, now)
 
     async def quota_many(self, requests: Sequence[tuple[Instance, QuotaArgs]]) -> list[QuotaResult]:
-        """Allocate several quotas; each is independent, as in Mixer."""
-        return [self._allocate(instance, args) for instance, args in requests]
+        """Allocate several quotas; each is independent, as in Mixer (at one instant)."""
+        now = self._clock()
+        self._maintain(now)
+        return [self._allocate(instance, args, now) for instance, args in requests]
 
     async def close(self) -> None:
         """Drop all state."""
@@ -388,9 +380,7 @@ class MemQuotaHandler:
         self._recent.clear()
         self._old.clear()
 
-    def _allocate(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
-        now = self._clock()
-        self._maintain(now)
+    def _allocate(self, instance: Instance, args: QuotaArgs, now: float) -> QuotaResult:
         quota = self._names.find(instance.name)
         if quota is None:
             return QuotaResult(
@@ -398,16 +388,16 @@ class MemQuotaHandler:
                 status_code=INTERNAL,
                 message=f"memquota: no quota configured for instance {instance.name!r}",
             )
+        if not args.dedup_id:
+            return self._charge(quota, instance, args, now)
         dedup = (instance.name, args.dedup_id)
-        if args.dedup_id:
-            seen = self._recent.get(dedup) or self._old.get(dedup)
-            if seen is not None:
-                return seen
+        seen = self._recent.get(dedup) or self._old.get(dedup)
+        if seen is not None:
+            return seen
         result = self._charge(quota, instance, args, now)
-        if args.dedup_id:
-            if len(self._recent) >= _MAX_DEDUP_IDS_PER_GENERATION:
-                self._rotate()
-            self._recent[dedup] = result
+        if len(self._recent) >= _MAX_DEDUP_IDS_PER_GENERATION:
+            self._rotate()
+        self._recent[dedup] = result
         return result
 
     def _resolve(self, quota: QuotaConfig, instance: Instance) -> tuple[_Limit, str]:
@@ -451,8 +441,7 @@ class MemQuotaHandler:
             granted = 0
         else:
             granted = bucket.alloc(args.amount, args.best_effort, now)
-        reset = bucket.reset_after(now)
-        remaining = bucket.remaining(now)
+        remaining, reset = bucket.state(now)
         reset_after = None if reset is None else datetime.timedelta(seconds=reset)
         if args.amount > 0 and granted == 0:
             return QuotaResult(

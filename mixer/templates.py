@@ -20,6 +20,10 @@ class Variety(enum.Enum):
     REPORT = "report"
     ATTRIBUTE_GENERATOR = "attribute_generator"
 
+    # Members are singletons compared by identity, so identity hashing agrees with equality;
+    # Enum's own __hash__ is Python code, and routing looks varieties up on every request.
+    __hash__ = object.__hash__
+
 
 @dataclass(frozen=True)
 class Template:

@@ -23,15 +23,13 @@ _MAX_SHAPES = 16
 _MAX_ENTRIES = 4096
 _MAX_SCOPES = 1024
 
-Reads = dict[tuple[str, str | None], bool]
-
 
 class _Scope:
     __slots__ = ("shapes", "table")
 
     def __init__(self) -> None:
         self.shapes = ShapeSet(_MAX_SHAPES)
-        self.table: dict[tuple[object, ...], tuple[Any, Reads]] = {}
+        self.table: dict[tuple[object, ...], tuple[Any, References]] = {}
 
 
 class QuotaChoices:
@@ -43,12 +41,14 @@ class QuotaChoices:
         self._scopes: dict[Hashable, _Scope] = {}
 
     def find(self, scope: Hashable, bag: Bag) -> tuple[Any, References] | None:
-        """The choice remembered for `bag` in `scope` and a copy of its references, or None."""
+        """The choice remembered for `bag` in `scope` and its references, or None. The references
+        are shared by every request that finds the choice: nothing changes references once an
+        evaluation has recorded them."""
         remembered = self._scopes.get(scope)
         if remembered is None:
             return None
-        for _, (choice, reads) in remembered.shapes.found(remembered.table, bag._data):
-            return choice, References(dict(reads))
+        for _, found in remembered.shapes.found(remembered.table, bag._data):
+            return found
         return None
 
     def remember(self, scope: Hashable, bag: Bag, references: References, choice: Any) -> None:
@@ -65,4 +65,4 @@ class QuotaChoices:
         if len(remembered.table) >= _MAX_ENTRIES:
             remembered.table.clear()
         with contextlib.suppress(TypeError):  # an unhashable value read
-            remembered.table[key] = (choice, dict(references.reads))
+            remembered.table[key] = (choice, References(dict(references.reads)))
