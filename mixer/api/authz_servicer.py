@@ -106,17 +106,7 @@ def authz_response(outcome: CheckOutcome) -> external_auth_pb2.CheckResponse:
 
 def _response_key(outcome: CheckOutcome) -> tuple[object, ...]:
     """Everything `authz_response` reads from an outcome."""
-    route = outcome.route
-    return (
-        outcome.status_code,
-        outcome.message,
-        outcome.decided_by,
-        tuple(route.request_header_operations),
-        tuple(route.response_header_operations),
-        route.direct_response_code,
-        route.direct_response_body,
-        tuple(route.direct_response_headers.items()),
-    )
+    return (outcome.status_code, outcome.message, outcome.decided_by, outcome.route.key())
 
 
 class AuthorizationService:

@@ -135,13 +135,7 @@ class CheckEncoder:
         return b"".join(parts)
 
     def _route(self, route: RouteResult) -> bytes:
-        key = (
-            tuple(route.request_header_operations),
-            tuple(route.response_header_operations),
-            route.direct_response_code,
-            route.direct_response_body,
-            tuple(route.direct_response_headers.items()),
-        )
+        key = route.key()
         found = self._routes.parts.get(key)
         if found is None:
             found = self._routes.put(key, _route_part(route))

@@ -55,6 +55,17 @@ class RouteResult:
     direct_response_body: str = ""
     direct_response_headers: dict[str, str] = field(default_factory=dict)
 
+    def key(self) -> tuple[object, ...]:
+        """The whole route as a hashable value: equal routes have equal keys (responses are
+        remembered by it)."""
+        return (
+            tuple(self.request_header_operations),
+            tuple(self.response_header_operations),
+            self.direct_response_code,
+            self.direct_response_body,
+            tuple(self.direct_response_headers.items()),
+        )
+
 
 @dataclass(slots=True)
 class QuotaOutcome:
