@@ -14,7 +14,8 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
             maxAmount: 1
             validDuration: 5s       # optional (an extension; Istio's overrides had none)
     redisServerUrl: localhost:6379  # see below; default localhost:6379
-    connectionPoolSize: 10          # connections (per node for a cluster); 0 = default 10
+    connectionPoolSize: 10          # batches in flight (connections for rediss:// and a
+                                    # cluster, per node); 0 = default 10
     timeout: 50ms                   # per quota call, all included (the first call also
                                     # connects / discovers the cluster); default 50ms
     failOpen: false                 # on Redis failure: false = UNAVAILABLE, true = grant
@@ -57,11 +58,17 @@ they go to Redis as one EVALSHA per cluster slot (one in all for a single server
 node, nodes in parallel. ``quota`` is ``quota_many`` of one. Replies are parsed by hiredis, the C
 parser that mixer depends on (`redis[hiredis]`), not by redis-py's Python fallback.
 
+Connections: a plain ``host:port``, ``redis://`` or ``unix://`` server is reached over one
+pipelined connection of our own (`adapters.redisquota.resp`: commands packed and replies parsed
+by hiredis), which costs a fifth to a third of the client CPU per command of redis-py's asyncio
+client (``python -m bench.redis_client``). TLS (``rediss://``), URLs with redis-py's other options
+and clusters use redis-py.
+
 Batching: requests of concurrent checks are merged. With nothing in flight a check is sent at
 once; while batches are in flight, checks queue for up to ``batchWindow`` (or until
 ``batchMaxItems`` requests are queued, or a batch returns) and leave together; at most
 ``connectionPoolSize`` batches are in flight. After a connection error a batch is retried once
-on a fresh connection (stale pooled connections after a Redis restart); a script that had run
+on a fresh connection (stale connections after a Redis restart); a script that had run
 before the connection broke is then replayed for requests with a dedup id, not charged twice.
 
 Failures (connection errors, timeouts, script errors) never raise: with ``failOpen`` the request

@@ -49,6 +49,7 @@ from adapters.redisquota.params import (
     RedisTarget,
     dimension_text,
 )
+from adapters.redisquota.resp import LeanAddress, RespConnection, lean_address
 
 __all__ = ["RedisQuotaHandler", "bucket_key", "dedup_key", "load_script", "redis_keys"]
 
@@ -221,6 +222,30 @@ class _Standalone:
         await self._client.aclose()
 
 
+class _Lean:
+    """One Redis server over one pipelined connection (`resp`): plain ``redis://`` and
+    ``unix://`` URLs. Concurrent batches share the connection instead of a pool."""
+
+    def __init__(self, address: LeanAddress) -> None:
+        self._connection = RespConnection(address)
+
+    def slot(self, key: str) -> int:
+        return 0
+
+    async def evalsha(self, sha: str, calls: Sequence[_Call]) -> list[Any]:
+        return await self._connection.call(
+            [("EVALSHA", sha, len(call[0]), *_flat(call)) for call in calls]
+        )
+
+    async def script_load(self, script: str) -> None:
+        (reply,) = await self._connection.call([("SCRIPT", "LOAD", script)])
+        if isinstance(reply, Exception):
+            raise reply
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+
+
 class _Cluster:
     """A Redis Cluster: one EVALSHA per slot, pipelined per node, nodes in parallel."""
 
@@ -257,6 +282,9 @@ class _Cluster:
 def _backend(params: RedisQuotaParams, timeout: float) -> _Backend:
     if params.target.cluster:
         return _Cluster(params.target, params.connection_pool_size, timeout)
+    lean = lean_address(params.target.url)
+    if lean is not None:
+        return _Lean(lean)
     return _Standalone(params.target, params.connection_pool_size, timeout)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import quota_bench
+from bench import quota_bench, redis_client
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -24,3 +24,15 @@ async def test_bench_counts_at_most_one_command_per_check(
     assert all(value <= 1 for value in sent.values()), sent
     assert sent[(1, 1)] == 1.0  # sequential: exactly one EVALSHA per check
     assert "commands sent per check <= 1: yes" in out
+
+
+async def test_redis_client_bench_compares_both_clients(
+    redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await redis_client._run(redis_server, commands=100, seconds=0.5, repeats=1)
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [r.split()[0] for r in rows] == ["one", "32"]
+    for row in rows:
+        old, new, ratio = row.split()[-3:]
+        assert float(old) > 0 and float(new) > 0
+        assert ratio.endswith("x") and float(ratio[:-1]) > 0

@@ -1,0 +1,266 @@
+"""One pipelined Redis connection for the quota hot path, RESP packed and parsed by hiredis.
+
+redis-py's asyncio client spends about four times the CPU of the protocol itself on each
+command: a pool checkout, a timeout context per read and per write, health checks and layered
+readers (`bench.redis_client`). A check sends one EVALSHA and waits for one reply, so this module
+keeps only what that needs: an `asyncio.Protocol` that writes commands packed by
+`hiredis.pack_command` and hands each reply that `hiredis.Reader` parses to the oldest waiting
+request. Requests from concurrent batches share the connection: Redis answers in order.
+
+Plain ``redis://`` and ``unix://`` URLs with a password and a database only (`lean_address`);
+TLS and redis-py's other URL options stay on redis-py. Errors are redis-py's exception types,
+so callers handle both paths alike: an error reply is a `ResponseError` (`NoScriptError` for
+NOSCRIPT) in the reply list; a connection that cannot be made or is lost raises
+`redis.exceptions.ConnectionError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+
+__all__ = ["LeanAddress", "RespConnection", "lean_address"]
+
+Command = tuple[str | int | bytes, ...]
+
+# hiredis's stub types the argument as a one-element tuple.
+_pack = cast(Callable[[Command], bytes], hiredis.pack_command)
+
+# What `parse_url` may return for a URL this module serves; anything else (TLS, client name,
+# socket options) is left to redis-py.
+_LEAN_KEYS = frozenset({"host", "port", "path", "db", "username", "password", "connection_class"})
+
+
+@dataclass(frozen=True, slots=True)
+class LeanAddress:
+    """A server this module can talk to: TCP `host`/`port` or a unix socket `path`."""
+
+    host: str = "localhost"
+    port: int = 6379
+    path: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+
+
+def lean_address(url: str) -> LeanAddress | None:
+    """The address of a plain ``redis://`` or ``unix://`` URL; None for anything else."""
+    if not url.startswith(("redis://", "unix://")):
+        return None
+    try:
+        kwargs = parse_url(url)
+    except ValueError:
+        return None
+    if not kwargs.keys() <= _LEAN_KEYS:
+        return None
+    cls = kwargs.get("connection_class")
+    if cls is not None and cls is not UnixDomainSocketConnection:
+        return None
+    return LeanAddress(
+        host=str(kwargs.get("host") or "localhost"),
+        port=int(kwargs.get("port") or 6379),
+        path=str(kwargs.get("path") or ""),
+        db=int(kwargs.get("db") or 0),
+        username=kwargs.get("username") or None,
+        password=kwargs.get("password") or None,
+    )
+
+
+def _reply(value: Any) -> Any:
+    """hiredis's reply, with an error reply as redis-py's exception (returned, not raised)."""
+    if isinstance(value, hiredis.ReplyError):
+        text = str(value)
+        return NoScriptError(text) if text.startswith("NOSCRIPT") else ResponseError(text)
+    if isinstance(value, list):
+        return [_reply(v) for v in value]
+    return value
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _Waiter:
+    __slots__ = ("count", "future", "replies")
+
+    def __init__(self, future: asyncio.Future[list[Any]], count: int) -> None:
+        self.future = future
+        self.count = count
+        self.replies: list[Any] = []
+
+
+class _Protocol(asyncio.Protocol):
+    """Matches replies to requests in order; fails every waiting request when the line drops."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+        self._reader = hiredis.Reader()
+        self._waiting: deque[_Waiter] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        waiting = self._waiting
+        while True:
+            try:
+                reply = self._reader.gets()
+            except hiredis.ProtocolError as err:
+                self._drop(RedisConnectionError(f"Redis sent a malformed reply: {err}"))
+                return
+            if reply is False:
+                return
+            if not waiting:
+                self._drop(RedisConnectionError("Redis sent a reply nobody asked for"))
+                return
+            waiter = waiting[0]
+            waiter.replies.append(reply)
+            if len(waiter.replies) == waiter.count:
+                waiting.popleft()
+                if not waiter.future.done():
+                    waiter.future.set_result([_reply(r) for r in waiter.replies])
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost is None:
+            self.lost = RedisConnectionError(
+                f"connection to Redis lost: {exc}" if exc else "Redis closed the connection"
+            )
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.future.done():
+                waiter.future.set_exception(self.lost)
+
+    def _drop(self, err: Exception) -> None:
+        self.lost = err
+        if self.transport is not None:
+            self.transport.abort()  # connection_lost fails the waiters
+
+    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Write `commands`; the future gets their replies, in order."""
+        if self.lost is not None or self.transport is None or self.transport.is_closing():
+            raise self.lost or RedisConnectionError("connection to Redis is closed")
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiter(future, len(commands)))
+        self.transport.write(b"".join([_pack(c) for c in commands]))
+        return future
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class RespConnection:
+    """A pipelined connection to one Redis server, made on first use and remade after a loss.
+
+    `call` retries once on a fresh connection when the connection fails (as the redis-py path
+    does): after a Redis restart the old connection is stale. A call that is cancelled (its
+    caller's timeout) while replies are owed closes the connection, so that a server that hangs
+    never collects an unbounded queue of requests.
+    """
+
+    def __init__(self, address: LeanAddress) -> None:
+        self._address = address
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._closed = False
+
+    async def call(self, commands: Sequence[Command]) -> list[Any]:
+        """The replies to `commands`, sent in one write; error replies are exception values."""
+        for attempt in (1, 2):
+            protocol = await self._connected()
+            try:
+                future = protocol.send(commands)
+            except RedisConnectionError:
+                self._forget(protocol)
+                if attempt == 2:
+                    raise
+                continue
+            try:
+                return await future
+            except RedisConnectionError:
+                self._forget(protocol)
+                if attempt == 2:
+                    raise
+            except asyncio.CancelledError:
+                self._forget(protocol)
+                protocol.close()
+                raise
+        raise AssertionError("unreachable")
+
+    def _forget(self, protocol: _Protocol) -> None:
+        if self._protocol is protocol:
+            self._protocol = None
+
+    async def _connected(self) -> _Protocol:
+        if self._closed:
+            raise RedisConnectionError("the Redis connection is closed")
+        protocol = self._protocol
+        if protocol is not None and protocol.lost is None:
+            return protocol
+        if self._connecting is None:
+            # Concurrent callers wait for one connection attempt rather than each making one.
+            self._connecting = asyncio.ensure_future(self._connect())
+            # Retrieved here too, for when every caller gave up before the attempt ended.
+            self._connecting.add_done_callback(_consume)
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        finally:
+            if self._connecting is connecting and connecting.done():
+                self._connecting = None
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        address = self._address
+        try:
+            if address.path:
+                _, protocol = await loop.create_unix_connection(_Protocol, address.path)
+            else:
+                _, protocol = await loop.create_connection(_Protocol, address.host, address.port)
+        except OSError as err:
+            where = address.path or f"{address.host}:{address.port}"
+            raise RedisConnectionError(f"cannot connect to Redis at {where}: {err}") from err
+        setup: list[Command] = []
+        if address.password is not None:
+            if address.username:
+                setup.append(("AUTH", address.username, address.password))
+            else:
+                setup.append(("AUTH", address.password))
+        if address.db:
+            setup.append(("SELECT", address.db))
+        if setup:
+            try:
+                replies = await protocol.send(setup)
+            except BaseException:
+                protocol.close()
+                raise
+            for command, reply in zip(setup, replies, strict=True):
+                if isinstance(reply, Exception):
+                    protocol.close()
+                    raise RedisConnectionError(f"Redis refused {command[0]!r}: {reply}")
+        if self._closed:
+            protocol.close()
+            raise RedisConnectionError("the Redis connection is closed")
+        self._protocol = protocol
+        return protocol
+
+    async def aclose(self) -> None:
+        """Close the connection; later calls fail."""
+        self._closed = True
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+        if self._protocol is not None:
+            self._protocol.close()
+            self._protocol = None
