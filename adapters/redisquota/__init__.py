@@ -20,7 +20,7 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
                                     # connects / discovers the cluster); default 50ms
     failOpen: false                 # on Redis failure: false = UNAVAILABLE, true = grant
     minDeduplicationDuration: 1s    # dedup ids kept in Redis for 2 x this
-    batchWindow: 1ms                # see "Batching"; 0..100ms
+    batchWindow: 1ms                # see "Batching" (redis-py's paths); 0..100ms
     batchMaxItems: 64               # quota requests per batch (a check's group is never split)
 
 ``redisServerUrl`` forms:
@@ -64,10 +64,15 @@ by hiredis), which costs a fifth to a third of the client CPU per command of red
 client (``python -m bench.redis_client``). TLS (``rediss://``), URLs with redis-py's other options
 and clusters use redis-py.
 
-Batching: requests of concurrent checks are merged. With nothing in flight a check is sent at
-once; while batches are in flight, checks queue for up to ``batchWindow`` (or until
-``batchMaxItems`` requests are queued, or a batch returns) and leave together; at most
-``connectionPoolSize`` batches are in flight. After a connection error a batch is retried once
+Batching: over the pipelined connection (plain URLs) each check is written at once, and
+concurrent checks share its round trips: Redis reads and answers the pipelined commands
+together. Merging them into one EVALSHA cost more client CPU than it saved (timers, a task per
+batch, a second round trip for a check queued behind a batch in flight: 12 % more server CPU
+per check in the benchmark). On redis-py's paths (TLS, other URL options, clusters) requests of
+concurrent checks are merged: with nothing in flight a check is sent at once; while batches are
+in flight, checks queue for up to ``batchWindow`` (or until ``batchMaxItems`` requests are
+queued, or a batch returns) and leave together; at most ``connectionPoolSize`` batches are in
+flight. After a connection error a batch is retried once
 on a fresh connection (stale connections after a Redis restart); a script that had run
 before the connection broke is then replayed for requests with a dedup id, not charged twice.
 

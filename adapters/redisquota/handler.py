@@ -451,6 +451,7 @@ class RedisQuotaHandler:
         self._script = load_script()
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
         self._backend = _backend(params, self._timeout)
+        self._pipelined = isinstance(self._backend, _Lean)
         self._registry = env.registry
         self._errors = _acquire_counter(env.registry).labels(handler=env.handler_name)
         self._failing = False
@@ -502,6 +503,12 @@ class RedisQuotaHandler:
         """Submit one group and wait for it, at most `timeout`."""
         loop = asyncio.get_running_loop()
         group = _Group(items, loop.create_future())
+        if self._pipelined:
+            # One write per check on the shared connection: merging checks into one EVALSHA
+            # cost more than it saved (timers, a task per batch, a second round trip for a
+            # check queued behind a batch in flight).
+            await self._send([group])  # bounded by `timeout` inside `_send`
+            return group.future.result()
         if self._batcher.idle():
             await self._batcher.send_now(group)  # bounded by `timeout` inside `_send`
             return group.future.result()

@@ -106,6 +106,7 @@ class _Protocol(asyncio.Protocol):
         self.lost: Exception | None = None
         self._reader = hiredis.Reader()
         self._waiting: deque[_Waiter] = deque()
+        self.received = 0  # replies so far: tells a slow server from a stuck one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -125,6 +126,7 @@ class _Protocol(asyncio.Protocol):
             if not waiting:
                 self._drop(RedisConnectionError("Redis sent a reply nobody asked for"))
                 return
+            self.received += 1
             waiter = waiting[0]
             waiter.replies.append(reply)
             if len(waiter.replies) == waiter.count:
@@ -166,8 +168,9 @@ class RespConnection:
 
     `call` retries once on a fresh connection when the connection fails (as the redis-py path
     does): after a Redis restart the old connection is stale. A call that is cancelled (its
-    caller's timeout) while replies are owed closes the connection, so that a server that hangs
-    never collects an unbounded queue of requests.
+    caller's timeout) when no reply at all came while it waited closes the connection: the
+    server is stuck, and requests must not queue up on it without bound. Replies still owed to
+    a call cancelled while the server was merely slow are read and dropped.
     """
 
     def __init__(self, address: LeanAddress) -> None:
@@ -180,6 +183,7 @@ class RespConnection:
         """The replies to `commands`, sent in one write; error replies are exception values."""
         for attempt in (1, 2):
             protocol = await self._connected()
+            received = protocol.received
             try:
                 future = protocol.send(commands)
             except RedisConnectionError:
@@ -194,8 +198,9 @@ class RespConnection:
                 if attempt == 2:
                     raise
             except asyncio.CancelledError:
-                self._forget(protocol)
-                protocol.close()
+                if protocol.received == received:
+                    self._forget(protocol)
+                    protocol.close()
                 raise
         raise AssertionError("unreachable")
 

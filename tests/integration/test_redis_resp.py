@@ -124,10 +124,10 @@ async def test_refused_connection_names_the_address() -> None:
             await conn.call([("PING",)])
 
 
-async def test_a_hung_server_times_out_then_recovers() -> None:
+async def test_a_hung_server_times_out_then_recovers_on_a_new_connection() -> None:
     with RedisServer() as hung:
         async with connection(address_of(hung)) as conn:
-            assert await conn.call([("PING",)]) == [b"PONG"]
+            (first,) = await conn.call([("CLIENT", "ID")])
             hung.pause()
             try:
                 for _ in range(3):
@@ -136,7 +136,26 @@ async def test_a_hung_server_times_out_then_recovers() -> None:
                             await conn.call([("PING",)])
             finally:
                 hung.resume()
-            assert await conn.call([("ECHO", "back")]) == [b"back"]
+            echo, second = await conn.call([("ECHO", "back"), ("CLIENT", "ID")])
+            assert echo == b"back"
+            assert second != first  # the stuck connection was dropped
+
+
+async def test_a_call_cancelled_while_replies_flow_keeps_the_connection(
+    server: RedisServer,
+) -> None:
+    async with connection(address_of(server)) as conn:
+        (first,) = await conn.call([("CLIENT", "ID")])
+        # Redis answers a connection's commands in order: the second BLPOP's reply waits behind
+        # the first (0.2 s), which arrives while the second call is still waiting.
+        earlier = asyncio.ensure_future(conn.call([("BLPOP", "resp:none", 0.2)]))
+        await asyncio.sleep(0)  # it writes first
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.6):
+                await conn.call([("BLPOP", "resp:none2", 1)])
+        assert await earlier == [None]
+        (again,) = await conn.call([("CLIENT", "ID")])
+        assert again == first
 
 
 async def test_closed_connection_refuses_calls(server: RedisServer) -> None:

@@ -1,5 +1,6 @@
 """Redis commands per check, counted by the server (`INFO commandstats`): all quotas of a check
-cost one command, and concurrent checks share commands."""
+cost one command; concurrent checks share one pipelined connection (plain URLs) or commands
+(redis-py's paths)."""
 
 from __future__ import annotations
 
@@ -101,10 +102,27 @@ async def test_each_check_costs_one_command_whatever_its_quota_count(
     assert sent == {"evalsha": checks}
 
 
-async def test_concurrent_checks_share_commands(
+async def test_concurrent_checks_share_one_pipelined_connection(
     redis_server: RedisServer, stats: Stats, make: list[RedisQuotaHandler]
 ) -> None:
     h = handler(redis_server.url, 3, make)
+    await h.quota_many(check(3, -1))  # connects
+    with redis_server.client() as c:
+        connections = int(c.info("stats")["total_connections_received"])
+    before = stats()
+    results = await asyncio.gather(*(h.quota_many(check(3, i)) for i in range(64)))
+    assert all(r.granted == 1 for rs in results for r in rs)
+    assert sent_by_client(before, stats()) == {"evalsha": 64}  # one per check
+    with redis_server.client() as c:
+        # only this reading client is new: the 64 checks went over the handler's one connection
+        assert int(c.info("stats")["total_connections_received"]) == connections + 1
+
+
+async def test_concurrent_checks_share_commands_on_redis_py(
+    redis_server: RedisServer, stats: Stats, make: list[RedisQuotaHandler]
+) -> None:
+    # A URL option that the lean connection leaves to redis-py (as it does TLS).
+    h = handler(f"{redis_server.url}?client_name=roundtrips", 3, make)
     await h.quota_many(check(3, -1))
     before = stats()
     results = await asyncio.gather(*(h.quota_many(check(3, i)) for i in range(64)))
