@@ -84,11 +84,6 @@ def _reply(value: Any) -> Any:
     return value
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 class _Waiter:
     __slots__ = ("count", "future", "replies")
 
@@ -170,11 +165,13 @@ class RespConnection:
     does): after a Redis restart the old connection is stale. A call that is cancelled (its
     caller's timeout) when no reply at all came while it waited closes the connection: the
     server is stuck, and requests must not queue up on it without bound. Replies still owed to
-    a call cancelled while the server was merely slow are read and dropped.
+    a call cancelled while the server was merely slow are read and dropped. Callers bound their
+    own waits; `connect_timeout` bounds a connection attempt that nobody waits for any more.
     """
 
-    def __init__(self, address: LeanAddress) -> None:
+    def __init__(self, address: LeanAddress, connect_timeout: float = 5.0) -> None:
         self._address = address
+        self._connect_timeout = connect_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._closed = False
@@ -214,29 +211,50 @@ class RespConnection:
         protocol = self._protocol
         if protocol is not None and protocol.lost is None:
             return protocol
-        if self._connecting is None:
-            # Concurrent callers wait for one connection attempt rather than each making one.
-            self._connecting = asyncio.ensure_future(self._connect())
-            # Retrieved here too, for when every caller gave up before the attempt ended.
-            self._connecting.add_done_callback(_consume)
         connecting = self._connecting
-        try:
-            return await asyncio.shield(connecting)
-        finally:
-            if self._connecting is connecting and connecting.done():
-                self._connecting = None
+        if connecting is None:
+            # Concurrent callers wait for one connection attempt rather than each making one.
+            connecting = self._connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._attempt_ended)
+        # `wait`, not `shield`: a caller's cancellation leaves the attempt running for the
+        # others, and an attempt cancelled by `aclose` is not the caller's cancellation.
+        await asyncio.wait((connecting,))
+        if connecting.cancelled():
+            raise RedisConnectionError("the Redis connection is closed")
+        return connecting.result()
+
+    def _attempt_ended(self, attempt: asyncio.Future[_Protocol]) -> None:
+        if self._connecting is attempt:
+            self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved, even when every caller gave up waiting
 
     async def _connect(self) -> _Protocol:
+        address = self._address
+        where = address.path or f"{address.host}:{address.port}"
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                protocol = await self._open()
+        except TimeoutError:
+            raise RedisConnectionError(
+                f"no connection to Redis at {where} within {self._connect_timeout:g}s"
+            ) from None
+        except OSError as err:
+            raise RedisConnectionError(f"cannot connect to Redis at {where}: {err}") from err
+        if self._closed:
+            protocol.close()
+            raise RedisConnectionError("the Redis connection is closed")
+        self._protocol = protocol
+        return protocol
+
+    async def _open(self) -> _Protocol:
+        """Connect, then AUTH and SELECT as the URL asks; the protocol is closed on failure."""
         loop = asyncio.get_running_loop()
         address = self._address
-        try:
-            if address.path:
-                _, protocol = await loop.create_unix_connection(_Protocol, address.path)
-            else:
-                _, protocol = await loop.create_connection(_Protocol, address.host, address.port)
-        except OSError as err:
-            where = address.path or f"{address.host}:{address.port}"
-            raise RedisConnectionError(f"cannot connect to Redis at {where}: {err}") from err
+        if address.path:
+            _, protocol = await loop.create_unix_connection(_Protocol, address.path)
+        else:
+            _, protocol = await loop.create_connection(_Protocol, address.host, address.port)
         setup: list[Command] = []
         if address.password is not None:
             if address.username:
@@ -245,26 +263,23 @@ class RespConnection:
                 setup.append(("AUTH", address.password))
         if address.db:
             setup.append(("SELECT", address.db))
-        if setup:
-            try:
-                replies = await protocol.send(setup)
-            except BaseException:
-                protocol.close()
-                raise
-            for command, reply in zip(setup, replies, strict=True):
-                if isinstance(reply, Exception):
-                    protocol.close()
-                    raise RedisConnectionError(f"Redis refused {command[0]!r}: {reply}")
-        if self._closed:
+        if not setup:
+            return protocol
+        try:
+            replies = await protocol.send(setup)
+        except BaseException:
             protocol.close()
-            raise RedisConnectionError("the Redis connection is closed")
-        self._protocol = protocol
+            raise
+        for command, reply in zip(setup, replies, strict=True):
+            if isinstance(reply, Exception):
+                protocol.close()
+                raise RedisConnectionError(f"Redis refused {command[0]!r}: {reply}")
         return protocol
 
     async def aclose(self) -> None:
         """Close the connection; later calls fail."""
         self._closed = True
-        if self._connecting is not None and not self._connecting.done():
+        if self._connecting is not None:
             self._connecting.cancel()
         if self._protocol is not None:
             self._protocol.close()

@@ -47,8 +47,8 @@ def server() -> Iterator[RedisServer]:
 
 
 @contextlib.asynccontextmanager
-async def connection(address: LeanAddress) -> AsyncIterator[RespConnection]:
-    conn = RespConnection(address)
+async def connection(target: LeanAddress | RespConnection) -> AsyncIterator[RespConnection]:
+    conn = target if isinstance(target, RespConnection) else RespConnection(target)
     try:
         yield conn
     finally:
@@ -205,3 +205,17 @@ async def test_an_unasked_reply_drops_the_connection() -> None:
         await asyncio.wait_for(hung_up.wait(), 5)
         # A fresh connection serves the next call.
         assert await conn.call([("PING",)]) == [b"PONG"]
+
+
+async def test_a_connection_attempt_is_bounded_and_close_ends_it() -> None:
+    async with fake_redis(b"") as (port, _):  # accepts, never answers AUTH
+        silent = LeanAddress("127.0.0.1", port, password="pw")
+        async with connection(RespConnection(silent, connect_timeout=0.2)) as conn:
+            with pytest.raises(RedisConnectionError, match=r"within 0\.2s"):
+                await asyncio.wait_for(conn.call([("PING",)]), 10)
+        conn = RespConnection(silent)
+        waiting = asyncio.ensure_future(conn.call([("PING",)]))
+        await asyncio.sleep(0.1)  # connected, waiting for the AUTH reply
+        await conn.aclose()
+        with pytest.raises(RedisConnectionError, match="closed"):
+            await asyncio.wait_for(waiting, 10)
