@@ -179,7 +179,9 @@ class RespConnection:
     async def call(self, commands: Sequence[Command]) -> list[Any]:
         """The replies to `commands`, sent in one write; error replies are exception values."""
         for attempt in (1, 2):
-            protocol = await self._connected()
+            protocol = self._protocol
+            if protocol is None or protocol.lost is not None or self._closed:
+                protocol = await self._connected()
             received = protocol.received
             try:
                 future = protocol.send(commands)
