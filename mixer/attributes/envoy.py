@@ -383,19 +383,33 @@ def _response_duration(common: AccessLogCommon) -> datetime.timedelta | None:
     return None
 
 
+# Computed here rather than by protobuf's ToDatetime / ToTimedelta, which are Python code that
+# cost a few µs per call on every ALS entry; tested against them.
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+# What a protobuf Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+_TIMESTAMP_SECONDS = range(-62_135_596_800, 253_402_300_800)
+
+
 def _time(ts: Timestamp, where: str) -> datetime.datetime:
-    """A protobuf Timestamp as UTC datetime; BadRequest when it is invalid or out of range."""
-    try:
-        return ts.ToDatetime(tzinfo=_UTC)
-    except (ValueError, OverflowError) as err:
-        raise BadRequest(f"{where}: invalid timestamp: {err}") from None
+    """A protobuf Timestamp as UTC datetime (microseconds, truncated); BadRequest when it is
+    outside the range a Timestamp may hold."""
+    seconds, nanos = ts.seconds, ts.nanos
+    if seconds not in _TIMESTAMP_SECONDS or not 0 <= nanos < 1_000_000_000:
+        raise BadRequest(
+            f"{where}: invalid timestamp: seconds {seconds} must be in [-62135596800, "
+            f"253402300799] and nanos {nanos} in [0, 999999999]"
+        )
+    return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
 
 
 def _span(d: Duration, where: str) -> datetime.timedelta:
-    """A protobuf Duration as timedelta; BadRequest when it is invalid or out of range."""
+    """A protobuf Duration as timedelta (microseconds, rounded toward zero); BadRequest when it
+    is out of timedelta's range."""
+    nanos = d.nanos
+    micros = nanos // 1000 if nanos >= 0 else -(-nanos // 1000)
     try:
-        return d.ToTimedelta()
-    except (ValueError, OverflowError) as err:
+        return datetime.timedelta(seconds=d.seconds, microseconds=micros)
+    except OverflowError as err:
         raise BadRequest(f"{where}: invalid duration: {err}") from None
 
 
