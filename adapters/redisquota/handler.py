@@ -224,7 +224,7 @@ class _Standalone:
 
 class _Lean:
     """One Redis server over one pipelined connection (`resp`): plain ``redis://`` and
-    ``unix://`` URLs. Concurrent batches share the connection instead of a pool."""
+    ``unix://`` URLs. Concurrent checks share the connection instead of a pool."""
 
     def __init__(self, address: LeanAddress) -> None:
         self._connection = RespConnection(address)
