@@ -75,7 +75,7 @@ def run_profiles(bench: Bench, work: Path) -> dict[str, Any]:
     """One py-spy-sampled leg per mixer scenario (not counted in the table)."""
     out: dict[str, Any] = {}
     if profile.py_spy() is None:
-        log("py-spy not installed: no profiles (pip install py-spy)")
+        log("py-spy not installed: no profiles (./dev setup installs it)")
         return out
     for scenario in bench.scenarios:
         stacks = RESULTS / f"profile-{scenario.name}.txt"

@@ -3,7 +3,7 @@
 `record` runs ``py-spy record --format raw`` (collapsed stacks) against a pid for a fixed time,
 non-blocking (the target is not paused). `summarise` turns the stacks into the functions with
 the most samples on top of the stack (self) and anywhere in it (inclusive), in % of samples.
-py-spy is a dev tool: ``pip install py-spy``; without it profiling is skipped.
+py-spy is in the dev extra (installed by ``./dev bench``); without it profiling is skipped.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def record(pid: int, seconds: float, out: Path, rate: int = 200) -> subprocess.P
     """Start sampling `pid` for `seconds` into `out` (collapsed stacks); returns the process."""
     exe = py_spy()
     if exe is None:
-        raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
+        raise FileNotFoundError("py-spy is not installed (./dev setup installs it)")
     argv = [
         exe,
         "record",

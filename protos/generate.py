@@ -5,6 +5,13 @@ Output goes beside the package that the proto path names: ``protos/mixer/v1/x.pr
 
     python protos/generate.py            # rewrite the generated files
     python protos/generate.py --check    # exit 1 when the committed files differ
+
+The check compares the files byte for byte, headers included: the generators (grpcio-tools and
+its protoc, mypy-protobuf) are pinned by the lock (``uv.lock``, ``requirements/dev.txt``), so a
+fresh ``./dev setup`` regenerates exactly what is committed. When the only differences are the
+version lines the generators stamp (``GRPC_GENERATED_VERSION``, ``Protobuf Python Version``,
+mypy-protobuf's), the check says the installed generator is not the locked one rather than that
+``protos/`` changed.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import importlib.resources
+import re
 import shutil
 import sys
 import tempfile
@@ -63,6 +71,18 @@ def _generated_files(root: Path) -> set[Path]:
     return found
 
 
+# Lines in which the generators stamp their own version.
+_VERSION_LINE = re.compile(
+    rb"^(GRPC_GENERATED_VERSION = .*|# Protobuf Python Version: .*|"
+    rb"    \d+,|.*mypy-protobuf \d.*)$",
+    re.M,
+)
+
+
+def _only_versions_differ(a: Path, b: Path) -> bool:
+    return _VERSION_LINE.sub(b"", a.read_bytes()) == _VERSION_LINE.sub(b"", b.read_bytes())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when generated code drifts")
@@ -78,6 +98,17 @@ def main() -> int:
                 if not (ROOT / rel).exists()
                 or not filecmp.cmp(out / rel, ROOT / rel, shallow=False)
             )
+            if drift and all(
+                (ROOT / rel).exists() and _only_versions_differ(out / rel, ROOT / rel)
+                for rel in drift
+            ):
+                print(
+                    "the installed protobuf generators are not the locked ones (only their "
+                    "version stamps differ); install from the lock: ./dev setup"
+                )
+                for rel in drift:
+                    print(f"  {rel}")
+                return 1
             if drift:
                 print("generated protobuf code is out of date; run: python protos/generate.py")
                 for rel in drift:

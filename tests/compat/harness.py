@@ -22,9 +22,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-# Pinned so that a new Envoy release (new fields, enum values) changes the tests only on purpose.
-PACKAGES = ("xds-protos==1.85.0", "grpcio")
-# Holds PACKAGES once installed and probed: a half-built or outdated venv is (re)installed.
+# Exported from uv.lock by ``./dev lock`` (the ``compat`` group in pyproject.toml): every
+# distribution pinned with its hashes, so a new Envoy release (new fields, enum values) or a new
+# grpcio changes the tests only on purpose.
+REQUIREMENTS = ROOT / "requirements" / "compat.txt"
+# Holds REQUIREMENTS' text once installed and probed: a half-built or outdated venv is
+# (re)installed.
 _MARKER = ".mixer-compat-ok"
 _PROBE = (
     "import grpc, envoy.service.auth.v3.external_auth_pb2_grpc, "
@@ -72,14 +75,14 @@ def _run(args: list[str], timeout: float, stdin: str | None = None) -> str:
 
 
 def ensure_compat_venv() -> Path:
-    """The isolated venv's interpreter; builds the venv (``xds-protos``, ``grpcio``) if needed.
+    """The isolated venv's interpreter; builds the venv from `REQUIREMENTS` if needed.
 
     Raises `CompatEnvError` with the installer's output when it cannot be built.
     """
     root = venv_dir()
     python = root / "bin" / "python"
     marker = root / _MARKER
-    wanted = " ".join(PACKAGES) + "\n"
+    wanted = REQUIREMENTS.read_text()
     if python.is_file() and marker.is_file() and marker.read_text() == wanted:
         return python
     if root.exists() and not (root / "pyvenv.cfg").is_file():
@@ -87,7 +90,7 @@ def ensure_compat_venv() -> Path:
     if not python.is_file():
         _run([sys.executable, "-m", "venv", str(root)], _INSTALL_TIMEOUT_S)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _run([*pip, *PACKAGES], _INSTALL_TIMEOUT_S)
+    _run([*pip, "--require-hashes", "-r", str(REQUIREMENTS)], _INSTALL_TIMEOUT_S)
     _run([str(python), "-c", _PROBE], _RUN_TIMEOUT_S)
     marker.write_text(wanted)
     return python

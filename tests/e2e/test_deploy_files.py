@@ -178,6 +178,16 @@ def test_dockerfile_is_slim_non_root_and_health_checked() -> None:
         assert f"!{source}/" in ignore or f"!{source}" in ignore, source
 
 
+def test_dockerfile_installs_exactly_the_lock() -> None:
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    installs = [" ".join(line.split()) for line in re.findall(r"pip install (.+)", text)]
+    # Dependencies only from the hashed lock, then mixer alone: nothing is resolved anew.
+    assert any("--require-hashes -r requirements/run.txt" in line for line in installs)
+    rest = [line for line in installs if "--require-hashes" not in line]
+    assert rest and all("--no-deps" in line and "--no-build-isolation" in line for line in rest)
+    assert "COPY requirements/run.txt" in text
+
+
 # ------------------------------------------------------------------------------ Kubernetes
 
 

@@ -5,7 +5,7 @@ import warnings
 
 from mixer.envoy.service.auth.v3 import external_auth_pb2 as mixer_dot_envoy_dot_service_dot_auth_dot_v3_dot_external__auth__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
