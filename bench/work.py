@@ -77,7 +77,7 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
     from mixer.envoy.service.auth.v3 import external_auth_pb2
     from mixer.runtime.build import build_runtime, load_snapshot
     from mixer.runtime.runtime import RuntimeHolder
-    from mixer.server.telemetry import ServerMetrics
+    from mixer.telemetry import ServerMetrics
     from mixer.v1 import mixer_pb2
 
     scenario = runner.SCENARIOS[name]

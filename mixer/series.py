@@ -7,7 +7,7 @@ in place; a scrape, from another thread, copies what it reads in single C-level 
 under the GIL. The text format is still prometheus_client's: collectors yield its
 `CounterMetricFamily` and `HistogramMetricFamily`, without ``_created`` samples.
 
-Used by the server's per-request metrics (`mixer.server.telemetry`) and by the prometheus
+Used by the server's per-request metrics (`mixer.telemetry`) and by the prometheus
 adapter's store.
 """
 

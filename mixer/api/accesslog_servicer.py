@@ -19,7 +19,7 @@ from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.errors import MixerError
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

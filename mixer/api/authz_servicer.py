@@ -21,7 +21,7 @@ from mixer.envoy.service.auth.v3 import external_auth_pb2
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest
 from mixer.runtime.routing import HeaderOp, HeaderOperationResult
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.telemetry import Children, ServerMetrics
+from mixer.telemetry import Children, ServerMetrics
 
 SERVICE = "envoy.service.auth.v3.Authorization"
 

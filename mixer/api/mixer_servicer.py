@@ -15,7 +15,7 @@ from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.errors import LimitExceeded
 from mixer.runtime.dispatcher import QuotaRequest
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.telemetry import Children, ServerMetrics
+from mixer.telemetry import Children, ServerMetrics
 from mixer.v1 import mixer_pb2
 
 logger = logging.getLogger(__name__)

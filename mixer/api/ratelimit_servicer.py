@@ -20,7 +20,7 @@ from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from mixer.errors import BadRequest
 from mixer.runtime.ratelimit import UNIT_SECONDS, Code, Decision, DescriptorDecision, RateLimitTable
 from mixer.runtime.runtime import Runtime, RuntimeHolder
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 

@@ -17,7 +17,7 @@ from mixer.errors import (
     LimitExceeded,
     MixerError,
 )
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

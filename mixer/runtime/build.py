@@ -34,7 +34,7 @@ from mixer.runtime.routing import (
 )
 from mixer.runtime.runtime import Runtime
 from mixer.runtime.sampling import Sampler
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 from mixer.templates import TEMPLATES, Variety
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from mixer.runtime.routing import (
     Rule,
     request_namespace,
 )
-from mixer.server.telemetry import Children, ServerMetrics
+from mixer.telemetry import Children, ServerMetrics
 from mixer.templates import Variety
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from adapters.base import Instance, ReportHandler
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

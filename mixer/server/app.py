@@ -26,8 +26,8 @@ from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.admin import AdminServer
 from mixer.server.grpc_server import create_server, set_serving
 from mixer.server.reloader import Reloader
-from mixer.server.telemetry import ServerMetrics
 from mixer.settings import Settings, split_address
+from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

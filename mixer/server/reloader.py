@@ -20,8 +20,8 @@ from prometheus_client import CollectorRegistry
 from mixer.errors import ConfigError
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.runtime import Runtime, RuntimeHolder
-from mixer.server.telemetry import ServerMetrics
 from mixer.settings import Settings
+from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
 

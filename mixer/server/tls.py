@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import grpc
@@ -64,17 +63,3 @@ class CertificateReloader:
             self.fetch,  # type: ignore[arg-type]
             require_client_authentication=self._client_ca is not None,
         )
-
-
-def peer_principal(auth_context: Mapping[str, Iterable[bytes]]) -> str | None:
-    """The client's identity from its verified certificate: SPIFFE URI SAN, other SAN, or CN."""
-    sans = [
-        v.decode("utf-8", "replace") for v in auth_context.get("x509_subject_alternative_name", ())
-    ]
-    for san in sans:
-        if san.startswith("spiffe://"):
-            return san
-    if sans:
-        return sans[0]
-    cns = list(auth_context.get("x509_common_name", ()))
-    return cns[0].decode("utf-8", "replace") if cns else None

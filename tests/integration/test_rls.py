@@ -20,7 +20,7 @@ from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from mixer.runtime.build import build_runtime
 from mixer.runtime.ratelimit import RateLimitTable, build_ratelimit_table
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 from tests.compat.harness import run_envoy_client
 from tests.redis_server import RedisServer
 

@@ -12,7 +12,7 @@ from mixer.attributes.bag import Bag
 from mixer.errors import DispatchError
 from mixer.runtime.dispatcher import Dispatcher
 from mixer.runtime.routing import Action, HandlerEntry, InstanceBuilder, RoutingTable, Rule
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 from mixer.templates import Variety
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
-from mixer.server.telemetry import Children
+from mixer.telemetry import Children
 
 
 def test_children_are_the_metrics_own_and_the_cache_is_bounded() -> None:

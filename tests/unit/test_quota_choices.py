@@ -9,7 +9,7 @@ from adapters.base import Instance, QuotaArgs, QuotaResult
 from mixer.attributes.bag import Bag, StringMap
 from mixer.runtime.dispatcher import Dispatcher, QuotaRequest
 from mixer.runtime.routing import Action, HandlerEntry, InstanceBuilder, RoutingTable, Rule
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 from mixer.templates import Variety
 
 

@@ -23,7 +23,7 @@ from mixer.runtime.routing import (
     Rule,
     request_namespace,
 )
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 from mixer.templates import Variety
 
 RULES = Path(__file__).resolve().parents[2] / "rules"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from adapters.base import Instance
 from mixer.runtime.reporting import ReportWorker
-from mixer.server.telemetry import ServerMetrics
+from mixer.telemetry import ServerMetrics
 
 
 class Recording:
