@@ -66,10 +66,10 @@ check is written at once and concurrent checks share the connection. TLS (``redi
 with redis-py's other options and clusters go through redis-py, where concurrent checks are
 merged into batches: with nothing in flight a check is sent at once; otherwise checks queue for
 up to ``batchWindow`` (or until ``batchMaxItems`` requests are queued, or a batch returns) and
-leave together, with at most ``connectionPoolSize`` batches in flight. On either path a call that
-meets a connection error is retried once on a fresh connection (stale after a Redis restart); a
-script that had run before the connection broke is then replayed for requests with a dedup id,
-not charged twice.
+leave together, with at most ``connectionPoolSize`` batches in flight. With a single server, a
+call that meets a connection error is retried once on a fresh connection (stale after a Redis
+restart); a script that had run before the connection broke is then replayed for requests with a
+dedup id, not charged twice. Cluster calls are not retried.
 
 Failures (connection errors, timeouts, script errors) never raise: with ``failOpen`` the request
 is granted, otherwise it gets ``UNAVAILABLE``; either way the counter
