@@ -14,14 +14,15 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
             maxAmount: 1
             validDuration: 5s       # optional (an extension; Istio's overrides had none)
     redisServerUrl: localhost:6379  # see below; default localhost:6379
-    connectionPoolSize: 10          # batches in flight (connections for rediss:// and a
-                                    # cluster, per node); 0 = default 10
+    connectionPoolSize: 10          # redis-py paths: batches in flight (connections, per
+                                    # node for a cluster); 0 = default 10
     timeout: 50ms                   # per quota call, all included (the first call also
                                     # connects / discovers the cluster); default 50ms
     failOpen: false                 # on Redis failure: false = UNAVAILABLE, true = grant
     minDeduplicationDuration: 1s    # dedup ids kept in Redis for 2 x this
-    batchWindow: 1ms                # see "Batching" (redis-py's paths); 0..100ms
-    batchMaxItems: 64               # quota requests per batch (a check's group is never split)
+    batchWindow: 1ms                # redis-py paths (see "Connections"); 0..100ms
+    batchMaxItems: 64               # redis-py paths: quota requests per batch (a check's
+                                    # requests are never split)
 
 ``redisServerUrl`` forms:
 
@@ -33,7 +34,8 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
 
 Algorithms run as Lua inside Redis (``*.lua`` in this package, joined into one script, loaded
 once and called with EVALSHA; NOSCRIPT after a Redis restart reloads it). Time is the Redis
-server's (``TIME``), not the replica's:
+server's (``TIME``), not the replica's, so replicas sharing a bucket share its clock
+(docs/decisions/0004):
 
 * ``FIXED_WINDOW``: a window opens at the first grant after the previous one closed and lasts
   ``validDuration``; at most ``maxAmount`` is granted in it (up to 2 x across a window edge).
@@ -53,28 +55,21 @@ with ``RESOURCE_EXHAUSTED`` ``"redisquota: Resource exhausted"``; a grant carrie
 grant nothing (OK) and only report the bucket. A request with a ``dedup_id`` already seen (on
 any replica) within the dedup TTL replays the first answer without charging.
 
-One round trip per check: `RedisQuotaHandler.quota_many` takes all quota requests of a check;
-they go to Redis as one EVALSHA per cluster slot (one in all for a single server), pipelined per
-node, nodes in parallel. ``quota`` is ``quota_many`` of one. Replies are parsed by hiredis, the C
-parser that mixer depends on (`redis[hiredis]`), not by redis-py's Python fallback.
+Round trips: all quota requests of one check (`RedisQuotaHandler.quota_many`; ``quota`` is
+``quota_many`` of one) go to Redis as one EVALSHA per cluster slot, one in all for a single
+server; a cluster's slots are pipelined per node, nodes in parallel. Replies are parsed by
+hiredis (`redis[hiredis]`), never by redis-py's Python fallback.
 
 Connections: a plain ``host:port``, ``redis://`` or ``unix://`` server is reached over one
-pipelined connection of our own (`adapters.redisquota.resp`: commands packed and replies parsed
-by hiredis), which costs a fifth to a third of the client CPU per command of redis-py's asyncio
-client (``python -m bench.redis_client``). TLS (``rediss://``), URLs with redis-py's other options
-and clusters use redis-py.
-
-Batching: over the pipelined connection (plain URLs) each check is written at once, and
-concurrent checks share its round trips: Redis reads and answers the pipelined commands
-together. Merging them into one EVALSHA cost more client CPU than it saved (timers, a task per
-batch, a second round trip for a check queued behind a batch in flight: 12 % more server CPU
-per check in the benchmark). On redis-py's paths (TLS, other URL options, clusters) requests of
-concurrent checks are merged: with nothing in flight a check is sent at once; while batches are
-in flight, checks queue for up to ``batchWindow`` (or until ``batchMaxItems`` requests are
-queued, or a batch returns) and leave together; at most ``connectionPoolSize`` batches are in
-flight. After a connection error a batch is retried once
-on a fresh connection (stale connections after a Redis restart); a script that had run
-before the connection broke is then replayed for requests with a dedup id, not charged twice.
+pipelined connection of our own (`adapters.redisquota.resp`, docs/decisions/0003), on which each
+check is written at once and concurrent checks share the connection. TLS (``rediss://``), URLs
+with redis-py's other options and clusters go through redis-py, where concurrent checks are
+merged into batches: with nothing in flight a check is sent at once; otherwise checks queue for
+up to ``batchWindow`` (or until ``batchMaxItems`` requests are queued, or a batch returns) and
+leave together, with at most ``connectionPoolSize`` batches in flight. With a single server, a
+call that meets a connection error is retried once on a fresh connection (stale after a Redis
+restart); a script that had run before the connection broke is then replayed for requests with a
+dedup id, not charged twice. Cluster calls are not retried.
 
 Failures (connection errors, timeouts, script errors) never raise: with ``failOpen`` the request
 is granted, otherwise it gets ``UNAVAILABLE``; either way the counter

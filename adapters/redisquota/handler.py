@@ -1,10 +1,13 @@
-"""The redisquota handler: batches quota requests into one Lua call per Redis slot.
+"""The redisquota handler: each check's quotas in one Lua call per Redis slot.
 
-Flow: `quota_many` resolves each request to a bucket (quota config, override, dimensions) and
-hands the whole group to a `_Batcher`. The batcher merges groups from concurrent checks and
-sends them as one batch: one EVALSHA per cluster slot (a standalone server is one "slot"), in
-one pipeline per node. The caller waits at most `timeout`; an error or timeout becomes the
-handler's fail policy (grant, or UNAVAILABLE) and is counted.
+Flow: `quota_many` resolves each request to a bucket (quota config, override, dimensions); the
+check's requests form one group, sent as one EVALSHA per cluster slot (a single server is one
+"slot"). Over the pipelined connection of plain URLs (`_Lean`) the group is written at once,
+and concurrent checks share the connection. On redis-py's paths (`_Standalone`, `_Cluster`) a
+`_Batcher` sends the group at once when nothing is in flight, and otherwise merges it with the
+groups of concurrent checks into one batch, pipelined per node. The caller waits at most
+`timeout`; an error or timeout becomes the handler's fail policy (grant, or UNAVAILABLE) and is
+counted.
 """
 
 from __future__ import annotations
@@ -289,7 +292,7 @@ def _backend(params: RedisQuotaParams, timeout: float) -> _Backend:
 
 
 class _Batcher:
-    """Merges the request groups of concurrent checks into batches.
+    """Merges the request groups of concurrent checks into batches (redis-py's paths only).
 
     A group (one check's quotas) is never split. When nothing is queued or in flight, the caller
     sends its group at once (`send_now`: no added latency when idle). Otherwise groups queue and
@@ -438,8 +441,8 @@ def _release_counter(registry: CollectorRegistry, handler: str) -> None:
 
 
 class RedisQuotaHandler:
-    """Allocates quotas in Redis; all quotas of one call (and of concurrent calls) share one
-    round trip per Redis node. See the package docstring for semantics."""
+    """Allocates quotas in Redis; all quotas of one call share one round trip per Redis node.
+    See the package docstring for semantics."""
 
     def __init__(self, params: RedisQuotaParams, env: Env) -> None:
         self._params = params

@@ -1,11 +1,10 @@
 """One pipelined Redis connection for the quota hot path, RESP packed and parsed by hiredis.
 
-redis-py's asyncio client spends three to five times the CPU of the protocol itself on each
-command: a pool checkout, a timeout context per read and per write, health checks and layered
-readers (`bench.redis_client`). A check sends one EVALSHA and waits for one reply, so this module
-keeps only what that needs: an `asyncio.Protocol` that writes commands packed by
-`hiredis.pack_command` and hands each reply that `hiredis.Reader` parses to the oldest waiting
-request. Concurrent checks share the connection: Redis answers in order.
+A check sends one EVALSHA and waits for one reply, so this module keeps only what that needs,
+without redis-py's pool checkout, per-read timeouts and layered readers (why, and what it saves:
+docs/decisions/0003): an `asyncio.Protocol` that writes commands packed by `hiredis.pack_command`
+and hands each reply that `hiredis.Reader` parses to the oldest waiting request. Concurrent
+checks share the connection: Redis answers in order.
 
 Plain ``redis://`` and ``unix://`` URLs with a password and a database only (`lean_address`);
 TLS and redis-py's other URL options stay on redis-py. Errors are redis-py's exception types,

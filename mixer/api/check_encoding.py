@@ -1,13 +1,14 @@
 """A Mixer CheckResponse, encoded from remembered pieces.
 
 Successive checks mostly get the same answers: the same status, durations and read sets, the same
-header operations, the same quota grants. Building the protobuf message field by field costs a
-sixth of a Check, so the response is encoded in parts, each one a serialized CheckResponse that
-sets one part only: the precondition's status, durations and referenced attributes; its route
-directive; one entry of the quota map. Protobuf parses concatenated encodings of a message as
-their merge (singular sub-messages merge, map entries add up), so the parts joined are the whole
-response. Each part is encoded once per distinct value and remembered; every table is bounded
-(cleared when full), since values such as header texts come from requests.
+header operations, the same quota grants. Building the protobuf message field by field is a large
+share of a Check (docs/benchmarks.md, fifth round), so the response is encoded in parts, each one a
+serialized CheckResponse that sets one part only: the precondition's status, durations and
+referenced attributes; its route directive; one entry of the quota map. Protobuf parses
+concatenated encodings of a message as their merge (singular sub-messages merge, map entries add
+up), so the parts joined are the whole response. Each part is encoded once per distinct value and
+remembered; every table is bounded (cleared when full), since values such as header texts come from
+requests.
 """
 
 from __future__ import annotations

@@ -383,8 +383,8 @@ def _response_duration(common: AccessLogCommon) -> datetime.timedelta | None:
     return None
 
 
-# Computed here rather than by protobuf's ToDatetime / ToTimedelta, which are Python code that
-# cost a few µs per call on every ALS entry; tested against them.
+# Computed here rather than by protobuf's ToDatetime / ToTimedelta, which are Python code run
+# on every ALS entry (docs/benchmarks.md, sixth round); tested against them.
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 # What a protobuf Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 _TIMESTAMP_SECONDS = range(-62_135_596_800, 253_402_300_800)

@@ -83,9 +83,9 @@ def _text(err: Exception) -> str:
     return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
 
 
-# google-re2's `search` builds a match object through a Python generator (about 9 µs); a yes/no
-# answer needs only its C++ `Match` on the UTF-8 text (about 1.5 µs). Both are looked up once,
-# and a release without them gets the public API.
+# google-re2's `search` builds a match object through a Python generator; a yes/no answer needs
+# only its C++ `Match` on the UTF-8 text (measured in docs/benchmarks.md, third round, item 3).
+# Both are looked up once, and a release without them gets the public API.
 _UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
 
 

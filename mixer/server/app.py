@@ -43,7 +43,7 @@ def tune_garbage_collector() -> None:
     collector's sight, and collect young objects less often.
 
     Without it, the cyclic collector keeps re-scanning the process's long-lived objects while
-    the check cache and metric series grow, which cost a quarter of a Check's CPU time. The
+    the check cache and metric series grow (docs/benchmarks.md, second round, item 4). The
     objects stay reference-counted; only cycles among them would outlive their last use.
     """
     gc.collect()
