@@ -33,10 +33,8 @@ from adapters.base import (
     ParamError,
     QuotaArgs,
     QuotaResult,
-    canonical_fields,
-    duration_param,
-    int_range_param,
 )
+from adapters.toolkit.params import canonical_fields, duration_param, int_range_param
 
 __all__ = ["INFO", "Denier", "DenierParams", "build", "parse_params"]
 

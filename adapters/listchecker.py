@@ -64,10 +64,8 @@ from adapters.base import (
     Env,
     Instance,
     ParamError,
-    canonical_fields,
-    duration_param,
-    int_range_param,
 )
+from adapters.toolkit.params import canonical_fields, duration_param, int_range_param
 
 __all__ = ["INFO", "EntryType", "ListChecker", "ListParams", "build", "parse_params"]
 

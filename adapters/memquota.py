@@ -66,16 +66,17 @@ from adapters.base import (
     AdapterInfo,
     Env,
     Instance,
-    Override,
     ParamError,
     QuotaArgs,
+    QuotaResult,
+)
+from adapters.toolkit.params import duration_param, param_fields
+from adapters.toolkit.quota import (
+    Override,
     QuotaConfig,
     QuotaNames,
-    QuotaResult,
     RateLimitAlgorithm,
     dimension_text,
-    duration_param,
-    param_fields,
     parse_quotas,
 )
 

@@ -65,23 +65,16 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AnyValue
 
-from adapters.base import (
-    TEMPLATES,
-    AdapterInfo,
-    Env,
-    Instance,
-    ParamError,
+from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError
+from adapters.toolkit.params import (
     duration_param,
-    go_duration,
     histogram_buckets,
-    ip_text,
     join_path,
-    metric_value,
     param_fields,
     positive_int_param,
     string_param,
-    zap_time,
 )
+from adapters.toolkit.text import go_duration, ip_text, metric_value, zap_time
 
 __all__ = ["INFO", "Kind", "MetricInfo", "Params", "Protocol", "build", "parse_params"]
 

@@ -57,23 +57,16 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from adapters.base import (
-    TEMPLATES,
-    AdapterInfo,
-    Env,
-    Instance,
-    ParamError,
+from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError
+from adapters.toolkit.params import (
     duration_param,
     enum_param,
-    go_duration,
     histogram_buckets,
-    ip_text,
     join_path,
-    metric_value,
     param_fields,
     string_param,
-    zap_time,
 )
+from adapters.toolkit.text import go_duration, ip_text, metric_value, zap_time
 from mixer.series import CounterSeries, GaugeSeries, HistogramSeries, bucket_bounds
 
 __all__ = [

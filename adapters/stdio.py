@@ -44,17 +44,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from adapters.base import (
-    AdapterInfo,
-    Env,
-    Instance,
-    ParamError,
-    enum_param,
-    go_duration,
-    ip_text,
-    param_fields,
-    zap_time,
-)
+from adapters.base import AdapterInfo, Env, Instance, ParamError
+from adapters.toolkit.params import enum_param, param_fields
+from adapters.toolkit.text import go_duration, ip_text, zap_time
 
 __all__ = ["INFO", "Level", "Params", "Stream", "build", "parse_params"]
 

@@ -29,7 +29,8 @@ def _bool_env(name: str) -> bool:
 
 def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
     """Turn `text` into the attribute's type from the vocabulary (inferred when unknown)."""
-    from adapters.base import ParamError, duration_param
+    from adapters.base import ParamError
+    from adapters.toolkit.params import duration_param
 
     kind = vocabulary.get(name)
     try:

@@ -42,7 +42,6 @@ from adapters.base import (
     Env,
     Instance,
     QuotaArgs,
-    QuotaNames,
     QuotaResult,
 )
 from adapters.redisquota.params import (
@@ -53,6 +52,7 @@ from adapters.redisquota.params import (
     dimension_text,
 )
 from adapters.redisquota.resp import LeanAddress, RespConnection, lean_address
+from adapters.toolkit.quota import QuotaNames
 
 __all__ = ["RedisQuotaHandler", "bucket_key", "dedup_key", "load_script", "redis_keys"]
 

@@ -1,7 +1,7 @@
 """redisquota params: Istio's redisquota params plus a server URL scheme, timeouts and fail policy.
 
-Quotas are parsed by `adapters.base.parse_quotas`, as memquota's are, with Istio's redisquota
-rules: ``validDuration`` is required and > 0, and an absent ``rateLimitAlgorithm`` means
+Quotas are parsed by `adapters.toolkit.quota.parse_quotas`, as memquota's are, with Istio's
+redisquota rules: ``validDuration`` is required and > 0, and an absent ``rateLimitAlgorithm`` means
 ``FIXED_WINDOW``.
 """
 
@@ -13,17 +13,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.base import (
+from adapters.base import ParamError
+from adapters.toolkit.params import (
+    duration_param,
+    param_fields,
+    positive_duration_param,
+    struct_int_param,
+)
+from adapters.toolkit.quota import (
     Override,
-    ParamError,
     QuotaConfig,
     RateLimitAlgorithm,
     dimension_text,
-    duration_param,
-    param_fields,
     parse_quotas,
-    positive_duration_param,
-    struct_int_param,
 )
 
 __all__ = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from adapters.base import ParamError, duration_param
+from adapters.base import ParamError
+from adapters.toolkit.params import duration_param
 from mixer.config.drafts import (
     ActionDraft,
     ExprText,

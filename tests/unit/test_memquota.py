@@ -12,15 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from adapters import memquota
-from adapters.base import (
-    INTERNAL,
-    OK,
-    RESOURCE_EXHAUSTED,
-    Env,
-    Instance,
-    QuotaArgs,
-    QuotaResult,
-)
+from adapters.base import INTERNAL, OK, RESOURCE_EXHAUSTED, Env, Instance, QuotaArgs, QuotaResult
 
 NAME = "requestcount.instance.istio-system"
 
