@@ -146,7 +146,7 @@ class Handler(Protocol):
     """A built handler. `close` releases connections, threads and registered metrics.
 
     A handler whose `check`/`quota` coroutines never wait (they answer from process memory)
-    may set the class attribute ``answers_inline: ClassVar[bool] = True``: mixer then awaits
+    may set ``answers_inline = True`` (class or instance attribute): mixer then awaits
     them in place, without a task or a timer per call. A timeout could not interrupt such a
     handler anyway; a handler that does I/O must leave it unset, so that a hang is cut off by
     the handler timeout. See `answers_inline`.
@@ -156,8 +156,10 @@ class Handler(Protocol):
 
 
 def answers_inline(handler: Handler) -> bool:
-    """Whether `handler` declared ``answers_inline = True`` (read once, at runtime build)."""
-    declared: object = getattr(type(handler), "answers_inline", False)
+    """Whether `handler` declared ``answers_inline = True``, as a class attribute or an instance
+    attribute set before `AdapterInfo.build` returns. Mixer reads it once, when it builds the
+    runtime."""
+    declared: object = getattr(handler, "answers_inline", False)
     return declared is True
 
 

@@ -128,7 +128,7 @@ class ServerMetrics:
             ),
             dispatches=LabelledCounter(
                 "mixer_runtime_dispatches",
-                "Calls to handlers, by adapter, handler and whether they failed.",
+                "Calls to handlers (Check, its quotas, the rate limit service), by adapter, handler and whether they failed.",
                 ["adapter", "handler", "error"],
                 reg,
             ),

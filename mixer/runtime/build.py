@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from adapters import load_registry
-from adapters.base import AdapterInfo, Env, Handler, ParamError, ReportHandler
+from adapters.base import AdapterInfo, Env, Handler, ParamError
 from mixer.config import ConfigProblem, load_config
 from mixer.config import validate_directory as _validate
 from mixer.config.model import HandlerSpec, HeaderOperationSpec, RuleSpec, Snapshot, thaw
@@ -103,13 +103,13 @@ async def build_runtime(
                 entry = HandlerEntry(spec.name, adapter, handler, key)
             handlers[key] = entry
             by_name[spec.name] = entry
-            if isinstance(entry.handler, ReportHandler):
+            if entry.reporter is not None:
                 worker = old_workers.get(spec.name)
                 if worker is None or old_handlers.get(key) is not entry:
                     worker = ReportWorker(
                         spec.name,
                         adapter,
-                        entry.handler,
+                        entry.reporter,
                         metrics,
                         timeout=max(handler_timeout, 5.0),
                     )
@@ -135,6 +135,7 @@ async def build_runtime(
         metrics_registry or metrics.registry,
         redis_url,
         registry=registry,
+        calls=dispatcher.calls,
         previous=previous.ratelimit if previous is not None else None,
     )
     return Runtime(

@@ -11,16 +11,17 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
-from adapters.base import CheckHandler, CheckResult, Instance, QuotaArgs, QuotaHandler, QuotaResult
+from adapters.base import CheckHandler, CheckResult, Instance, QuotaArgs, QuotaResult
 from mixer.attributes.bag import Bag
 from mixer.attributes.tracking import References, TrackingBag
+from mixer.codes import INTERNAL, OK, RESOURCE_EXHAUSTED
 from mixer.errors import DispatchError
 from mixer.runtime.check_cache import CheckCache
+from mixer.runtime.handler_calls import HandlerCalls
 from mixer.runtime.quota_choices import QuotaChoices
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
@@ -38,9 +39,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_VALID_DURATION = datetime.timedelta(minutes=1)
 DEFAULT_VALID_USE_COUNT = 10000
-OK = 0
-RESOURCE_EXHAUSTED = 8
-INTERNAL = 13
 # Quota rule sets kept per request namespace; bounded because namespaces come from requests.
 _MAX_NAMESPACES = 1024
 
@@ -135,12 +133,9 @@ class Dispatcher:
         self._cache_skipped = metrics.check_cache.labels("skipped")
         self.report_workers = report_workers
         self._metrics = metrics
-        self._timeout = handler_timeout
         self._quota_index = _index_quota_actions(routes)
         self._quota_choices = QuotaChoices()
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-        self._is_check: dict[int, bool] = {}
-        self._is_inline: dict[int, bool] = {}
+        self.calls = HandlerCalls(metrics, handler_timeout)
         self._quota_results = Children(metrics.quota_results)
         # The quota rules that apply per request namespace (names come from requests: bounded).
         self._quota_rule_ids: dict[str | None, frozenset[int]] = {}
@@ -173,54 +168,6 @@ class Dispatcher:
                     f"performing check operation failed: instance {builder.name}: {exc}"
                 ) from exc
         return out
-
-    def _inline(self, handler: object) -> bool:
-        inline = self._is_inline.get(id(handler))
-        if inline is None:
-            inline = getattr(handler, "answers_inline", False) is True
-            self._is_inline[id(handler)] = inline
-        return inline
-
-    async def _timed(self, entry: HandlerEntry, coro: Any) -> Any:
-        start = time.perf_counter()
-        error = "true"
-        try:
-            if self._inline(entry.handler):
-                result = await coro
-            else:
-                async with asyncio.timeout(self._timeout):
-                    result = await coro
-            error = "false"
-            return result
-        finally:
-            key = (entry.adapter, entry.name, error)
-            children = self._children.get(key)
-            if children is None:
-                children = (
-                    self._metrics.dispatches.labels(*key),
-                    self._metrics.dispatch_latency.labels(*key),
-                )
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - start)
-
-    async def _run_all(self, jobs: Sequence[tuple[HandlerEntry, Any]]) -> list[object]:
-        """Each job's result or exception, in order. A single job, or handlers that all answer
-        inline, are awaited in place, one after the other; otherwise all run concurrently. A
-        handler that does I/O is under the timeout either way (`_timed`)."""
-        if len(jobs) == 1 or all(self._inline(entry.handler) for entry, _ in jobs):
-            out: list[object] = []
-            for entry, coro in jobs:
-                try:
-                    out.append(await self._timed(entry, coro))
-                except Exception as exc:
-                    out.append(exc)
-            return out
-        return list(
-            await asyncio.gather(
-                *(self._timed(entry, coro) for entry, coro in jobs), return_exceptions=True
-            )
-        )
 
     # -- check ----------------------------------------------------------------------------
 
@@ -278,17 +225,15 @@ class Dispatcher:
                 continue
             matched.append(rule)
             for action in rule.actions_of(Variety.CHECK):
-                handler = action.handler.handler
-                is_check = self._is_check.get(id(handler))
-                if is_check is None:
-                    is_check = self._is_check[id(handler)] = isinstance(handler, CheckHandler)
-                if not is_check:
+                checker = action.handler.checker
+                if checker is None:
                     continue
-                checker = cast(CheckHandler, handler)  # checked once per handler, above
                 for instance in self._build(action, tracking):
                     calls.append((rule, action.handler, checker, instance))
         if calls:
-            results = await self._run_all([(entry, h.check(inst)) for _, entry, h, inst in calls])
+            results = await self.calls.run_all(
+                [(entry, h.check(inst)) for _, entry, h, inst in calls]
+            )
             self._combine(outcome, calls, results)
         if outcome.status_code == OK:
             self._header_operations(outcome, matched, tracking)
@@ -375,7 +320,7 @@ class Dispatcher:
         if pending:
             groups = list(pending.values())
             answers: list[Any]
-            if len(groups) == 1 or all(self._inline(g[0][1].handler) for g in groups):
+            if len(groups) == 1 or all(g[0][1].inline for g in groups):
                 answers = []
                 for group in groups:
                     try:
@@ -459,22 +404,9 @@ class Dispatcher:
     async def _quota_group(
         self, group: list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]
     ) -> list[QuotaResult]:
-        entry = group[0][1]
-        handler = entry.handler
-        many = getattr(handler, "quota_many", None)
-        if many is not None and len(group) > 1:
-            out: list[QuotaResult] = await self._timed(
-                entry, many([(inst, args) for _, _, inst, args, _ in group])
-            )
-            return out
-        assert isinstance(handler, QuotaHandler)
-        results = await self._run_all(
-            [(entry, handler.quota(inst, args)) for _, _, inst, args, _ in group]
+        return await self.calls.allocate(
+            group[0][1], [(inst, args) for _, _, inst, args, _ in group]
         )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return cast(list[QuotaResult], results)
 
     # -- report ---------------------------------------------------------------------------
 

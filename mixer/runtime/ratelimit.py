@@ -43,14 +43,14 @@ from adapters.base import (
     UNAVAILABLE,
     AdapterInfo,
     Env,
-    Handler,
     Instance,
     QuotaArgs,
-    QuotaHandler,
     QuotaResult,
 )
 from mixer.config.model import RateLimitConfig, RateLimitDescriptor, RateLimitPolicy, Snapshot
 from mixer.errors import BackendUnavailable, DispatchError
+from mixer.runtime.handler_calls import HandlerCalls
+from mixer.runtime.routing import HandlerEntry
 
 __all__ = [
     "UNIT_SECONDS",
@@ -195,12 +195,14 @@ class RateLimitTable:
     def __init__(
         self,
         roots: Mapping[str, _Node],
-        handler: QuotaHandler | None,
+        entry: HandlerEntry | None,
         signature: str,
+        calls: HandlerCalls | None = None,
     ) -> None:
         self._roots = dict(roots)
-        self._handler = handler
-        self._owns_handler = handler is not None
+        self._entry = entry
+        self._calls = calls
+        self._owns_handler = entry is not None
         self.signature = signature
         """Backend plus quota params: equal signatures can share one handler (and its counts)."""
 
@@ -216,10 +218,12 @@ class RateLimitTable:
         *,
         registry: Mapping[str, AdapterInfo],
         env: Env,
+        calls: HandlerCalls,
         redis_url: str = "",
         previous: RateLimitTable | None = None,
     ) -> RateLimitTable:
-        """Flatten `configs` and build the quota handler (``redisquota`` if `redis_url`).
+        """Flatten `configs` and build the quota handler (``redisquota`` if `redis_url`), called
+        through `calls` (the handler timeout and per-handler metrics of Check's quotas).
 
         When `previous` has the same signature its handler is taken over, so a config reload
         that does not change any limit keeps the counts; `previous.close()` then leaves it open.
@@ -235,18 +239,19 @@ class RateLimitTable:
         if redis_url:
             raw["redisServerUrl"] = redis_url
         signature = repr((backend, raw))
-        handler: QuotaHandler | None = None
+        entry: HandlerEntry | None = None
         if quotas:
-            if previous is not None and previous.signature == signature and previous._handler:
-                handler = previous._handler
+            if previous is not None and previous.signature == signature and previous._entry:
+                entry = previous._entry
                 previous._owns_handler = False
             else:
                 info = registry[backend]
-                built: Handler = info.build(info.parse_params(raw), env)
-                if not isinstance(built, QuotaHandler):
+                entry = HandlerEntry(
+                    env.handler_name, backend, info.build(info.parse_params(raw), env), signature
+                )
+                if entry.quotas is None:
                     raise DispatchError(f"adapter {backend!r} does not allocate quotas")
-                handler = built
-        return cls(roots, handler, signature)
+        return cls(roots, entry, signature, calls)
 
     @property
     def domains(self) -> frozenset[str]:
@@ -298,14 +303,15 @@ class RateLimitTable:
     async def _allocate(self, requests: list[tuple[Instance, QuotaArgs]]) -> list[QuotaResult]:
         if not requests:
             return []
-        handler = self._handler
-        if handler is None:  # a rule with a quota implies a handler
+        entry, calls = self._entry, self._calls
+        if entry is None or calls is None:  # a rule with a quota implies a handler
             raise DispatchError("rate limit table has no quota handler")
-        many = getattr(handler, "quota_many", None)
-        if many is not None:
-            results: list[QuotaResult] = list(await many(requests))
-        else:
-            results = [await handler.quota(i, a) for i, a in requests]
+        try:
+            results = await calls.allocate(entry, requests)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"rate limit backend did not answer within {calls.timeout:g}s"
+            ) from None
         for (instance, _), result in zip(requests, results, strict=True):
             if result.status_code == UNAVAILABLE:
                 raise BackendUnavailable(f"rate limit backend unavailable: {result.message}")
@@ -318,9 +324,9 @@ class RateLimitTable:
 
     async def close(self) -> None:
         """Close the quota handler unless a newer table took it over."""
-        if self._handler is not None and self._owns_handler:
+        if self._entry is not None and self._owns_handler:
             self._owns_handler = False
-            await self._handler.close()
+            await self._entry.handler.close()
 
 
 def _add(
@@ -389,6 +395,7 @@ async def build_ratelimit_table(
     redis_url: str = "",
     *,
     registry: Mapping[str, AdapterInfo],
+    calls: HandlerCalls,
     previous: RateLimitTable | None = None,
 ) -> RateLimitTable:
     """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
@@ -402,6 +409,7 @@ async def build_ratelimit_table(
         snapshot.rate_limit_configs,
         registry=registry,
         env=env,
+        calls=calls,
         redis_url=redis_url,
         previous=previous,
     )

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from adapters.base import Handler, Instance
+from adapters.base import (
+    BatchQuotaHandler,
+    CheckHandler,
+    Handler,
+    Instance,
+    QuotaHandler,
+    ReportHandler,
+    answers_inline,
+)
 from mixer.attributes.bag import Bag
 from mixer.attributes.shapes import ShapeSet
 from mixer.attributes.tracking import TrackingBag
@@ -234,12 +242,28 @@ class InstanceBuilder:
 
 @dataclass(frozen=True, slots=True)
 class HandlerEntry:
-    """A built handler and what it is: adapter name, handler FQN, config signature."""
+    """A built handler, what it is (adapter name, handler FQN, config signature) and what it can
+    do, resolved once when the entry is made: the request path reads these fields and never asks
+    the handler again. A capability the handler lacks is None."""
 
     name: str
     adapter: str
     handler: Handler
     signature: str
+    checker: CheckHandler | None = field(init=False)
+    quotas: QuotaHandler | None = field(init=False)
+    batch: BatchQuotaHandler | None = field(init=False)
+    reporter: ReportHandler | None = field(init=False)
+    inline: bool = field(init=False)
+    """The handler answers from memory (`adapters.base.answers_inline`): no timer, no task."""
+
+    def __post_init__(self) -> None:
+        h = self.handler
+        object.__setattr__(self, "checker", h if isinstance(h, CheckHandler) else None)
+        object.__setattr__(self, "quotas", h if isinstance(h, QuotaHandler) else None)
+        object.__setattr__(self, "batch", h if isinstance(h, BatchQuotaHandler) else None)
+        object.__setattr__(self, "reporter", h if isinstance(h, ReportHandler) else None)
+        object.__setattr__(self, "inline", answers_inline(h))
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,7 +74,7 @@ async def serve(tmp_path: Path) -> AsyncIterator[Serve]:
         metrics = ServerMetrics.create()
         runtime = await build_runtime(snapshot, metrics, revision="test")
         table = await build_ratelimit_table(
-            snapshot, metrics.registry, redis_url, registry=REGISTRY
+            snapshot, metrics.registry, redis_url, registry=REGISTRY, calls=runtime.dispatcher.calls
         )
         tables.append(table)
         service = RateLimitService(

@@ -3,6 +3,7 @@ the response (statuses and both header modes) built from its decisions."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,11 +13,14 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from adapters import load_registry
-from adapters.base import Env
+from adapters.base import AdapterInfo, Env
 from mixer.api.ratelimit_servicer import draft_headers, ietf_headers, rls_response
 from mixer.config.model import Location, RateLimitConfig, RateLimitDescriptor, RateLimitPolicy
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
+from mixer.errors import BackendUnavailable
+from mixer.runtime.handler_calls import HandlerCalls
 from mixer.runtime.ratelimit import UNLIMITED_REMAINING, Code, Decision, RateLimitTable
+from mixer.telemetry import ServerMetrics
 
 REGISTRY = load_registry()
 OK = Code.OK
@@ -65,7 +69,10 @@ async def make(clock: FakeClock) -> AsyncIterator[Make]:
 
     def build(*configs: RateLimitConfig, previous: RateLimitTable | None = None) -> RateLimitTable:
         env = Env("rls.test", logging.getLogger("test"), CollectorRegistry(), clock)
-        table = RateLimitTable.from_configs(configs, registry=REGISTRY, env=env, previous=previous)
+        calls = HandlerCalls(ServerMetrics.create(), 1.0)
+        table = RateLimitTable.from_configs(
+            configs, registry=REGISTRY, env=env, calls=calls, previous=previous
+        )
         built.append(table)
         return table
 
@@ -302,3 +309,55 @@ async def test_over_limit_response(make: Make) -> None:
     assert status.code == rls_pb2.RateLimitResponse.OVER_LIMIT and status.limit_remaining == 0
     assert status.current_limit.unit == rls_pb2.RateLimitResponse.RateLimit.WEEK
     assert 0 < status.duration_until_reset.ToTimedelta().total_seconds() <= 7 * 86400
+
+
+# --- the quota call path: the same as Check's quotas -------------------------------------
+
+
+class _Hanging:
+    """A quota backend that never answers (it does I/O, so it is not inline)."""
+
+    async def quota(self, instance: Any, args: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_backend_that_hangs_is_cut_off_by_the_handler_timeout_and_counted() -> None:
+    hanging = AdapterInfo(
+        "memquota", "hangs", frozenset({"quota"}), lambda raw: raw, lambda params, env: _Hanging()
+    )
+    metrics = ServerMetrics.create()
+    env = Env("rls.test", logging.getLogger("test"), CollectorRegistry(), FakeClock())
+    table = RateLimitTable.from_configs(
+        [config("d", desc("db", "users", limit(10)))],
+        registry={"memquota": hanging},
+        env=env,
+        calls=HandlerCalls(metrics, 0.05),
+    )
+    try:
+        with pytest.raises(BackendUnavailable, match=r"did not answer within 0\.05s"):
+            await ask(table, [("db", "users")])
+    finally:
+        await table.close()
+    labels = {"adapter": "memquota", "handler": "rls.test", "error": "true"}
+    assert metrics.registry.get_sample_value("mixer_runtime_dispatches_total", labels) == 1
+
+
+async def test_rate_limit_calls_are_counted_per_handler(make: Make) -> None:
+    metrics = ServerMetrics.create()
+    env = Env("rls.test", logging.getLogger("test"), CollectorRegistry(), FakeClock())
+    table = RateLimitTable.from_configs(
+        [config("d", desc("db", "users", limit(10)))],
+        registry=REGISTRY,
+        env=env,
+        calls=HandlerCalls(metrics, 1.0),
+    )
+    try:
+        assert (await ask(table, [("db", "users")], [("db", "users")])).code is Code.OK
+    finally:
+        await table.close()
+    labels = {"adapter": "memquota", "handler": "rls.test", "error": "false"}
+    # Two descriptors, one quota_many call on memquota.
+    assert metrics.registry.get_sample_value("mixer_runtime_dispatches_total", labels) == 1
