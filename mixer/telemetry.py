@@ -128,7 +128,7 @@ class ServerMetrics:
             ),
             dispatches=LabelledCounter(
                 "mixer_runtime_dispatches",
-                "Calls to handlers (Check, its quotas, the rate limit service), by adapter, handler and whether they failed.",
+                "Calls to handlers (checks, quotas, rate limits), by adapter, handler and failure.",
                 ["adapter", "handler", "error"],
                 reg,
             ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import grpc
 
+from mixer import codes
 from mixer.api.check_encoding import PartTable
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
@@ -46,7 +47,6 @@ HTTP_STATUS = {
 }
 
 _Action = base_pb2.HeaderValueOption.HeaderAppendAction
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 def http_status_for(outcome: CheckOutcome) -> int:
@@ -166,7 +166,7 @@ class AuthorizationService:
         self._results.get(
             "ext_authz",
             outcome.decided_by if outcome.status_code else "",
-            _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),
+            codes.name(outcome.status_code),
         ).inc()
         key = _response_key(outcome)
         encoded = self._encoded.parts.get(key)

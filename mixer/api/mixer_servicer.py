@@ -7,6 +7,7 @@ import logging
 
 import grpc
 
+from mixer import codes
 from mixer.api.check_encoding import CheckEncoder
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
@@ -23,7 +24,6 @@ logger = logging.getLogger(__name__)
 SERVICE = "istio.mixer.v1.Mixer"
 
 _REPORT_SLICE = 16
-_CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 
 
 class MixerService:
@@ -80,7 +80,7 @@ class MixerService:
         self._results.get(
             "mixer",
             outcome.decided_by if outcome.status_code else "",
-            _CODE_NAMES.get(outcome.status_code, str(outcome.status_code)),
+            codes.name(outcome.status_code),
         ).inc()
         return self._encoder.encode(outcome, request.global_word_count)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -42,20 +42,27 @@ def status_code_for(error: MixerError) -> grpc.StatusCode:
 
 
 Unary = Callable[[Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
+StreamUnary = Callable[[AsyncIterator[Req], grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
 
 
-def rpc(
-    metrics: ServerMetrics, service: str, method: str, fn: Unary[Req, Resp]
-) -> Unary[Req, Resp]:
-    """Wrap a unary handler: map errors to status, count and time the call."""
-    latency = metrics.latency.labels(service, method)
-    handled = {code: metrics.handled.labels(service, method, code.name) for code in grpc.StatusCode}
+class _Guard:
+    """Runs one kind of call: maps errors to status, counts and times every call."""
 
-    async def handler(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+    def __init__(self, metrics: ServerMetrics, service: str, method: str) -> None:
+        self.service = service
+        self.method = method
+        self.latency = metrics.latency.labels(service, method)
+        self.handled = {
+            code: metrics.handled.labels(service, method, code.name) for code in grpc.StatusCode
+        }
+
+    async def run(
+        self, call: Awaitable[Resp], context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await fn(request, context)
+            return await call
         except MixerError as exc:
             code = status_code_for(exc)
             await context.abort(code, str(exc))
@@ -65,12 +72,37 @@ def rpc(
             raise
         except Exception as exc:
             code = grpc.StatusCode.INTERNAL
-            logger.exception("unexpected error in %s/%s", service, method)
+            logger.exception("unexpected error in %s/%s", self.service, self.method)
             await context.abort(code, f"internal error: {type(exc).__name__}")
             raise
         finally:
-            latency.observe(time.perf_counter() - start)
-            handled[code].inc()
+            self.latency.observe(time.perf_counter() - start)
+            self.handled[code].inc()
+
+
+def rpc(
+    metrics: ServerMetrics, service: str, method: str, fn: Unary[Req, Resp]
+) -> Unary[Req, Resp]:
+    """Wrap a unary handler: map errors to status, count and time the call."""
+    guard = _Guard(metrics, service, method)
+
+    async def handler(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        return await guard.run(fn(request, context), context)
+
+    return handler
+
+
+def stream_rpc(
+    metrics: ServerMetrics, service: str, method: str, fn: StreamUnary[Req, Resp]
+) -> StreamUnary[Req, Resp]:
+    """Wrap a client-streaming handler the same way as `rpc`: a typed error raised while the
+    stream is read ends the call with its status, and the call is counted once."""
+    guard = _Guard(metrics, service, method)
+
+    async def handler(
+        requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
+        return await guard.run(fn(requests, context), context)
 
     return handler
 
@@ -90,6 +122,21 @@ def unary_handler(
         rpc(metrics, service, method, fn),
         request_deserializer=request_type.FromString,
         response_serializer=None if encoded else _serialize,
+    )
+
+
+def stream_unary_handler(
+    metrics: ServerMetrics,
+    service: str,
+    method: str,
+    fn: StreamUnary[Req, Resp],
+    request_type: Any,
+) -> grpc.RpcMethodHandler[Req, Resp]:
+    """A grpc method handler for the client-streaming `fn`, wrapped by `stream_rpc`."""
+    return grpc.stream_unary_rpc_method_handler(
+        stream_rpc(metrics, service, method, fn),
+        request_deserializer=request_type.FromString,
+        response_serializer=_serialize,
     )
 
 

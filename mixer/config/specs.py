@@ -22,23 +22,7 @@ from mixer.config.model import (
     StringMatch,
 )
 from mixer.config.source import Path_
-
-VALUE_TYPES = frozenset(
-    {
-        "STRING",
-        "INT64",
-        "DOUBLE",
-        "BOOL",
-        "TIMESTAMP",
-        "IP_ADDRESS",
-        "EMAIL_ADDRESS",
-        "URI",
-        "DNS_NAME",
-        "DURATION",
-        "STRING_MAP",
-    }
-)
-"""Mixer's ValueType names an attribute manifest may use."""
+from mixer.expr.value_types import ATTRIBUTE_TYPES
 
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # the problem is reported; RE2 would also log it to stderr
@@ -66,11 +50,11 @@ def parse_manifest(scope: Scope, header: Header, spec: Any) -> AttributeManifest
                 continue
             value_type = get_str(scope, info_fields, "value_type", required=True)
             description = get_str(scope, info_fields, "description")
-            if value_type and value_type not in VALUE_TYPES:
+            if value_type and value_type not in ATTRIBUTE_TYPES:
                 scope.error(
                     info_fields.path("value_type"),
                     f"unknown value type {value_type!r} (expected one of "
-                    f"{', '.join(sorted(VALUE_TYPES))})",
+                    f"{', '.join(sorted(ATTRIBUTE_TYPES))})",
                 )
                 continue
             attributes[str(name)] = AttributeInfo(value_type, description)

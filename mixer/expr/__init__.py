@@ -30,25 +30,10 @@ from mixer.expr._ast import MAX_TREE_DEPTH, NOT_CONSTANT
 from mixer.expr._cel_compiler import CelCompiler
 from mixer.expr._errors import CompileError, EvaluationError
 from mixer.expr._mixer_compiler import MixerCompiler
+from mixer.expr.value_types import VALUE_TYPES
 
 __all__ = ["VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
 
-VALUE_TYPES = frozenset(
-    {
-        "STRING",
-        "INT64",
-        "DOUBLE",
-        "BOOL",
-        "TIMESTAMP",
-        "DURATION",
-        "IP_ADDRESS",
-        "EMAIL_ADDRESS",
-        "URI",
-        "DNS_NAME",
-        "STRING_MAP",
-        "DYNAMIC",
-    }
-)
 _DIALECTS = ("mixer", "cel", "compat")
 
 
