@@ -134,7 +134,9 @@ class RedisServer:
             "--logfile", "redis.log",
             *self._extra,
         ]  # fmt: skip
-        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # What redis-server says before its log file is open goes beside that file.
+        with open(Path(self._dir) / "stderr.log", "ab") as stderr:
+            self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + _START_TIMEOUT
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -155,10 +157,13 @@ class RedisServer:
         )
 
     def _log(self) -> str:
-        try:
-            return (Path(self._dir) / "redis.log").read_text()[-2000:]
-        except OSError:
-            return "(no log)"
+        parts = []
+        for name in ("stderr.log", "redis.log"):
+            try:
+                parts.append((Path(self._dir) / name).read_text()[-2000:])
+            except OSError:
+                continue
+        return "\n".join(p for p in parts if p) or "(no log)"
 
     def kill(self) -> None:
         """SIGKILL the server (an outage); connections drop, the port refuses."""

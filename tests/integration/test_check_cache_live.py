@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from mixer.client import MixerClient
-from tests.integration.test_faults import metric
-from tests.integration.test_rules_live import ratings, write_rule
+from tests.integration.live import metric, ratings, write_rule
 from tests.mixer_process import MixerProcess
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.compat.harness import run_envoy_client
-from tests.integration.test_faults import metric
+from tests.integration.live import metric
 from tests.mixer_process import MixerProcess
 
 pytestmark = pytest.mark.integration

@@ -16,12 +16,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mixer.client import MixerClient
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.v1 import mixer_pb2
-from tests.integration.test_rules_live import RATINGS_FROM_V3, ratings, write_rule
+from tests.integration.live import RATINGS_FROM_V3, metric, ratings, write_rule
 from tests.mixer_process import MixerProcess
 
 pytestmark = pytest.mark.integration
@@ -34,16 +33,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-def metric(mixer: MixerProcess, name: str, **labels: str) -> float:
-    _, text = mixer.admin_get("/metrics")
-    return sum(
-        s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 def test_config_replaced_50_times_under_check_load(start_mixer: Start, tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_faults import metric
-from tests.integration.test_rules_live import write_rule
+from tests.integration.live import metric, write_rule
 from tests.mixer_process import MixerProcess
 
 pytestmark = pytest.mark.integration

@@ -31,13 +31,15 @@ def tls_redis(tmp_path: Path) -> Iterator[dict[str, Path | int]]:
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(ca.cert_pem)
     port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", str(server_cert), "--tls-key-file", str(server_key),
-         "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "yes",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    log = tmp_path / "redis-tls.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+             "--tls-cert-file", str(server_cert), "--tls-key-file", str(server_key),
+             "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "yes",
+             "--save", "", "--appendonly", "no"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     client = redis.Redis(
         host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(ca_file),
         ssl_certfile=str(client_cert), ssl_keyfile=str(client_key), socket_timeout=1,
@@ -50,8 +52,9 @@ def tls_redis(tmp_path: Path) -> Iterator[dict[str, Path | int]]:
         except redis.RedisError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"redis-server with TLS did not start:\n{out}") from None
+                proc.wait(10)
+                text = log.read_text(errors="replace")
+                raise RuntimeError(f"redis-server with TLS did not start:\n{text}") from None
             time.sleep(0.05)
     yield {"port": port, "ca": ca_file, "cert": client_cert, "key": client_key}
     proc.terminate()

@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
-from tests.integration.test_faults import metric
+from tests.integration.live import metric
 from tests.mixer_process import ROOT, MixerProcess
 
 pytestmark = pytest.mark.integration

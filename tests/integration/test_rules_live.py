@@ -12,66 +12,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from mixer.client import MixerClient
+from tests.integration.live import RATINGS_FROM_V3, ratings, write_rule
 from tests.mixer_process import MixerProcess
 
 pytestmark = pytest.mark.integration
 
 Start = Callable[..., MixerProcess]
-
-DENY = """
-apiVersion: config.istio.io/v1alpha2
-kind: handler
-metadata: {{name: denier, namespace: {ns}}}
-spec:
-  compiledAdapter: denier
-  params:
-    status: {{code: 7, message: "{message}"}}
----
-apiVersion: config.istio.io/v1alpha2
-kind: instance
-metadata: {{name: nothing, namespace: {ns}}}
-spec:
-  compiledTemplate: checknothing
----
-apiVersion: config.istio.io/v1alpha2
-kind: rule
-metadata:
-  name: deny
-  namespace: {ns}
-  annotations: {{policy.istio.io/lang: "{lang}"}}
-spec:
-  match: '{match}'
-  actions:
-  - handler: denier
-    instances: [nothing]
-"""
-
-RATINGS_FROM_V3 = 'destination.labels["app"] == "ratings" && source.labels["version"] == "v3"'
-
-
-def write_rule(
-    directory: Path,
-    *,
-    match: str = RATINGS_FROM_V3,
-    lang: str = "CEXL",
-    ns: str = "istio-system",
-    message: str = "Not allowed",
-    name: str = "deny.yaml",
-) -> None:
-    text = DENY.format(ns=ns, match=match.replace("'", "''"), lang=lang, message=message)
-    tmp = directory / f".{name}.tmp"
-    tmp.write_text(text)
-    tmp.rename(directory / name)
-
-
-def ratings(version: str, **extra: object) -> dict[str, object]:
-    attrs: dict[str, object] = {
-        "destination.labels": {"app": "ratings"},
-        "source.labels": {"version": version},
-        "request.path": "/ratings/1",
-    }
-    attrs.update(extra)
-    return attrs
 
 
 @pytest.mark.parametrize("lang", ["CEL", "CEXL"])

@@ -19,7 +19,7 @@ import pytest
 
 from tests.mixer_process import ROOT, free_port
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.deploy
 
 APP = ROOT / "deploy" / "sample-app" / "app.py"
 LOADGEN = ROOT / "deploy" / "loadgen" / "loadgen.py"
@@ -61,6 +61,8 @@ def app_url() -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def test_sample_app_routes(app_url: str) -> None:

@@ -2,7 +2,7 @@
 
 Runs ONLY inside the isolated compat venv (see ``tests/compat/harness.py``)::
 
-    <compat-venv>/bin/python tests/e2e/envoy_config_check.py < bootstrap.json
+    <compat-venv>/bin/python tests/deploy/envoy_config_check.py < bootstrap.json
 
 Input: the bootstrap as JSON (the test converts ``deploy/envoy.yaml``). Every ``typed_config``'s
 package is imported first so that its ``@type`` resolves; then the whole document is parsed into

@@ -31,7 +31,7 @@ from mixer.runtime.build import validate_directory
 from tests.compat.harness import ensure_compat_venv
 from tests.mixer_process import ROOT
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.deploy
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"

@@ -1,0 +1,1 @@
+"""Tests of the deploy files (compose, Kubernetes, Dockerfile, Envoy config) and the demo app."""
