@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mixer.expr import _cel_codegen as gen
+from mixer.expr import _cel_libraries as cel_libraries
 from mixer.expr import _cel_runtime as rt
 from mixer.expr._ast import (
     NOT_CONSTANT,
@@ -196,14 +197,29 @@ def _raiser(error: rt.CelError) -> Fn:
 
 
 class CelCompiler:
-    """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated."""
+    """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated.
+    `libraries` names the extension libraries the expression may use (None: the default set
+    of `_cel_libraries`)."""
 
-    def __init__(self, vocabulary: Mapping[str, str] | None, container: str = "") -> None:
+    def __init__(
+        self,
+        vocabulary: Mapping[str, str] | None,
+        container: str = "",
+        libraries: Iterable[str] | None = None,
+    ) -> None:
         self.vocabulary = vocabulary
         self.checked = vocabulary is not None
         parts = container.split(".") if container else []
         self.prefixes = [".".join(parts[:n]) + "." for n in range(len(parts), 0, -1)] + [""]
         self.type_names = dict(rt.TYPES)
+        self.functions = dict(rt.FUNCTIONS)
+        self.results = dict(_FUNCTION_RESULTS)
+        self.macros: set[str] = set()
+        for lib in cel_libraries.resolve(libraries):
+            self.functions.update(lib.functions)
+            self.results.update({name: (kind, None) for name, kind in lib.results.items()})
+            self.type_names.update({name: rt.CelType(name) for name in lib.types})
+            self.macros.update(lib.macros)
         # After `compile`: every attribute name the expression might read (`attribute_names`).
         self.names: frozenset[str] = frozenset()
 
@@ -532,15 +548,16 @@ class CelCompiler:
             and isinstance(node.args[0], Ident)
         ):
             return self.comprehension(node, scope)
+        qualified = self.qualified_function(node, scope)
+        if qualified is not None:
+            name, node = qualified, Call(qualified, None, node.args, node.col)
         target = self.node(node.target, scope) if node.target is not None else None
         args = [self.node(arg, scope) for arg in node.args]
         operands = ([target] if target is not None else []) + args
-        impl = rt.FUNCTIONS.get(name)
+        impl = self.functions.get(name)
         if impl is None:
-            if self.checked:
-                raise CompileError(f"unknown function '{name}'", node.col)
-            return _Code(DYN, _raiser(rt.CelError(f"unbound function: '{name}'")))
-        kind, value_type = _FUNCTION_RESULTS.get(name, (DYN, None))
+            return self.unknown_function(name, node.col)
+        kind, value_type = self.results.get(name, (DYN, None))
         if name == "conditional" and len(args) == 3:
             return self.conditional_function(args, node.col)
         fn = _apply(impl, [op.fn for op in operands])
@@ -552,6 +569,34 @@ class CelCompiler:
         else:
             recipe = gen.call(impl, list(operands))
         return self.fold(_Code(kind, fn, value_type=value_type, recipe=recipe), operands)
+
+    def qualified_function(self, node: Call, scope: frozenset[str]) -> str | None:
+        """`math.greatest` for `math.greatest(...)` when a library provides that name (a
+        qualified name wins over a receiver, as in cel-go), else None."""
+        if node.target is None:
+            return None
+        path = self.path_of(node.target, scope)
+        if path is None or path[1] or path[0][0] in scope:
+            return None
+        qualified = ".".join(path[0]) + "." + node.function
+        if qualified in self.functions or qualified in self.macros:
+            return qualified
+        # A function of a library left out: resolved, so the error can name the library.
+        return qualified if cel_libraries.library_of(qualified) is not None else None
+
+    def unknown_function(self, name: str, col: int) -> _Code:
+        """A call of a function no enabled library provides: a CompileError when checking,
+        else an evaluation error (as cel-spec's unchecked evaluation wants)."""
+        owner = cel_libraries.library_of(name)
+        if owner is not None:
+            message = f"function '{name}' is in the CEL library '{owner}', which is not enabled"
+        else:
+            message = (
+                f"unknown function '{name}'" if self.checked else f"unbound function: '{name}'"
+            )
+        if self.checked:
+            raise CompileError(message, col)
+        return _Code(DYN, _raiser(rt.CelError(message)))
 
     def conditional_function(self, args: list[_Code], col: int) -> _Code:
         cond, then, otherwise = args

@@ -1,0 +1,113 @@
+"""CEL extension libraries: named units a compile may leave out, compiled like the core, and
+bounded against hostile expressions like the core (1 MiB per built string or list)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mixer.expr import CEL_LIBRARIES, CompileError, EvaluationError, compile
+
+BIG = "a" * 600_000
+
+
+def _eval(text: str, **activation: Any) -> Any:
+    return compile(text, dialect="cel").evaluate(activation)
+
+
+def test_every_library_is_on_by_default() -> None:
+    assert {"strings", "math", "encoders"} <= set(CEL_LIBRARIES)
+    assert _eval("'TacoCat'.lowerAscii()") == "tacocat"
+    assert _eval("math.greatest(1, 2.5, 2u)") == 2.5
+    assert _eval("base64.encode(b'hello')") == "aGVsbG8="
+
+
+def test_a_library_left_out_names_itself_when_checked() -> None:
+    with pytest.raises(CompileError, match="in the CEL library 'math', which is not enabled"):
+        compile("math.abs(x) > 1", dialect="cel", vocabulary={"x": "INT64"}, libraries=())
+
+
+def test_a_library_left_out_fails_evaluation_when_unchecked() -> None:
+    program = compile("'a'.charAt(0)", dialect="cel", libraries=("math",))
+    with pytest.raises(EvaluationError, match="library 'strings'"):
+        program.evaluate({})
+
+
+def test_an_unknown_library_is_a_compile_error() -> None:
+    with pytest.raises(CompileError, match="unknown CEL libraries"):
+        compile("1", dialect="cel", libraries=("nope",))
+
+
+def test_library_calls_are_part_of_the_generated_function() -> None:
+    program = compile("s.upperAscii() == 'AB'", dialect="cel", vocabulary={"s": "STRING"})
+    assert program.evaluate.__code__.co_filename == "<cel>"
+    assert program.evaluate({"s": "ab"}) is True
+    assert program.result_type == "BOOL"
+
+
+def test_qualified_function_results_are_typed() -> None:
+    assert compile("math.isNaN(1.0)", dialect="cel", vocabulary={}).result_type == "BOOL"
+    with pytest.raises(CompileError, match="must be"):
+        compile("math.ceil(1.5) && true", dialect="cel", vocabulary={})
+
+
+@pytest.mark.parametrize(
+    ("text", "s"),
+    [
+        ("s.replace('a', 'aa')", BIG),
+        ("[s, s].join()", BIG),
+        ("[s, s].join(',')", BIG),
+        ("'%s%s'.format([s, s])", BIG),
+        ("'%s'.format([[s, s]])", BIG),
+        ("'%s'.format([{'k': s, 'l': s}])", BIG),
+        ("'%.2000000f'.format([1.0])", ""),
+        ("strings.quote(s)", "\n" * 600_000),
+        ("base64.encode(bytes(s))", "a" * 800_000),
+    ],
+)
+def test_strings_never_grow_past_the_limit(text: str, s: str) -> None:
+    with pytest.raises(EvaluationError, match=r"(longer|larger) than"):
+        _eval(text, s=s)
+
+
+def test_strings_within_the_limit_are_built() -> None:
+    assert len(_eval("s.replace('a', 'b')", s=BIG)) == len(BIG)
+    assert len(_eval("'%s'.format([s])", s=BIG)) == len(BIG)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("math.bitShiftLeft(1, 63)", -(2**63)),
+        ("math.bitShiftRight(-1, 1)", 2**63 - 1),
+        ("math.bitShiftLeft(1u, 64)", 0),
+        ("math.round(0.49999999999999994)", 0.0),
+        ("math.round(-2.5)", -3.0),
+        ("'%d'.format([1.5])", "1.5"),
+        ("'%s'.format([1e20])", "100000000000000000000"),
+        ("'a,b,c'.split(',', 2)", ["a", "b,c"]),
+        ("'abc'.split('', 2)", ["a", "bc"]),
+        ("'\\x1ca\\x1c'.trim()", "\x1ca\x1c"),
+        ("base64.decode('aGk')", b"hi"),
+    ],
+)
+def test_cel_go_semantics_at_the_edges(text: str, value: Any) -> None:
+    assert _eval(text) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "math.abs(-9223372036854775807 - 1)",
+        "math.greatest([])",
+        "math.greatest('a', 1)",
+        "math.bitAnd(1, 1u)",
+        "base64.decode('a')",
+        "'%'.format([1])",
+        "'%.3'.format([1.0])",
+    ],
+)
+def test_cel_go_errors(text: str) -> None:
+    with pytest.raises(EvaluationError):
+        _eval(text)
