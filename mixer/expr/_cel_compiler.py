@@ -39,6 +39,7 @@ from mixer.expr._ast import (
     attribute_names,
     check_depth,
 )
+from mixer.expr._cel_ext_block import BIND, expand_blocks
 from mixer.expr._cel_parser import parse
 from mixer.expr._errors import UNWRAPPED_TYPES, CompileError, EvaluationError, guarded
 
@@ -137,6 +138,17 @@ _ARITHMETIC_KINDS = {
     "%": frozenset({"int", "uint"}),
 }
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# Two-variable comprehensions (library two_var_comprehensions) and their result kinds.
+_TWO_VAR_MACROS = {
+    "all": "bool",
+    "exists": "bool",
+    "existsOne": "bool",
+    "transformList": "list",
+    "transformMap": "map",
+}
+# The variable a two-variable comprehension's loop assigns (key, value) pairs to; not a name
+# an expression can write.
+_PAIR = "@pair"
 _ORDERED_KINDS = frozenset(
     {"int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration", DYN}
 )
@@ -227,6 +239,8 @@ class CelCompiler:
         """(evaluate, result ValueType name, constant value or NOT_CONSTANT); `evaluate` raises
         only EvaluationError and hands a string map out unwrapped (`_errors.guarded`)."""
         tree = check_depth(parse(text))
+        if "cel.block" in self.macros:
+            tree = expand_blocks(tree)
         self.names = attribute_names(tree, tuple(self.prefixes))
         code = self.node(tree, frozenset())
         result = code.value_type or _VALUE_TYPE_OF_KIND.get(code.kind, "DYNAMIC")
@@ -541,6 +555,17 @@ class CelCompiler:
         name = node.function
         if name == "has" and node.target is None:
             return self.has(node, scope)
+        if name == BIND and node.target is None:
+            return self.bind(node.args, scope, node.col)
+        if (
+            name in _TWO_VAR_MACROS
+            and name in self.macros
+            and node.target is not None
+            and len(node.args) in (3, 4)
+            and isinstance(node.args[0], Ident)
+            and isinstance(node.args[1], Ident)
+        ):
+            return self.comprehension2(node, scope)
         if (
             name in _MACROS
             and node.target is not None
@@ -549,6 +574,8 @@ class CelCompiler:
         ):
             return self.comprehension(node, scope)
         qualified = self.qualified_function(node, scope)
+        if qualified == "cel.bind" and qualified in self.macros:
+            return self.bind(node.args, scope, node.col)
         if qualified is not None:
             name, node = qualified, Call(qualified, None, node.args, node.col)
         target = self.node(node.target, scope) if node.target is not None else None
@@ -659,18 +686,52 @@ class CelCompiler:
 
         def fn(act: Activation) -> Any:
             items = _range(get_range(act), name)
-            if isinstance(act, _Scope):
-                scope = _Scope(act.root, dict(act.vars), act.budget)
-            else:
-                scope = _Scope(act, {}, [MAX_COMPREHENSION_ITERATIONS])
-            scope.budget[0] -= len(items)
-            if scope.budget[0] < 0:
-                raise rt.CelError(
-                    f"comprehensions would iterate more than {MAX_COMPREHENSION_ITERATIONS} times"
-                )
-            return loop(items, scope, var, steps)
+            return loop(items, _loop_scope(act, len(items)), var, steps)
 
         return _Code(kinds[name], fn)
+
+    def comprehension2(self, node: Call, scope: frozenset[str]) -> _Code:
+        """`r.all(k, v, p)`, `exists`, `existsOne`, `transformList(k, v, [filter,] e)` and
+        `transformMap(...)`: k is a list's index or a map's key, v the element or value."""
+        name = node.function
+        first, second = node.args[0], node.args[1]
+        assert isinstance(first, Ident) and isinstance(second, Ident) and node.target
+        if first.name == second.name:
+            raise CompileError(f"{name}(): the two variables must differ", node.col)
+        filtered = len(node.args) == 4
+        if filtered and _TWO_VAR_MACROS[name] == "bool":
+            raise CompileError(f"wrong number of arguments to the {name}() macro", node.col)
+        target = self.node(node.target, scope)
+        self.require(target, ("list", "map"), f"the receiver of {name}()", node.col)
+        inner = scope | {first.name, second.name}
+        steps = [
+            _unpacking(self.node(arg, inner).fn, first.name, second.name) for arg in node.args[2:]
+        ]
+        loop = _TWO_VAR_LOOPS[name, filtered]
+        get_range = target.fn
+
+        def fn(act: Activation) -> Any:
+            pairs = _pairs(get_range(act), name)
+            return loop(pairs, _loop_scope(act, len(pairs)), _PAIR, steps)
+
+        return _Code(_TWO_VAR_MACROS[name], fn)
+
+    def bind(self, args: tuple[Node, ...], scope: frozenset[str], col: int) -> _Code:
+        """`cel.bind(name, value, body)`: `body` with the local `name` bound to `value`."""
+        if len(args) != 3 or not isinstance(args[0], Ident) or args[0].absolute:
+            raise CompileError("cel.bind() takes a name, a value and an expression", col)
+        local = args[0].name
+        init = self.node(args[1], scope)
+        body = self.node(args[2], scope | {local})
+        get_init, get_body = init.fn, body.fn
+
+        def fn(act: Activation) -> Any:
+            value = get_init(act)
+            if isinstance(act, _Scope):
+                return get_body(_Scope(act.root, {**act.vars, local: value}, act.budget))
+            return get_body(_Scope(act, {local: value}, [MAX_COMPREHENSION_ITERATIONS]))
+
+        return _Code(body.kind, fn)
 
 
 # -- closures for operators ------------------------------------------------------------------------
@@ -797,6 +858,55 @@ def _or(lf: Fn, rf: Fn) -> Fn:
     return fn
 
 
+def _loop_scope(act: Activation, iterations: int) -> _Scope:
+    """A fresh scope for a comprehension's variables, `iterations` charged to the budget the
+    whole expression shares."""
+    if isinstance(act, _Scope):
+        scope = _Scope(act.root, dict(act.vars), act.budget)
+    else:
+        scope = _Scope(act, {}, [MAX_COMPREHENSION_ITERATIONS])
+    scope.budget[0] -= iterations
+    if scope.budget[0] < 0:
+        raise rt.CelError(
+            f"comprehensions would iterate more than {MAX_COMPREHENSION_ITERATIONS} times"
+        )
+    return scope
+
+
+def _pairs(value: Any, macro: str) -> list[tuple[Any, Any]]:
+    k = rt.kind(value)
+    if k == "list":
+        return list(enumerate(value))
+    if k == "map":
+        return list(value.items())
+    raise rt.no_overload(macro, value)
+
+
+def _unpacking(step: Fn, first: str, second: str) -> Fn:
+    """`step` with the loop's current (key, value) pair assigned to `first` and `second`."""
+
+    def fn(scope: _Scope) -> Any:
+        scope.vars[first], scope.vars[second] = scope.vars[_PAIR]
+        return step(scope)
+
+    return fn
+
+
+def _transform_map(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> dict[Any, Any]:
+    *predicate, transform = steps
+    out = {}
+    for item in items:
+        scope.vars[var] = item
+        if predicate:
+            result = predicate[0](scope)
+            if result is False:
+                continue
+            if result is not True:
+                raise rt.no_overload("transformMap", result)
+        out[item[0]] = transform(scope)
+    return out
+
+
 def _range(value: Any, macro: str) -> list[Any]:
     k = rt.kind(value)
     if k not in ("list", "map"):
@@ -885,4 +995,14 @@ _LOOPS: dict[str, Callable[[list[Any], _Scope, str, list[Fn]], Any]] = {
     "exists_one": _loop_exists_one,
     "filter": _loop_filter,
     "map": _loop_map,
+}
+# Loops of two-variable comprehensions, by (macro, with a filter).
+_TWO_VAR_LOOPS: dict[tuple[str, bool], Callable[[list[Any], _Scope, str, list[Fn]], Any]] = {
+    ("all", False): _LOOPS["all"],
+    ("exists", False): _LOOPS["exists"],
+    ("existsOne", False): _LOOPS["exists_one"],
+    ("transformList", False): _loop_map,
+    ("transformList", True): _map_filtered,
+    ("transformMap", False): _transform_map,
+    ("transformMap", True): _transform_map,
 }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from mixer.expr import _cel_ext_encoders, _cel_ext_math, _cel_ext_strings
+from mixer.expr import _cel_ext_encoders, _cel_ext_macros, _cel_ext_math, _cel_ext_strings
 from mixer.expr._cel_library import Library
 from mixer.expr._errors import CompileError
 
@@ -20,6 +20,9 @@ LIBRARIES: Mapping[str, Library] = {
         _cel_ext_strings.LIBRARY,
         _cel_ext_math.LIBRARY,
         _cel_ext_encoders.LIBRARY,
+        _cel_ext_macros.BINDINGS,
+        _cel_ext_macros.TWO_VAR_COMPREHENSIONS,
+        _cel_ext_macros.BLOCK,
     )
 }
 DEFAULT_LIBRARIES: tuple[str, ...] = tuple(LIBRARIES)

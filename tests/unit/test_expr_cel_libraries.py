@@ -111,3 +111,33 @@ def test_cel_go_semantics_at_the_edges(text: str, value: Any) -> None:
 def test_cel_go_errors(text: str) -> None:
     with pytest.raises(EvaluationError):
         _eval(text)
+
+
+def test_bind_shadows_an_attribute_and_reads_others() -> None:
+    program = compile(
+        "cel.bind(x, y + 1, x * x)", dialect="cel", vocabulary={"x": "INT64", "y": "INT64"}
+    )
+    assert program.evaluate({"x": 100, "y": 2}) == 9
+
+
+def test_two_variable_comprehensions_share_the_iteration_budget() -> None:
+    text = "r.all(i, v, r.exists(j, w, j == i && w == v))"
+    assert _eval(text, r=list(range(300))) is True
+    with pytest.raises(EvaluationError, match="iterate more than"):
+        _eval(text, r=list(range(400)))
+
+
+def test_transform_map_over_a_list_keys_by_index() -> None:
+    assert _eval("['a', 'b'].transformMap(i, v, v + v)") == {0: "aa", 1: "bb"}
+    assert _eval("{'a': 1, 'b': 2}.transformMap(k, v, v > 1, k)") == {"b": "b"}
+
+
+def test_two_variable_forms_need_their_library() -> None:
+    with pytest.raises(CompileError, match="wrong number of arguments"):
+        compile("[1].all(i, v, v > 0)", dialect="cel", vocabulary={}, libraries=())
+
+
+def test_block_slots_cannot_be_spelled_by_an_expression() -> None:
+    assert _eval("cel.block([1, cel.index(0) + 1], cel.index(1) * 2)") == 4
+    with pytest.raises(CompileError):
+        compile("cel.block([1], cel.index(x))", dialect="cel")
