@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mixer.expr import _cel_codegen as gen
+from mixer.expr import _cel_ext_optionals as opt
 from mixer.expr import _cel_libraries as cel_libraries
 from mixer.expr import _cel_runtime as rt
 from mixer.expr._ast import (
@@ -282,7 +283,10 @@ class CelCompiler:
             if path is not None:
                 return self.name(path, node, scope)
             assert isinstance(node, Select)
-            return self.select(self.node(node.operand, scope), node.field, node.col)
+            operand = self.node(node.operand, scope)
+            if node.optional:
+                return self.optional_access(opt.select, operand, _constant(node.field), node.col)
+            return self.select(operand, node.field, node.col)
         if isinstance(node, Index):
             return self.index(node, scope)
         if isinstance(node, Call):
@@ -307,6 +311,8 @@ class CelCompiler:
         """(parts, absolute) of a dotted name `a.b.c`, or None if the root is not a name."""
         parts: list[str] = []
         while isinstance(node, Select):
+            if node.optional:
+                return None
             parts.append(node.field)
             node = node.operand
         if not isinstance(node, Ident):
@@ -405,9 +411,30 @@ class CelCompiler:
         recipe = gen.key_lookup(operand, field, missing, rt.select)
         return self.fold(_Code(kind, fn, recipe=recipe), (operand,))
 
+    def optional_syntax(self, col: int) -> None:
+        """Raise unless the optionals library (and so its syntax) is enabled."""
+        if "?" not in self.macros:
+            raise CompileError("optional syntax ('?') needs the CEL library 'optionals'", col)
+
+    def optional_access(
+        self, access: Callable[[Any, Any], Any], operand: _Code, key: _Code, col: int
+    ) -> _Code:
+        """`operand.?field` or `operand[?key]`: an optional, none when absent."""
+        self.optional_syntax(col)
+        self.require(operand, ("map", "list", "optional_type"), "the operand of '?'", col)
+        get, get_key = operand.fn, key.fn
+        code = _Code(
+            "optional_type",
+            lambda act: access(get(act), get_key(act)),
+            recipe=gen.call(access, [operand, key]),
+        )
+        return self.fold(code, (operand, key))
+
     def index(self, node: Index, scope: frozenset[str]) -> _Code:
         operand = self.node(node.operand, scope)
         key = self.node(node.index, scope)
+        if node.optional:
+            return self.optional_access(opt.index, operand, key, node.col)
         self.require(operand, ("map", "list"), "an indexed value", node.col)
         kind = "string" if operand.value_type == "STRING_MAP" else DYN
         get = operand.fn
@@ -428,6 +455,15 @@ class CelCompiler:
     def list_literal(self, node: ListLit, scope: frozenset[str]) -> _Code:
         items = [self.node(item, scope) for item in node.items]
         fns = [item.fn for item in items]
+        if node.optional:
+            self.optional_syntax(node.col)
+            marked = [(f, i in node.optional) for i, f in enumerate(fns)]
+
+            def elements(act: Activation) -> list[Any]:
+                values = [opt.element(f(act), "a list element") if o else f(act) for f, o in marked]
+                return [value for value in values if value is not opt.ABSENT]
+
+            return self.fold(_Code("list", elements), items)
         code = _Code("list", lambda act: [f(act) for f in fns], recipe=gen.list_of(list(items)))
         return self.fold(code, items)
 
@@ -435,6 +471,18 @@ class CelCompiler:
         entries = [(self.node(k, scope), self.node(v, scope)) for k, v in node.entries]
         fns = [(k.fn, v.fn) for k, v in entries]
         code = _Code("map", lambda act: rt.make_map([(k(act), v(act)) for k, v in fns]))
+        if node.optional:
+            self.optional_syntax(node.col)
+            marked = [(k, v, i in node.optional) for i, (k, v) in enumerate(fns)]
+
+            def make(act: Activation) -> dict[Any, Any]:
+                pairs = [
+                    (k(act), opt.element(v(act), "a map value") if o else v(act))
+                    for k, v, o in marked
+                ]
+                return rt.make_map([(k, v) for k, v in pairs if v is not opt.ABSENT])
+
+            code = _Code("map", make)
         return self.fold(code, [c for pair in entries for c in pair])
 
     def unary(self, node: Unary, scope: frozenset[str]) -> _Code:
@@ -557,6 +605,8 @@ class CelCompiler:
             return self.has(node, scope)
         if name == BIND and node.target is None:
             return self.bind(node.args, scope, node.col)
+        if name in ("optMap", "optFlatMap") and name in self.macros and node.target is not None:
+            return self.optional_map(node, scope)
         if (
             name in _TWO_VAR_MACROS
             and name in self.macros
@@ -716,6 +766,33 @@ class CelCompiler:
 
         return _Code(_TWO_VAR_MACROS[name], fn)
 
+    def optional_map(self, node: Call, scope: frozenset[str]) -> _Code:
+        """`o.optMap(x, e)`: none, or optional.of(e) with `x` the value; `o.optFlatMap(x, e)`:
+        none, or `e` (an optional) with `x` the value."""
+        name = node.function
+        if len(node.args) != 2 or not isinstance(node.args[0], Ident):
+            raise CompileError(f"{name}() takes a name and an expression", node.col)
+        assert node.target is not None
+        local = node.args[0].name
+        target = self.node(node.target, scope)
+        body = self.node(node.args[1], scope | {local})
+        get, get_body, flat = target.fn, body.fn, name == "optFlatMap"
+
+        def fn(act: Activation) -> Any:
+            found = get(act)
+            if not isinstance(found, opt.Optional):
+                raise rt.no_overload(name, found)
+            if not found.has_value:
+                return opt.NONE
+            result = get_body(_bound(act, local, found.value))
+            if not flat:
+                return opt.Optional(result)
+            if not isinstance(result, opt.Optional):
+                raise rt.no_overload(name, result)
+            return result
+
+        return _Code("optional_type", fn)
+
     def bind(self, args: tuple[Node, ...], scope: frozenset[str], col: int) -> _Code:
         """`cel.bind(name, value, body)`: `body` with the local `name` bound to `value`."""
         if len(args) != 3 or not isinstance(args[0], Ident) or args[0].absolute:
@@ -726,10 +803,7 @@ class CelCompiler:
         get_init, get_body = init.fn, body.fn
 
         def fn(act: Activation) -> Any:
-            value = get_init(act)
-            if isinstance(act, _Scope):
-                return get_body(_Scope(act.root, {**act.vars, local: value}, act.budget))
-            return get_body(_Scope(act, {local: value}, [MAX_COMPREHENSION_ITERATIONS]))
+            return get_body(_bound(act, local, get_init(act)))
 
         return _Code(body.kind, fn)
 
@@ -856,6 +930,13 @@ def _or(lf: Fn, rf: Fn) -> Fn:
         raise rt.no_overload("_||_", left, right)
 
     return fn
+
+
+def _bound(act: Activation, name: str, value: Any) -> _Scope:
+    """The scope of `act` with the local `name` bound to `value`."""
+    if isinstance(act, _Scope):
+        return _Scope(act.root, {**act.vars, name: value}, act.budget)
+    return _Scope(act, {name: value}, [MAX_COMPREHENSION_ITERATIONS])
 
 
 def _loop_scope(act: Activation, iterations: int) -> _Scope:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from mixer.expr import _cel_ext_encoders, _cel_ext_macros, _cel_ext_math, _cel_ext_strings
+from mixer.expr import (
+    _cel_ext_encoders,
+    _cel_ext_macros,
+    _cel_ext_math,
+    _cel_ext_optionals,
+    _cel_ext_strings,
+)
 from mixer.expr._cel_library import Library
 from mixer.expr._errors import CompileError
 
@@ -23,6 +29,7 @@ LIBRARIES: Mapping[str, Library] = {
         _cel_ext_macros.BINDINGS,
         _cel_ext_macros.TWO_VAR_COMPREHENSIONS,
         _cel_ext_macros.BLOCK,
+        _cel_ext_optionals.LIBRARY,
     )
 }
 DEFAULT_LIBRARIES: tuple[str, ...] = tuple(LIBRARIES)

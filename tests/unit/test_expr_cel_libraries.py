@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from mixer.attributes.bag import Bag, StringMap
+from mixer.attributes.tracking import TrackingBag
 from mixer.expr import CEL_LIBRARIES, CompileError, EvaluationError, compile
+from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY as VOCAB
 
 BIG = "a" * 600_000
 
@@ -141,3 +144,35 @@ def test_block_slots_cannot_be_spelled_by_an_expression() -> None:
     assert _eval("cel.block([1, cel.index(0) + 1], cel.index(1) * 2)") == 4
     with pytest.raises(CompileError):
         compile("cel.block([1], cel.index(x))", dialect="cel")
+
+
+def test_an_optional_header_reads_only_its_key() -> None:
+    program = compile(
+        "request.headers[?'x-user'].orValue('anonymous')", dialect="cel", vocabulary=VOCAB
+    )
+    headers = {"request.headers": StringMap({"x-user": "john"})}
+    tracking = TrackingBag(Bag(headers))
+    assert program.evaluate(tracking) == "john"
+    assert tracking.refs.reads == {("request.headers", "x-user"): True}
+    tracking = TrackingBag(Bag({"request.headers": StringMap({})}))
+    assert program.evaluate(tracking) == "anonymous"
+    assert tracking.refs.reads == {("request.headers", "x-user"): False}
+
+
+def test_optional_syntax_needs_its_library() -> None:
+    with pytest.raises(CompileError, match="library 'optionals'"):
+        compile("{}.?a", dialect="cel", libraries=("strings",))
+    with pytest.raises(CompileError, match="library 'optionals'"):
+        compile("[?x]", dialect="cel", libraries=())
+
+
+def test_optional_elements_must_be_optionals() -> None:
+    assert _eval("[1, ?optional.none(), ?optional.of(2)]") == [1, 2]
+    assert _eval("{?'a': optional.none(), 'b': 1}") == {"b": 1}
+    with pytest.raises(EvaluationError, match="must be an optional"):
+        _eval("[?1]")
+
+
+def test_optionals_are_not_map_keys() -> None:
+    with pytest.raises(EvaluationError):
+        _eval("{optional.none(): 1}")
