@@ -230,7 +230,8 @@ class CelCompiler:
         self.macros: set[str] = set()
         for lib in cel_libraries.resolve(libraries):
             self.functions.update(lib.functions)
-            self.results.update({name: (kind, None) for name, kind in lib.results.items()})
+            for name in {*lib.results, *lib.value_types}:
+                self.results[name] = (lib.results.get(name, DYN), lib.value_types.get(name))
             self.type_names.update({name: rt.CelType(name) for name in lib.types})
             self.macros.update(lib.macros)
         # After `compile`: every attribute name the expression might read (`attribute_names`).
@@ -244,6 +245,14 @@ class CelCompiler:
             tree = expand_blocks(tree)
         self.names = attribute_names(tree, tuple(self.prefixes))
         code = self.node(tree, frozenset())
+        if code.value_type == "IP_ADDRESS" and code.kind == DYN:
+            # An address from ip() leaves the program as Mixer's IP_ADDRESS: plain bytes.
+            get = code.fn
+            code = self.fold(
+                _Code("bytes", lambda act: bytes(get(act)), value_type="IP_ADDRESS"),
+                (code,),
+            )
+            code.recipe = gen.call(bytes, [_Code(DYN, get)]) if not code.is_const else None
         result = code.value_type or _VALUE_TYPE_OF_KIND.get(code.kind, "DYNAMIC")
         unwraps = result in UNWRAPPED_TYPES
         if code.is_const or code.recipe is None:

@@ -14,6 +14,7 @@ from mixer.expr import (
     _cel_ext_encoders,
     _cel_ext_macros,
     _cel_ext_math,
+    _cel_ext_network,
     _cel_ext_optionals,
     _cel_ext_strings,
 )
@@ -30,6 +31,7 @@ LIBRARIES: Mapping[str, Library] = {
         _cel_ext_macros.TWO_VAR_COMPREHENSIONS,
         _cel_ext_macros.BLOCK,
         _cel_ext_optionals.LIBRARY,
+        _cel_ext_network.LIBRARY,
     )
 }
 DEFAULT_LIBRARIES: tuple[str, ...] = tuple(LIBRARIES)

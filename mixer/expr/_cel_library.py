@@ -20,7 +20,8 @@ class Library:
     (`'abc'.charAt(1)` calls ``charAt('abc', 1)``) and raises `_cel_runtime.CelError` on a bad
     argument; a qualified name (``"math.greatest"``) is called as written, with no receiver.
     `results` gives the CEL kind a function returns where it is fixed (type checking and result
-    types); a function not listed there returns a dynamic value. `types` are the type names
+    types); a function not listed there returns a dynamic value, whose Mixer ValueType
+    `value_types` may still fix (`ip()` gives an IP_ADDRESS). `types` are the type names
     the library adds (``net.IP``); `macros` name the forms the compiler expands itself when the
     library is enabled (``"cel.bind"``, ``"optMap"``, the ``?.`` syntax as ``"?"``).
     """
@@ -29,6 +30,7 @@ class Library:
     summary: str
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     results: Mapping[str, str] = field(default_factory=dict)
+    value_types: Mapping[str, str] = field(default_factory=dict)
     types: tuple[str, ...] = ()
     macros: frozenset[str] = frozenset()
 

@@ -195,7 +195,10 @@ def equal(a: Any, b: Any) -> bool:
     """CEL `==`: never an error; values of different kinds are unequal, numbers compare by value."""
     ka, kb = kind(a), kind(b)
     if ka != kb:
-        return ka in NUMERIC and kb in NUMERIC and a == b
+        if ka in NUMERIC and kb in NUMERIC:
+            return bool(a == b)
+        # A net.IP value (a bytes subclass) equals the raw bytes of a Mixer IP_ADDRESS.
+        return "net.IP" in (ka, kb) and isinstance(a, bytes) and isinstance(b, bytes) and a == b
     if ka == "list":
         return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
     if ka == "map":

@@ -176,3 +176,37 @@ def test_optional_elements_must_be_optionals() -> None:
 def test_optionals_are_not_map_keys() -> None:
     with pytest.raises(EvaluationError):
         _eval("{optional.none(): 1}")
+
+
+NET_BAG = Bag({"source.ip": bytes([10, 1, 2, 3]), "destination.ip": bytes(15) + b"\x01"})
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("cidr('10.0.0.0/8').containsIP(source.ip)", True),
+        ("cidr('10.2.0.0/16').containsIP(source.ip)", False),
+        ("source.ip == ip('10.1.2.3')", True),
+        ("ip('10.1.2.3') == source.ip", True),
+        ("[source.ip].exists(a, a == ip('::ffff:a01:203'))", True),
+        ("source.ip.family() == 4 && destination.ip.isLoopback()", True),
+        ("string(ip(string(ip('2001:DB8::1'))))", "2001:db8::1"),
+    ],
+)
+def test_network_functions_take_mixer_ip_attributes(text: str, value: Any) -> None:
+    program = compile(text, dialect="cel", vocabulary=VOCAB)
+    assert program.evaluate(NET_BAG) == value
+
+
+def test_an_address_leaves_the_program_as_plain_bytes() -> None:
+    program = compile("ip(request.path)", dialect="cel", vocabulary=VOCAB)
+    assert program.result_type == "IP_ADDRESS"
+    value = program.evaluate(Bag({"request.path": "10.0.0.1"}))
+    assert type(value) is bytes and value == bytes([10, 0, 0, 1])
+    assert type(compile("ip('::1')", dialect="cel").constant) is bytes
+
+
+def test_network_parsing_is_strict() -> None:
+    for text in ("ip('fe80::1%eth0')", "ip('::ffff:1.2.3.4')", "cidr('10.0.0.0/33')"):
+        with pytest.raises(EvaluationError):
+            _eval(text)
