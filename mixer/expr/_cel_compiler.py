@@ -15,6 +15,7 @@ function per expression (`_cel_codegen`: each node's recipe generates what its c
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -155,6 +156,30 @@ _ORDERED_KINDS = frozenset(
 )
 
 
+_Environment = tuple[
+    Mapping[str, rt.CelType],
+    Mapping[str, Callable[..., Any]],
+    Mapping[str, tuple[str, str | None]],
+    frozenset[str],
+]
+
+
+@functools.lru_cache(maxsize=64)
+def _environment(libraries: tuple[str, ...] | None) -> _Environment:
+    """(type names, functions, result kinds, macros) of the core plus `libraries`."""
+    type_names = dict(rt.TYPES)
+    functions = dict(rt.FUNCTIONS)
+    results = dict(_FUNCTION_RESULTS)
+    macros: set[str] = set()
+    for lib in cel_libraries.resolve(libraries):
+        functions.update(lib.functions)
+        for name in {*lib.results, *lib.value_types}:
+            results[name] = (lib.results.get(name, DYN), lib.value_types.get(name))
+        type_names.update({name: rt.CelType(name) for name in lib.types})
+        macros.update(lib.macros)
+    return type_names, functions, results, frozenset(macros)
+
+
 class _Scope:
     """The activation inside a comprehension: attribute reads go to the root activation,
     comprehension variables live in `vars` (so they never leak into attribute lookups)."""
@@ -224,16 +249,9 @@ class CelCompiler:
         self.checked = vocabulary is not None
         parts = container.split(".") if container else []
         self.prefixes = [".".join(parts[:n]) + "." for n in range(len(parts), 0, -1)] + [""]
-        self.type_names = dict(rt.TYPES)
-        self.functions = dict(rt.FUNCTIONS)
-        self.results = dict(_FUNCTION_RESULTS)
-        self.macros: set[str] = set()
-        for lib in cel_libraries.resolve(libraries):
-            self.functions.update(lib.functions)
-            for name in {*lib.results, *lib.value_types}:
-                self.results[name] = (lib.results.get(name, DYN), lib.value_types.get(name))
-            self.type_names.update({name: rt.CelType(name) for name in lib.types})
-            self.macros.update(lib.macros)
+        env = _environment(None if libraries is None else tuple(libraries))
+        # Shared between compilers of the same library set: read, never written.
+        self.type_names, self.functions, self.results, self.macros = env
         # After `compile`: every attribute name the expression might read (`attribute_names`).
         self.names: frozenset[str] = frozenset()
 
