@@ -19,13 +19,19 @@ from mixer.expr._cel_library import Library
 _MASK64 = (1 << 64) - 1
 
 
-def _extremum(name: str, better: Callable[[Any, Any], bool]) -> Callable[..., Any]:
+def _extremum(
+    name: str, better: Callable[[Any, Any], bool], python: Callable[..., Any]
+) -> Callable[..., Any]:
     def pick(*args: Any) -> Any:
         values: Any = args
         if len(args) == 1 and rt.kind(args[0]) == "list":
             values = args[0]
             if not values:
                 raise rt.CelError(f"{name}(list) argument must not be empty")
+        kinds = set(map(type, values))
+        if len(kinds) == 1 and (int in kinds or float in kinds):
+            # One exact kind: Python's max/min keep the first of equals, as the loop below.
+            return python(values)
         if not values or any(rt.kind(v) not in rt.NUMERIC for v in values):
             raise rt.no_overload(name, *args)
         best = values[0]
@@ -134,8 +140,8 @@ LIBRARY = Library(
     name="math",
     summary="math.greatest/least, ceil/floor/round/trunc, abs, sign, isNaN/isInf, bit operations",
     functions={
-        "math.greatest": _extremum("math.greatest", lambda a, b: rt.compare("_>_", a, b) == 1),
-        "math.least": _extremum("math.least", lambda a, b: rt.compare("_<_", a, b) == -1),
+        "math.greatest": _extremum("math.greatest", lambda a, b: rt.compare("_>_", a, b) == 1, max),
+        "math.least": _extremum("math.least", lambda a, b: rt.compare("_<_", a, b) == -1, min),
         "math.ceil": _double("math.ceil", _keep_special(math.ceil)),
         "math.floor": _double("math.floor", _keep_special(math.floor)),
         "math.round": _double("math.round", _round_half_away),

@@ -58,7 +58,8 @@ def _out_of_range(index: int) -> rt.CelError:
 
 def char_at(text: Any, index: Any) -> str:
     """`s.charAt(i)`: the code point at `i`; "" at the end of the string."""
-    _check("charAt", (text, index), "string", "int")
+    if type(text) is not str or type(index) is not int:
+        _check("charAt", (text, index), "string", "int")
     if not 0 <= index <= len(text):
         raise _out_of_range(index)
     return str(text[index : index + 1])
@@ -66,7 +67,8 @@ def char_at(text: Any, index: Any) -> str:
 
 def index_of(text: Any, sub: Any, *offset: Any) -> int:
     """`s.indexOf(t[, from])`: the first index of `t` at or after `from`, else -1."""
-    _check("indexOf", (text, sub, *offset), "string", "string", "int", optional=1)
+    if type(text) is not str or type(sub) is not str or offset:
+        _check("indexOf", (text, sub, *offset), "string", "string", "int", optional=1)
     start = offset[0] if offset else 0
     if not 0 <= start <= len(text):
         raise _out_of_range(start)
@@ -75,7 +77,8 @@ def index_of(text: Any, sub: Any, *offset: Any) -> int:
 
 def last_index_of(text: Any, sub: Any, *offset: Any) -> int:
     """`s.lastIndexOf(t[, from])`: the last index of `t` starting at or before `from`, else -1."""
-    _check("lastIndexOf", (text, sub, *offset), "string", "string", "int", optional=1)
+    if type(text) is not str or type(sub) is not str or offset:
+        _check("lastIndexOf", (text, sub, *offset), "string", "string", "int", optional=1)
     if not offset:
         return len(text) if not sub else int(text.rfind(sub))
     start = offset[0]
@@ -88,19 +91,22 @@ def last_index_of(text: Any, sub: Any, *offset: Any) -> int:
 
 def lower_ascii(text: Any) -> str:
     """`s.lowerAscii()`: ASCII letters in lower case, every other code point unchanged."""
-    _check("lowerAscii", (text,), "string")
-    return str(text).translate(_ASCII_LOWER)
+    if type(text) is not str:
+        _check("lowerAscii", (text,), "string")
+    return text.lower() if text.isascii() else str(text).translate(_ASCII_LOWER)
 
 
 def upper_ascii(text: Any) -> str:
     """`s.upperAscii()`: ASCII letters in upper case, every other code point unchanged."""
-    _check("upperAscii", (text,), "string")
-    return str(text).translate(_ASCII_UPPER)
+    if type(text) is not str:
+        _check("upperAscii", (text,), "string")
+    return text.upper() if text.isascii() else str(text).translate(_ASCII_UPPER)
 
 
 def replace(text: Any, old: Any, new: Any, *limit: Any) -> str:
     """`s.replace(old, new[, n])`: the first `n` occurrences (all when `n` < 0) replaced."""
-    _check("replace", (text, old, new, *limit), "string", "string", "string", "int", optional=1)
+    if type(text) is not str or type(old) is not str or type(new) is not str or limit:
+        _check("replace", (text, old, new, *limit), "string", "string", "string", "int", optional=1)
     count = limit[0] if limit else -1
     found = text.count(old) if old else len(text) + 1
     if 0 <= count < found:
@@ -112,7 +118,8 @@ def replace(text: Any, old: Any, new: Any, *limit: Any) -> str:
 
 def split(text: Any, sep: Any, *limit: Any) -> list[str]:
     """`s.split(sep[, n])`: Go's strings.SplitN (n == 0: [], n < 0: no limit)."""
-    _check("split", (text, sep, *limit), "string", "string", "int", optional=1)
+    if type(text) is not str or type(sep) is not str or limit:
+        _check("split", (text, sep, *limit), "string", "string", "int", optional=1)
     count = limit[0] if limit else -1
     if count == 0:
         return []
@@ -126,7 +133,8 @@ def split(text: Any, sep: Any, *limit: Any) -> list[str]:
 
 def substring(text: Any, start: Any, *end: Any) -> str:
     """`s.substring(start[, end])`: the code points from `start` up to `end` (exclusive)."""
-    _check("substring", (text, start, *end), "string", "int", "int", optional=1)
+    if type(text) is not str or type(start) is not int or end:
+        _check("substring", (text, start, *end), "string", "int", "int", optional=1)
     if not 0 <= start <= len(text):
         raise _out_of_range(start)
     if not end:
@@ -141,17 +149,19 @@ def substring(text: Any, start: Any, *end: Any) -> str:
 
 def trim(text: Any) -> str:
     """`s.trim()`: leading and trailing white space (Go's unicode.IsSpace) removed."""
-    _check("trim", (text,), "string")
+    if type(text) is not str:
+        _check("trim", (text,), "string")
     return str(text).strip(_GO_SPACE)
 
 
 def join(items: Any, *sep: Any) -> str:
     """`list.join([sep])`: the strings of a list, separated by `sep`."""
-    _check("join", (items, *sep), "list", "string", optional=1)
+    if type(items) is not list or (sep and type(sep[0]) is not str):
+        _check("join", (items, *sep), "list", "string", optional=1)
     separator = sep[0] if sep else ""
-    if any(rt.kind(item) != "string" for item in items):
+    if set(map(type, items)) - {str} and any(rt.kind(item) != "string" for item in items):
         raise rt.no_overload("join", items, *sep)
-    total = sum(len(item) for item in items) + len(separator) * max(len(items) - 1, 0)
+    total = sum(map(len, items)) + len(separator) * max(len(items) - 1, 0)
     if total > rt.MAX_VALUE_SIZE:
         raise rt.CelError(f"string longer than {rt.MAX_VALUE_SIZE}")
     return str(separator.join(items))
@@ -159,7 +169,8 @@ def join(items: Any, *sep: Any) -> str:
 
 def reverse(text: Any) -> str:
     """`s.reverse()`: the code points in reverse order."""
-    _check("reverse", (text,), "string")
+    if type(text) is not str:
+        _check("reverse", (text,), "string")
     return str(text[::-1])
 
 
@@ -355,7 +366,8 @@ _CLAUSES: dict[str, Callable[[Any, int], str]] = {
 def format_string(template: Any, args: Any) -> str:
     """`s.format(list)`: printf-style substitution (%s %d %f %e %b %o %x %X, `.N` precision
     for %f and %e, %% for a percent sign), as cel-go's string.format."""
-    _check("format", (template, args), "string", "list")
+    if type(template) is not str or type(args) is not list:
+        _check("format", (template, args), "string", "list")
     out = _Output()
     i, used, end = 0, 0, len(template)
     while i < end:
