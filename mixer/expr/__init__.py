@@ -7,7 +7,8 @@ whose `evaluate(activation)` runs compiled Python: one generated function per ex
 - ``"mixer"`` (default, as in Istio): CEXL, the Go-expression subset with `|` defaults;
 - ``"cel"``: the Common Expression Language (own compiler, cel-spec semantics) plus Mixer's
   functions `match`, `ip`, `email`, `dnsName`, `uri`, `emptyStringMap`, `reverse`, `toLower`,
-  `conditional`;
+  `conditional`, and cel-go's extension libraries named in `CEL_LIBRARIES` (strings, math,
+  encoders, ...; `_cel_libraries` says what each provides and why all are on by default);
 - ``"compat"``: CEXL syntax with CEL semantics. Istio's COMPAT only rewrites `|` and duration
   literals, which the Mixer dialect already treats that way, so it compiles as ``"mixer"``.
 
@@ -23,16 +24,17 @@ comprehension iterations per evaluation and 1 MiB per concatenated string, bytes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mixer.expr._ast import MAX_TREE_DEPTH, NOT_CONSTANT
 from mixer.expr._cel_compiler import CelCompiler
+from mixer.expr._cel_libraries import DEFAULT_LIBRARIES as CEL_LIBRARIES
 from mixer.expr._errors import CompileError, EvaluationError
 from mixer.expr._mixer_compiler import MixerCompiler
 from mixer.expr.value_types import VALUE_TYPES
 
-__all__ = ["VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
+__all__ = ["CEL_LIBRARIES", "VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
 
 _DIALECTS = ("mixer", "cel", "compat")
 
@@ -77,17 +79,26 @@ class Program:
 
 
 def compile(
-    text: str, *, dialect: str = "mixer", vocabulary: Mapping[str, str] | None = None
+    text: str,
+    *,
+    dialect: str = "mixer",
+    vocabulary: Mapping[str, str] | None = None,
+    libraries: Iterable[str] | None = None,
 ) -> Program:
     """Compile `text` in `dialect`; with a `vocabulary` (attribute name -> ValueType name),
-    unknown attributes and type errors are CompileErrors."""
+    unknown attributes and type errors are CompileErrors. `libraries` names the CEL extension
+    libraries a ``"cel"`` expression may use (None: all of `CEL_LIBRARIES`); a function of
+    another library is a CompileError that names its library."""
     if dialect not in _DIALECTS:
         raise CompileError(f"unknown expression dialect {dialect!r} (use one of {_DIALECTS})")
     if vocabulary is not None:
         unknown = {t for t in vocabulary.values() if t not in VALUE_TYPES}
         if unknown:
             raise CompileError(f"vocabulary uses unknown value types {sorted(unknown)}")
-    compiler = CelCompiler(vocabulary) if dialect == "cel" else MixerCompiler(vocabulary)
+    if dialect == "cel":
+        compiler: CelCompiler | MixerCompiler = CelCompiler(vocabulary, libraries=libraries)
+    else:
+        compiler = MixerCompiler(vocabulary)
     try:
         evaluate, result_type, const = compiler.compile(text)
     except RecursionError:

@@ -34,20 +34,22 @@ class Ident:
 
 @dataclass(frozen=True, slots=True)
 class Select:
-    """`operand.field`."""
+    """`operand.field` (`optional`: CEL's `operand.?field`)."""
 
     operand: Node
     field: str
     col: int
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Index:
-    """`operand[index]`."""
+    """`operand[index]` (`optional`: CEL's `operand[?index]`)."""
 
     operand: Node
     index: Node
     col: int
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +93,20 @@ class Conditional:
 
 @dataclass(frozen=True, slots=True)
 class ListLit:
-    """`[a, b, ...]`."""
+    """`[a, b, ...]`; `optional` holds the positions of CEL's optional elements (`[?a]`)."""
 
     items: tuple[Node, ...]
     col: int
+    optional: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class MapLit:
-    """`{k: v, ...}`."""
+    """`{k: v, ...}`; `optional` holds the positions of CEL's optional entries (`{?k: v}`)."""
 
     entries: tuple[tuple[Node, Node], ...]
     col: int
+    optional: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

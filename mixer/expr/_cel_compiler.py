@@ -15,11 +15,14 @@ function per expression (`_cel_codegen`: each node's recipe generates what its c
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mixer.expr import _cel_codegen as gen
+from mixer.expr import _cel_ext_optionals as opt
+from mixer.expr import _cel_libraries as cel_libraries
 from mixer.expr import _cel_runtime as rt
 from mixer.expr._ast import (
     NOT_CONSTANT,
@@ -38,6 +41,7 @@ from mixer.expr._ast import (
     attribute_names,
     check_depth,
 )
+from mixer.expr._cel_ext_block import BIND, expand_blocks
 from mixer.expr._cel_parser import parse
 from mixer.expr._errors import UNWRAPPED_TYPES, CompileError, EvaluationError, guarded
 
@@ -136,9 +140,44 @@ _ARITHMETIC_KINDS = {
     "%": frozenset({"int", "uint"}),
 }
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# Two-variable comprehensions (library two_var_comprehensions) and their result kinds.
+_TWO_VAR_MACROS = {
+    "all": "bool",
+    "exists": "bool",
+    "existsOne": "bool",
+    "transformList": "list",
+    "transformMap": "map",
+}
+# The variable a two-variable comprehension's loop assigns (key, value) pairs to; not a name
+# an expression can write.
+_PAIR = "@pair"
 _ORDERED_KINDS = frozenset(
     {"int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration", DYN}
 )
+
+
+_Environment = tuple[
+    Mapping[str, rt.CelType],
+    Mapping[str, Callable[..., Any]],
+    Mapping[str, tuple[str, str | None]],
+    frozenset[str],
+]
+
+
+@functools.lru_cache(maxsize=64)
+def _environment(libraries: tuple[str, ...] | None) -> _Environment:
+    """(type names, functions, result kinds, macros) of the core plus `libraries`."""
+    type_names = dict(rt.TYPES)
+    functions = dict(rt.FUNCTIONS)
+    results = dict(_FUNCTION_RESULTS)
+    macros: set[str] = set()
+    for lib in cel_libraries.resolve(libraries):
+        functions.update(lib.functions)
+        for name in {*lib.results, *lib.value_types}:
+            results[name] = (lib.results.get(name, DYN), lib.value_types.get(name))
+        type_names.update({name: rt.CelType(name) for name in lib.types})
+        macros.update(lib.macros)
+    return type_names, functions, results, frozenset(macros)
 
 
 class _Scope:
@@ -196,14 +235,23 @@ def _raiser(error: rt.CelError) -> Fn:
 
 
 class CelCompiler:
-    """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated."""
+    """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated.
+    `libraries` names the extension libraries the expression may use (None: the default set
+    of `_cel_libraries`)."""
 
-    def __init__(self, vocabulary: Mapping[str, str] | None, container: str = "") -> None:
+    def __init__(
+        self,
+        vocabulary: Mapping[str, str] | None,
+        container: str = "",
+        libraries: Iterable[str] | None = None,
+    ) -> None:
         self.vocabulary = vocabulary
         self.checked = vocabulary is not None
         parts = container.split(".") if container else []
         self.prefixes = [".".join(parts[:n]) + "." for n in range(len(parts), 0, -1)] + [""]
-        self.type_names = dict(rt.TYPES)
+        env = _environment(None if libraries is None else tuple(libraries))
+        # Shared between compilers of the same library set: read, never written.
+        self.type_names, self.functions, self.results, self.macros = env
         # After `compile`: every attribute name the expression might read (`attribute_names`).
         self.names: frozenset[str] = frozenset()
 
@@ -211,8 +259,18 @@ class CelCompiler:
         """(evaluate, result ValueType name, constant value or NOT_CONSTANT); `evaluate` raises
         only EvaluationError and hands a string map out unwrapped (`_errors.guarded`)."""
         tree = check_depth(parse(text))
+        if "cel.block" in self.macros:
+            tree = expand_blocks(tree)
         self.names = attribute_names(tree, tuple(self.prefixes))
         code = self.node(tree, frozenset())
+        if code.value_type == "IP_ADDRESS" and code.kind == DYN:
+            # An address from ip() leaves the program as Mixer's IP_ADDRESS: plain bytes.
+            get = code.fn
+            code = self.fold(
+                _Code("bytes", lambda act: bytes(get(act)), value_type="IP_ADDRESS"),
+                (code,),
+            )
+            code.recipe = gen.call(bytes, [_Code(DYN, get)]) if not code.is_const else None
         result = code.value_type or _VALUE_TYPE_OF_KIND.get(code.kind, "DYNAMIC")
         unwraps = result in UNWRAPPED_TYPES
         if code.is_const or code.recipe is None:
@@ -252,7 +310,10 @@ class CelCompiler:
             if path is not None:
                 return self.name(path, node, scope)
             assert isinstance(node, Select)
-            return self.select(self.node(node.operand, scope), node.field, node.col)
+            operand = self.node(node.operand, scope)
+            if node.optional:
+                return self.optional_access(opt.select, operand, _constant(node.field), node.col)
+            return self.select(operand, node.field, node.col)
         if isinstance(node, Index):
             return self.index(node, scope)
         if isinstance(node, Call):
@@ -277,6 +338,8 @@ class CelCompiler:
         """(parts, absolute) of a dotted name `a.b.c`, or None if the root is not a name."""
         parts: list[str] = []
         while isinstance(node, Select):
+            if node.optional:
+                return None
             parts.append(node.field)
             node = node.operand
         if not isinstance(node, Ident):
@@ -375,9 +438,30 @@ class CelCompiler:
         recipe = gen.key_lookup(operand, field, missing, rt.select)
         return self.fold(_Code(kind, fn, recipe=recipe), (operand,))
 
+    def optional_syntax(self, col: int) -> None:
+        """Raise unless the optionals library (and so its syntax) is enabled."""
+        if "?" not in self.macros:
+            raise CompileError("optional syntax ('?') needs the CEL library 'optionals'", col)
+
+    def optional_access(
+        self, access: Callable[[Any, Any], Any], operand: _Code, key: _Code, col: int
+    ) -> _Code:
+        """`operand.?field` or `operand[?key]`: an optional, none when absent."""
+        self.optional_syntax(col)
+        self.require(operand, ("map", "list", "optional_type"), "the operand of '?'", col)
+        get, get_key = operand.fn, key.fn
+        code = _Code(
+            "optional_type",
+            lambda act: access(get(act), get_key(act)),
+            recipe=gen.call(access, [operand, key]),
+        )
+        return self.fold(code, (operand, key))
+
     def index(self, node: Index, scope: frozenset[str]) -> _Code:
         operand = self.node(node.operand, scope)
         key = self.node(node.index, scope)
+        if node.optional:
+            return self.optional_access(opt.index, operand, key, node.col)
         self.require(operand, ("map", "list"), "an indexed value", node.col)
         kind = "string" if operand.value_type == "STRING_MAP" else DYN
         get = operand.fn
@@ -398,6 +482,15 @@ class CelCompiler:
     def list_literal(self, node: ListLit, scope: frozenset[str]) -> _Code:
         items = [self.node(item, scope) for item in node.items]
         fns = [item.fn for item in items]
+        if node.optional:
+            self.optional_syntax(node.col)
+            marked = [(f, i in node.optional) for i, f in enumerate(fns)]
+
+            def elements(act: Activation) -> list[Any]:
+                values = [opt.element(f(act), "a list element") if o else f(act) for f, o in marked]
+                return [value for value in values if value is not opt.ABSENT]
+
+            return self.fold(_Code("list", elements), items)
         code = _Code("list", lambda act: [f(act) for f in fns], recipe=gen.list_of(list(items)))
         return self.fold(code, items)
 
@@ -405,6 +498,18 @@ class CelCompiler:
         entries = [(self.node(k, scope), self.node(v, scope)) for k, v in node.entries]
         fns = [(k.fn, v.fn) for k, v in entries]
         code = _Code("map", lambda act: rt.make_map([(k(act), v(act)) for k, v in fns]))
+        if node.optional:
+            self.optional_syntax(node.col)
+            marked = [(k, v, i in node.optional) for i, (k, v) in enumerate(fns)]
+
+            def make(act: Activation) -> dict[Any, Any]:
+                pairs = [
+                    (k(act), opt.element(v(act), "a map value") if o else v(act))
+                    for k, v, o in marked
+                ]
+                return rt.make_map([(k, v) for k, v in pairs if v is not opt.ABSENT])
+
+            code = _Code("map", make)
         return self.fold(code, [c for pair in entries for c in pair])
 
     def unary(self, node: Unary, scope: frozenset[str]) -> _Code:
@@ -525,6 +630,19 @@ class CelCompiler:
         name = node.function
         if name == "has" and node.target is None:
             return self.has(node, scope)
+        if name == BIND and node.target is None:
+            return self.bind(node.args, scope, node.col)
+        if name in ("optMap", "optFlatMap") and name in self.macros and node.target is not None:
+            return self.optional_map(node, scope)
+        if (
+            name in _TWO_VAR_MACROS
+            and name in self.macros
+            and node.target is not None
+            and len(node.args) in (3, 4)
+            and isinstance(node.args[0], Ident)
+            and isinstance(node.args[1], Ident)
+        ):
+            return self.comprehension2(node, scope)
         if (
             name in _MACROS
             and node.target is not None
@@ -532,15 +650,18 @@ class CelCompiler:
             and isinstance(node.args[0], Ident)
         ):
             return self.comprehension(node, scope)
+        qualified = self.qualified_function(node, scope)
+        if qualified == "cel.bind" and qualified in self.macros:
+            return self.bind(node.args, scope, node.col)
+        if qualified is not None:
+            name, node = qualified, Call(qualified, None, node.args, node.col)
         target = self.node(node.target, scope) if node.target is not None else None
         args = [self.node(arg, scope) for arg in node.args]
         operands = ([target] if target is not None else []) + args
-        impl = rt.FUNCTIONS.get(name)
+        impl = self.functions.get(name)
         if impl is None:
-            if self.checked:
-                raise CompileError(f"unknown function '{name}'", node.col)
-            return _Code(DYN, _raiser(rt.CelError(f"unbound function: '{name}'")))
-        kind, value_type = _FUNCTION_RESULTS.get(name, (DYN, None))
+            return self.unknown_function(name, node.col)
+        kind, value_type = self.results.get(name, (DYN, None))
         if name == "conditional" and len(args) == 3:
             return self.conditional_function(args, node.col)
         fn = _apply(impl, [op.fn for op in operands])
@@ -552,6 +673,34 @@ class CelCompiler:
         else:
             recipe = gen.call(impl, list(operands))
         return self.fold(_Code(kind, fn, value_type=value_type, recipe=recipe), operands)
+
+    def qualified_function(self, node: Call, scope: frozenset[str]) -> str | None:
+        """`math.greatest` for `math.greatest(...)` when a library provides that name (a
+        qualified name wins over a receiver, as in cel-go), else None."""
+        if node.target is None:
+            return None
+        path = self.path_of(node.target, scope)
+        if path is None or path[1] or path[0][0] in scope:
+            return None
+        qualified = ".".join(path[0]) + "." + node.function
+        if qualified in self.functions or qualified in self.macros:
+            return qualified
+        # A function of a library left out: resolved, so the error can name the library.
+        return qualified if cel_libraries.library_of(qualified) is not None else None
+
+    def unknown_function(self, name: str, col: int) -> _Code:
+        """A call of a function no enabled library provides: a CompileError when checking,
+        else an evaluation error (as cel-spec's unchecked evaluation wants)."""
+        owner = cel_libraries.library_of(name)
+        if owner is not None:
+            message = f"function '{name}' is in the CEL library '{owner}', which is not enabled"
+        else:
+            message = (
+                f"unknown function '{name}'" if self.checked else f"unbound function: '{name}'"
+            )
+        if self.checked:
+            raise CompileError(message, col)
+        return _Code(DYN, _raiser(rt.CelError(message)))
 
     def conditional_function(self, args: list[_Code], col: int) -> _Code:
         cond, then, otherwise = args
@@ -614,18 +763,76 @@ class CelCompiler:
 
         def fn(act: Activation) -> Any:
             items = _range(get_range(act), name)
-            if isinstance(act, _Scope):
-                scope = _Scope(act.root, dict(act.vars), act.budget)
-            else:
-                scope = _Scope(act, {}, [MAX_COMPREHENSION_ITERATIONS])
-            scope.budget[0] -= len(items)
-            if scope.budget[0] < 0:
-                raise rt.CelError(
-                    f"comprehensions would iterate more than {MAX_COMPREHENSION_ITERATIONS} times"
-                )
-            return loop(items, scope, var, steps)
+            return loop(items, _loop_scope(act, len(items)), var, steps)
 
         return _Code(kinds[name], fn)
+
+    def comprehension2(self, node: Call, scope: frozenset[str]) -> _Code:
+        """`r.all(k, v, p)`, `exists`, `existsOne`, `transformList(k, v, [filter,] e)` and
+        `transformMap(...)`: k is a list's index or a map's key, v the element or value."""
+        name = node.function
+        first, second = node.args[0], node.args[1]
+        assert isinstance(first, Ident) and isinstance(second, Ident) and node.target
+        if first.name == second.name:
+            raise CompileError(f"{name}(): the two variables must differ", node.col)
+        filtered = len(node.args) == 4
+        if filtered and _TWO_VAR_MACROS[name] == "bool":
+            raise CompileError(f"wrong number of arguments to the {name}() macro", node.col)
+        target = self.node(node.target, scope)
+        self.require(target, ("list", "map"), f"the receiver of {name}()", node.col)
+        inner = scope | {first.name, second.name}
+        steps = [
+            _unpacking(self.node(arg, inner).fn, first.name, second.name) for arg in node.args[2:]
+        ]
+        loop = _TWO_VAR_LOOPS[name, filtered]
+        get_range = target.fn
+
+        def fn(act: Activation) -> Any:
+            pairs = _pairs(get_range(act), name)
+            return loop(pairs, _loop_scope(act, len(pairs)), _PAIR, steps)
+
+        return _Code(_TWO_VAR_MACROS[name], fn)
+
+    def optional_map(self, node: Call, scope: frozenset[str]) -> _Code:
+        """`o.optMap(x, e)`: none, or optional.of(e) with `x` the value; `o.optFlatMap(x, e)`:
+        none, or `e` (an optional) with `x` the value."""
+        name = node.function
+        if len(node.args) != 2 or not isinstance(node.args[0], Ident):
+            raise CompileError(f"{name}() takes a name and an expression", node.col)
+        assert node.target is not None
+        local = node.args[0].name
+        target = self.node(node.target, scope)
+        body = self.node(node.args[1], scope | {local})
+        get, get_body, flat = target.fn, body.fn, name == "optFlatMap"
+
+        def fn(act: Activation) -> Any:
+            found = get(act)
+            if not isinstance(found, opt.Optional):
+                raise rt.no_overload(name, found)
+            if not found.has_value:
+                return opt.NONE
+            result = get_body(_bound(act, local, found.value))
+            if not flat:
+                return opt.Optional(result)
+            if not isinstance(result, opt.Optional):
+                raise rt.no_overload(name, result)
+            return result
+
+        return _Code("optional_type", fn)
+
+    def bind(self, args: tuple[Node, ...], scope: frozenset[str], col: int) -> _Code:
+        """`cel.bind(name, value, body)`: `body` with the local `name` bound to `value`."""
+        if len(args) != 3 or not isinstance(args[0], Ident) or args[0].absolute:
+            raise CompileError("cel.bind() takes a name, a value and an expression", col)
+        local = args[0].name
+        init = self.node(args[1], scope)
+        body = self.node(args[2], scope | {local})
+        get_init, get_body = init.fn, body.fn
+
+        def fn(act: Activation) -> Any:
+            return get_body(_bound(act, local, get_init(act)))
+
+        return _Code(body.kind, fn)
 
 
 # -- closures for operators ------------------------------------------------------------------------
@@ -752,6 +959,62 @@ def _or(lf: Fn, rf: Fn) -> Fn:
     return fn
 
 
+def _bound(act: Activation, name: str, value: Any) -> _Scope:
+    """The scope of `act` with the local `name` bound to `value`."""
+    if isinstance(act, _Scope):
+        return _Scope(act.root, {**act.vars, name: value}, act.budget)
+    return _Scope(act, {name: value}, [MAX_COMPREHENSION_ITERATIONS])
+
+
+def _loop_scope(act: Activation, iterations: int) -> _Scope:
+    """A fresh scope for a comprehension's variables, `iterations` charged to the budget the
+    whole expression shares."""
+    if isinstance(act, _Scope):
+        scope = _Scope(act.root, dict(act.vars), act.budget)
+    else:
+        scope = _Scope(act, {}, [MAX_COMPREHENSION_ITERATIONS])
+    scope.budget[0] -= iterations
+    if scope.budget[0] < 0:
+        raise rt.CelError(
+            f"comprehensions would iterate more than {MAX_COMPREHENSION_ITERATIONS} times"
+        )
+    return scope
+
+
+def _pairs(value: Any, macro: str) -> list[tuple[Any, Any]]:
+    k = rt.kind(value)
+    if k == "list":
+        return list(enumerate(value))
+    if k == "map":
+        return list(value.items())
+    raise rt.no_overload(macro, value)
+
+
+def _unpacking(step: Fn, first: str, second: str) -> Fn:
+    """`step` with the loop's current (key, value) pair assigned to `first` and `second`."""
+
+    def fn(scope: _Scope) -> Any:
+        scope.vars[first], scope.vars[second] = scope.vars[_PAIR]
+        return step(scope)
+
+    return fn
+
+
+def _transform_map(items: list[Any], scope: _Scope, var: str, steps: list[Fn]) -> dict[Any, Any]:
+    *predicate, transform = steps
+    out = {}
+    for item in items:
+        scope.vars[var] = item
+        if predicate:
+            result = predicate[0](scope)
+            if result is False:
+                continue
+            if result is not True:
+                raise rt.no_overload("transformMap", result)
+        out[item[0]] = transform(scope)
+    return out
+
+
 def _range(value: Any, macro: str) -> list[Any]:
     k = rt.kind(value)
     if k not in ("list", "map"):
@@ -840,4 +1103,14 @@ _LOOPS: dict[str, Callable[[list[Any], _Scope, str, list[Fn]], Any]] = {
     "exists_one": _loop_exists_one,
     "filter": _loop_filter,
     "map": _loop_map,
+}
+# Loops of two-variable comprehensions, by (macro, with a filter).
+_TWO_VAR_LOOPS: dict[tuple[str, bool], Callable[[list[Any], _Scope, str, list[Fn]], Any]] = {
+    ("all", False): _LOOPS["all"],
+    ("exists", False): _LOOPS["exists"],
+    ("existsOne", False): _LOOPS["exists_one"],
+    ("transformList", False): _loop_map,
+    ("transformList", True): _map_filtered,
+    ("transformMap", False): _transform_map,
+    ("transformMap", True): _transform_map,
 }

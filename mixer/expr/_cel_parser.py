@@ -289,9 +289,11 @@ class _Parser:
                 self.expect(")")
                 return inner
             if token.text == "[":
-                return ListLit(self.arguments("]"), token.col)
+                items, optional = self.elements()
+                return ListLit(items, token.col, optional)
             if token.text == "{":
-                return MapLit(self.map_entries(), token.col)
+                entries, optional = self.map_entries()
+                return MapLit(entries, token.col, optional)
         raise CompileError(f"syntax error: unexpected {_describe(token)}", token.col)
 
     def postfix(self, node: Node) -> Node:
@@ -299,22 +301,24 @@ class _Parser:
             token = self.at()
             if token.text == ".":
                 self.take()
+                optional = self.optional_marker()
                 name = self.take()
                 if name.kind == "quoted":
-                    node = Select(node, name.text[1:-1], name.col)
+                    node = Select(node, name.text[1:-1], name.col, optional)
                     continue
                 if name.kind != "ident":
                     raise CompileError("syntax error: expected a name after '.'", name.col)
-                if self.peek("("):
+                if self.peek("(") and not optional:
                     self.take()
                     node = Call(name.text, node, self.arguments(")"), name.col)
                 else:
-                    node = Select(node, name.text, name.col)
+                    node = Select(node, name.text, name.col, optional)
             elif token.text == "[":
                 self.take()
+                optional = self.optional_marker()
                 index = self.expr()
                 self.expect("]")
-                node = Index(node, index, token.col)
+                node = Index(node, index, token.col, optional)
             elif token.text == "{" and _type_name(node) is not None:
                 self.take()
                 node = MessageLit(_type_name(node) or "", self.field_inits(), token.col)
@@ -332,9 +336,33 @@ class _Parser:
         self.expect(close)
         return tuple(args)
 
-    def map_entries(self) -> tuple[tuple[Node, Node], ...]:
+    def optional_marker(self) -> bool:
+        """Take the `?` of CEL's optional syntax (`.?f`, `[?i]`, `[?e]`, `{?k: v}`) if next."""
+        if self.peek("?"):
+            self.take()
+            return True
+        return False
+
+    def elements(self) -> tuple[tuple[Node, ...], frozenset[int]]:
+        """A list literal's elements after `[`, and the positions marked optional."""
+        items: list[Node] = []
+        optional: set[int] = set()
+        while not self.peek("]"):
+            if self.optional_marker():
+                optional.add(len(items))
+            items.append(self.expr())
+            if not self.peek(","):
+                break
+            self.take()
+        self.expect("]")
+        return tuple(items), frozenset(optional)
+
+    def map_entries(self) -> tuple[tuple[tuple[Node, Node], ...], frozenset[int]]:
         entries: list[tuple[Node, Node]] = []
+        optional: set[int] = set()
         while not self.peek("}"):
+            if self.optional_marker():
+                optional.add(len(entries))
             key = self.expr()
             self.expect(":")
             entries.append((key, self.expr()))
@@ -342,7 +370,7 @@ class _Parser:
                 break
             self.take()
         self.expect("}")
-        return tuple(entries)
+        return tuple(entries), frozenset(optional)
 
     def field_inits(self) -> tuple[tuple[str, Node], ...]:
         fields: list[tuple[str, Node]] = []

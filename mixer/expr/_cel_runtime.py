@@ -13,7 +13,7 @@ import decimal
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mixer.expr import _externs as ext
@@ -40,6 +40,32 @@ class UInt(int):
 
     def __repr__(self) -> str:
         return f"{int(self)}u"
+
+
+class ExtensionValue:
+    """Base of the values extension libraries add (optional, net.IP, net.CIDR): the runtime
+    asks the value itself for its kind (`CEL_KIND`, also its type's name), for field selection,
+    indexing, presence tests and `string()`; CEL's `==` between two values of one such kind is
+    the class's `__eq__`."""
+
+    __slots__ = ()
+    CEL_KIND: ClassVar[str] = ""
+
+    def cel_select(self, field: str) -> Any:
+        """`self.field`."""
+        raise CelError(f"type '{self.CEL_KIND}' does not support field selection")
+
+    def cel_index(self, key: Any) -> Any:
+        """`self[key]`."""
+        raise no_overload("_[_]", self, key)
+
+    def cel_has(self, field: str) -> bool:
+        """`has(self.field)`."""
+        raise CelError(f"type '{self.CEL_KIND}' does not support field selection")
+
+    def cel_string(self) -> str:
+        """`string(self)`."""
+        raise no_overload("string", self)
 
 
 class CelType:
@@ -130,6 +156,8 @@ def kind(value: object) -> str:
         return "timestamp"
     if isinstance(value, datetime.timedelta):
         return "duration"
+    if isinstance(value, ExtensionValue):
+        return value.CEL_KIND
     if isinstance(value, bytes):
         return "bytes"
     if isinstance(value, float):
@@ -167,7 +195,10 @@ def equal(a: Any, b: Any) -> bool:
     """CEL `==`: never an error; values of different kinds are unequal, numbers compare by value."""
     ka, kb = kind(a), kind(b)
     if ka != kb:
-        return ka in NUMERIC and kb in NUMERIC and a == b
+        if ka in NUMERIC and kb in NUMERIC:
+            return bool(a == b)
+        # A net.IP value (a bytes subclass) equals the raw bytes of a Mixer IP_ADDRESS.
+        return "net.IP" in (ka, kb) and isinstance(a, bytes) and isinstance(b, bytes) and a == b
     if ka == "list":
         return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
     if ka == "map":
@@ -328,6 +359,7 @@ def logical_not(a: Any) -> bool:
 # -- containers ------------------------------------------------------------------------------------
 
 _MISSING: Any = object()
+MISSING = _MISSING  # what map_get returns for an absent key
 
 
 def _map_key(key: Any) -> Any:
@@ -376,6 +408,8 @@ def index(container: Any, key: Any) -> Any:
         if not 0 <= key < len(container):
             raise CelError(f"invalid_argument: index out of range: {key}")
         return container[key]
+    if isinstance(container, ExtensionValue):
+        return container.cel_index(key)
     raise no_overload("_[_]", container, key)
 
 
@@ -386,12 +420,16 @@ def select(operand: Any, field: str) -> Any:
         if value is _MISSING:
             raise CelError(f"no such key: '{field}'")
         return value
+    if isinstance(operand, ExtensionValue):
+        return operand.cel_select(field)
     raise CelError(f"type '{kind(operand)}' does not support field selection")
 
 
 def has_field(operand: Any, field: str) -> bool:
     if kind(operand) == "map":
         return field in operand
+    if isinstance(operand, ExtensionValue):
+        return operand.cel_has(field)
     raise CelError(f"type '{kind(operand)}' does not support field selection")
 
 
@@ -667,6 +705,8 @@ def to_string(value: Any) -> str:
         return format_timestamp(value)
     if k == "duration":
         return format_duration(value)
+    if isinstance(value, ExtensionValue):
+        return value.cel_string()
     raise no_overload("string", value)
 
 
@@ -725,7 +765,9 @@ def to_duration(value: Any) -> datetime.timedelta:
 
 
 def type_of(value: Any) -> CelType:
-    return TYPES[_KIND_TYPE[kind(value)]]
+    k = kind(value)
+    name = _KIND_TYPE.get(k)
+    return TYPES[name] if name is not None else CelType(k)
 
 
 def dyn(value: Any) -> Any:
