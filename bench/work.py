@@ -77,8 +77,12 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
     from mixer.envoy.service.auth.v3 import external_auth_pb2
     from mixer.runtime.build import build_runtime, load_snapshot
     from mixer.runtime.runtime import RuntimeHolder
-    from mixer.telemetry import ServerMetrics
     from mixer.v1 import mixer_pb2
+
+    try:
+        from mixer.telemetry import ServerMetrics
+    except ImportError:  # a tree from before telemetry moved out of mixer/server (A/B runs)
+        from mixer.server.telemetry import ServerMetrics  # type: ignore[no-redef]
 
     scenario = runner.SCENARIOS[name]
     with tempfile.TemporaryDirectory() as tmp:
