@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
+import string
 import urllib.parse
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -197,11 +198,42 @@ def dns_equal(a: object, b: object) -> bool:
     return n1 == n2
 
 
+# RFC 5322 atext, the characters of an unquoted local part (Go's net/mail).
+_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+
+
+def _unquote_local(quoted: str) -> str | None:
+    """The content of a quoted-string local part (``"a b"``), or None when it is malformed."""
+    out: list[str] = []
+    i = 1
+    while i < len(quoted) - 1:
+        c = quoted[i]
+        if c == "\\":
+            i += 1
+            if i >= len(quoted) - 1:
+                return None
+            c = quoted[i]
+        elif c == '"' or not (c == " " or c == "\t" or 0x21 <= ord(c) <= 0x7E):
+            return None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _is_dot_atom(text: str) -> bool:
+    return bool(text) and all(part and set(part) <= _ATEXT for part in text.split("."))
+
+
 def _email_parts(text: str) -> tuple[str, str] | None:
-    if text.count("@") != 1 or any(c.isspace() or c in '<>,;"()' for c in text):
+    """(local part, domain) of a bare address as Go's net/mail reads it: the local part a
+    dot-atom or a quoted string (compared by its content, unquoted), the domain a DNS name."""
+    local, at, domain = text.rpartition("@")
+    if not at or not local or _dns_labels(domain) is None:
         return None
-    local, domain = text.split("@")
-    if not local or _dns_labels(domain) is None:
+    if len(local) >= 2 and local[0] == '"' and local[-1] == '"':
+        content = _unquote_local(local)
+        return None if content is None else (content, domain)
+    if "@" in local or any(c.isspace() or c in '<>,;"()' for c in local):
         return None
     return local, domain
 
@@ -227,6 +259,13 @@ def uri(text: str) -> str:
     """Mixer `uri(s)`: a non-empty URI without control characters or broken escapes."""
     if not text:
         raise EvaluationError("error converting string to uri: empty string")
+    if text[0] == ":":
+        raise EvaluationError(f"error converting string to uri {text!r}: missing protocol scheme")
+    if _uri_scheme(text) is None and ":" in text.split("/", 1)[0]:
+        raise EvaluationError(
+            f"error converting string to uri {text!r}: first path segment in URL cannot contain"
+            " colon"
+        )
     if any(ord(c) < 0x20 or c == "\x7f" for c in text) or re.search(r"%(?![0-9A-Fa-f]{2})", text):
         raise EvaluationError(f"error converting string to uri {text!r}")
     try:
@@ -234,6 +273,17 @@ def uri(text: str) -> str:
     except ValueError:
         raise EvaluationError(f"error converting string to uri {text!r}") from None
     return text
+
+
+def _uri_scheme(text: str) -> str | None:
+    """The scheme as Go's url.Parse finds it (a letter, then letters, digits, ``+-.``, then
+    ``:``), or None when the text has none."""
+    for i, c in enumerate(text):
+        if c == ":":
+            return text[:i] if i else None
+        if not (c.isascii() and (c.isalpha() or (i and (c.isdigit() or c in "+-.")))):
+            return None
+    return None
 
 
 def uri_equal(a: object, b: object) -> bool:

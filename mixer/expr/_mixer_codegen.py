@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from mixer.expr import _cel_codegen as gen
-from mixer.expr._errors import EvaluationError
 
 Fn = Callable[[Any], Any]
 Recipe = gen.Recipe
@@ -44,11 +43,6 @@ class Compiled(gen.Compiled, Protocol):
 def function(node: Compiled, text: str, unwraps: bool) -> Fn:
     """One Python function evaluating `node` as `guarded(node.fn, text, unwraps)` would."""
     return gen.function(node, text, unwraps, filename="<mixer>")
-
-
-def missing_key(key: object) -> EvaluationError:
-    """The error for a map lookup by a computed key that found nothing."""
-    return EvaluationError(f"lookup failed: key '{key}' is not in the map")
 
 
 def _local(src: gen.Source, name: str) -> str:
@@ -93,14 +87,12 @@ def attribute(name: str, missing: str) -> tuple[Recipe, Recipe]:
     return recipe, try_recipe
 
 
-def key_lookup(target: Compiled, key: str, missing: str) -> tuple[Recipe, Recipe]:
-    """`target[key]` for a constant key, through the map's `get`."""
+def key_lookup(target: Compiled, key: str) -> tuple[Recipe, Recipe]:
+    """`target[key]` for a constant key, through the map's `get`: a missing key is ``""`` as a
+    value and absent on the left of ``|`` (Istio's semantics)."""
 
     def recipe(src: gen.Source) -> str:
-        value = src.assign(f"{src.value(target)}.get({src.constant(key)})")
-        with src.block(f"if {value} is None:"):
-            src.emit(f"raise _EE({src.constant(missing)})")
-        return value
+        return src.assign(f"{src.value(target)}.get({src.constant(key)}, '')")
 
     def try_recipe(src: gen.Source) -> str:
         container = absent_or_value(src, target)
@@ -115,14 +107,12 @@ def key_lookup(target: Compiled, key: str, missing: str) -> tuple[Recipe, Recipe
 
 
 def dynamic_lookup(target: Compiled, key: Compiled) -> tuple[Recipe, Recipe]:
-    """`target[key]` for a computed key: the map, then the key, then the map's `get`."""
+    """`target[key]` for a computed key: the map, then the key, then the map's `get`; a missing
+    key is ``""`` as a value and absent on the left of ``|``."""
 
     def recipe(src: gen.Source) -> str:
         container, k = src.value(target), src.value(key)
-        value = src.assign(f"{container}.get({k})")
-        with src.block(f"if {value} is None:"):
-            src.emit(f"raise {src.constant(missing_key)}({k})")
-        return value
+        return src.assign(f"{container}.get({k}, '')")
 
     def try_recipe(src: gen.Source) -> str:
         value = src.fresh("v")

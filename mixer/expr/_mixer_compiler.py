@@ -83,6 +83,15 @@ def _constant(type_: str, value: Any) -> _Code:
     return _Code(type_, lambda act: value, None, value)
 
 
+def _failing(type_: str, message: str) -> _Code:
+    """A node that always fails to evaluate with `message` (not a constant: never folded)."""
+
+    def fn(act: Activation) -> Any:
+        raise EvaluationError(message)
+
+    return _Code(type_, fn)
+
+
 def _size(value: object) -> int:
     # Go's len() of a string counts UTF-8 bytes; Mixer's size() is exactly that.
     if isinstance(value, str):
@@ -185,11 +194,13 @@ class MixerCompiler:
             raise CompileError(f"{what} must be {expected}, got {code.type}", col)
 
     def fold(self, code: _Code, col: int) -> _Code:
-        """Evaluate a node whose operands are all constants once, now."""
+        """Evaluate a node whose operands are all constants once, now. One that fails (a
+        conversion such as ``ip("10.1.12")``) fails at evaluation instead, as in Istio: a config
+        that Istio loads loads here, and the expression's error surfaces where Istio's does."""
         try:
             value = code.fn({})
         except (EvaluationError, TypeError, ValueError, AttributeError, OverflowError) as err:
-            raise CompileError(f"invalid constant expression: {err}", col) from None
+            return _failing(code.type, str(err))
         return _constant(code.type, value)
 
     # -- nodes --------------------------------------------------------------------------------
@@ -260,15 +271,13 @@ class MixerCompiler:
         self.expect(target, "STRING_MAP", "an indexed value", col)
         self.expect(key, "STRING", "a map key", col)
         get_map, try_map = target.fn, target.try_fn or target.fn
+        # As in Istio, a key the map does not hold reads as "" (only an absent map is a lookup
+        # error); on the left of `|` it is absent, so that the default applies.
         if key.is_const:
             k = key.const
-            missing = f"lookup failed: key '{k}' is not in the map"
 
             def fn(act: Activation) -> Any:
-                value = get_map(act).get(k)
-                if value is None:
-                    raise EvaluationError(missing)
-                return value
+                return get_map(act).get(k, "")
 
             def try_fn(act: Activation) -> Any:
                 m = try_map(act)
@@ -277,7 +286,7 @@ class MixerCompiler:
                 value = m.get(k)
                 return _ABSENT if value is None else value
 
-            recipe, try_recipe = gen.key_lookup(target, k, missing)
+            recipe, try_recipe = gen.key_lookup(target, k)
             return _Code("STRING", fn, try_fn, recipe=recipe, try_recipe=try_recipe)
 
         get_key, try_key = key.fn, key.try_fn or key.fn
@@ -285,10 +294,7 @@ class MixerCompiler:
         def dyn_fn(act: Activation) -> Any:
             m = get_map(act)
             k = get_key(act)
-            value = m.get(k)
-            if value is None:
-                raise EvaluationError(f"lookup failed: key '{k}' is not in the map")
-            return value
+            return m.get(k, "")
 
         def dyn_try_fn(act: Activation) -> Any:
             m = try_map(act)
