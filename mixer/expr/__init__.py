@@ -9,8 +9,10 @@ whose `evaluate(activation)` runs compiled Python: one generated function per ex
   functions `match`, `ip`, `email`, `dnsName`, `uri`, `emptyStringMap`, `reverse`, `toLower`,
   `conditional`, and cel-go's extension libraries named in `CEL_LIBRARIES` (strings, math,
   encoders, ...; `_cel_libraries` says what each provides and why all are on by default);
-- ``"compat"``: CEXL syntax with CEL semantics. Istio's COMPAT only rewrites `|` and duration
-  literals, which the Mixer dialect already treats that way, so it compiles as ``"mixer"``.
+- ``"compat"``: CEXL syntax with the semantics of Istio's CEL-compatibility mode, as Istio's
+  expression table states them: an absent attribute reads as its type's zero value (so
+  ``a | b`` is ``a``), a key a string map lacks is an error, ``s.matches(re)`` takes the string
+  as its receiver (docs/expressions.md).
 
 Programs read attributes only through ``activation.get(name)`` and string-map keys only through
 the map's ``get``/``in``, and only the ones evaluation needs, so a `TrackingBag` records exactly
@@ -98,7 +100,7 @@ def compile(
     if dialect == "cel":
         compiler: CelCompiler | MixerCompiler = CelCompiler(vocabulary, libraries=libraries)
     else:
-        compiler = MixerCompiler(vocabulary)
+        compiler = MixerCompiler(vocabulary, compat=dialect == "compat")
     try:
         evaluate, result_type, const = compiler.compile(text)
     except RecursionError:

@@ -14,10 +14,12 @@ generating each of them.
 
 from __future__ import annotations
 
+import datetime
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mixer.attributes.bag import StringMap
 from mixer.expr import _externs as ext
 from mixer.expr import _mixer_codegen as gen
 from mixer.expr._ast import (
@@ -81,6 +83,66 @@ class _Code:
 
 def _constant(type_: str, value: Any) -> _Code:
     return _Code(type_, lambda act: value, None, value)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+# What an absent attribute reads as in Istio's CEL-compatibility mode, by type.
+_ZERO: dict[str, Any] = {
+    "STRING": "",
+    "INT64": 0,
+    "DOUBLE": 0.0,
+    "BOOL": False,
+    "TIMESTAMP": _EPOCH,
+    "DURATION": datetime.timedelta(0),
+    "IP_ADDRESS": b"",
+    "EMAIL_ADDRESS": "",
+    "URI": "",
+    "DNS_NAME": "",
+    "STRING_MAP": StringMap(),
+}
+
+
+def _zero_default(name: str, type_: str) -> _Code:
+    """An attribute that reads as its type's zero value when absent (never absent itself)."""
+    zero = _ZERO.get(type_)
+    missing = f"lookup failed: '{name}'"
+
+    def fn(act: Activation) -> Any:
+        value = act.get(name)
+        if value is None:
+            if zero is None:
+                raise EvaluationError(missing)
+            return zero
+        return value
+
+    return _Code(type_, fn)
+
+
+def _strict_lookup(get_map: Fn, get_key: Fn) -> _Code:
+    """`map[key]` where a key the map does not hold is an error (CEL's "no such key")."""
+
+    def fn(act: Activation) -> Any:
+        m = get_map(act)
+        k = get_key(act)
+        value = m.get(k)
+        if value is None:
+            raise EvaluationError(f"no such key: '{k}'")
+        return value
+
+    return _Code("STRING", fn)
+
+
+def _pick(type_: str, left: Fn, right: Fn) -> _Code:
+    """``left | right`` in the compat dialect: the left value unless it fails to evaluate (a
+    missing map key); absent attributes already read as zero values there."""
+
+    def fn(act: Activation) -> Any:
+        try:
+            return left(act)
+        except EvaluationError:
+            return right(act)
+
+    return _Code(type_, fn)
 
 
 def _failing(type_: str, message: str) -> _Code:
@@ -161,10 +223,16 @@ def _start_col(node: Node) -> int:
 
 
 class MixerCompiler:
-    """Compiles one CEXL expression; `vocabulary=None` means untyped (DYNAMIC) attributes."""
+    """Compiles one CEXL expression; `vocabulary=None` means untyped (DYNAMIC) attributes.
 
-    def __init__(self, vocabulary: Mapping[str, str] | None) -> None:
+    With `compat`, the CEXL text gets the semantics of Istio's CEL-compatibility mode: an absent
+    attribute of a known type reads as its type's zero value (so ``a | b`` is ``a``), a key a
+    string map does not hold is an error, and ``s.matches(re)`` takes the string as its receiver.
+    """
+
+    def __init__(self, vocabulary: Mapping[str, str] | None, *, compat: bool = False) -> None:
         self.vocabulary = vocabulary
+        self.compat = compat
         self.checked = vocabulary is not None
         # After `compile`: every attribute name the expression might read (`attribute_names`).
         self.names: frozenset[str] = frozenset()
@@ -243,6 +311,8 @@ class MixerCompiler:
         if self.vocabulary is None:
             return self.attribute(name, DYN)
         if name in self.vocabulary:
+            if self.compat:
+                return _zero_default(name, self.vocabulary[name])
             return self.attribute(name, self.vocabulary[name])
         # `destination.labels.app` reads key "app" of the STRING_MAP `destination.labels`.
         prefix, _, key = name.rpartition(".")
@@ -271,6 +341,8 @@ class MixerCompiler:
         self.expect(target, "STRING_MAP", "an indexed value", col)
         self.expect(key, "STRING", "a map key", col)
         get_map, try_map = target.fn, target.try_fn or target.fn
+        if self.compat:
+            return _strict_lookup(get_map, key.fn)
         # As in Istio, a key the map does not hold reads as "" (only an absent map is a lookup
         # error); on the left of `|` it is absent, so that the default applies.
         if key.is_const:
@@ -336,6 +408,9 @@ class MixerCompiler:
         target = self.node(node.target)
         self.expect(target, receiver_type, f"the receiver of {name}()", node.col)
         args = self.arguments(node, arg_types, name)
+        if name == "matches" and self.compat:
+            # CEL's order: the receiver is the string, the argument the pattern.
+            return self.apply("BOOL", impl, [args[0], target], node.col)
         if name == "matches" and target.is_const and not all(a.is_const for a in args):
             # Compile the receiver regex once; a bad pattern is a config error, not a runtime one.
             try:
@@ -433,6 +508,8 @@ class MixerCompiler:
 
     def default(self, left: _Code, right: _Code, col: int) -> _Code:
         type_ = self.unify(left, right, "'|'", col)
+        if self.compat:
+            return _pick(type_, left.fn, right.fn)
         if left.try_fn is None:
             # The left side is never absent (a constant or a function), so the default is moot.
             return _Code(type_, left.fn, None, left.const, left.recipe)
