@@ -234,6 +234,10 @@ def _raiser(error: rt.CelError) -> Fn:
     return fn
 
 
+def _present(name: str) -> _Code:
+    return _Code("bool", lambda act: name in act, recipe=gen.present(name))
+
+
 class CelCompiler:
     """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated.
     `libraries` names the extension libraries the expression may use (None: the default set
@@ -360,19 +364,23 @@ class CelCompiler:
                 code = self.select(code, field, col)
             return code
         if self.vocabulary is not None:
-            return self.typed_name(parts, col)
+            return self.typed_name(parts, absolute, col)
         return self.dynamic_name(parts, absolute, col)
 
-    def typed_name(self, parts: list[str], col: int) -> _Code:
+    def typed_name(self, parts: list[str], absolute: bool, col: int) -> _Code:
         assert self.vocabulary is not None
+        # cel-spec's order, as in `dynamic_name`: the longest name first, in the innermost
+        # container first; a leading '.' names the root only.
+        prefixes = [""] if absolute else self.prefixes
         for n in range(len(parts), 0, -1):
-            name = ".".join(parts[:n])
-            value_type = self.vocabulary.get(name)
-            if value_type is not None:
-                code = self.attribute(name, value_type)
-                for field in parts[n:]:
-                    code = self.select(code, field, col)
-                return code
+            for prefix in prefixes:
+                name = prefix + ".".join(parts[:n])
+                value_type = self.vocabulary.get(name)
+                if value_type is not None:
+                    code = self.attribute(name, value_type)
+                    for field in parts[n:]:
+                        code = self.select(code, field, col)
+                    return code
         dotted = ".".join(parts)
         if dotted in self.type_names:
             return _constant(self.type_names[dotted], "type")
@@ -725,10 +733,12 @@ class CelCompiler:
         arg = node.args[0]
         path = self.path_of(arg, scope)
         if path is not None and not path[1] and path[0][0] not in scope:
-            dotted = ".".join(path[0])
-            if self.vocabulary is not None and dotted in self.vocabulary:
-                # has(request.headers): is the attribute present?
-                return _Code("bool", lambda act: dotted in act, recipe=gen.present(dotted))
+            vocabulary = self.vocabulary or {}
+            for prefix in self.prefixes:
+                dotted = prefix + ".".join(path[0])
+                if dotted in vocabulary:
+                    # has(request.headers): is the attribute present?
+                    return _present(dotted)
         operand = self.node(arg.operand, scope)
         self.require(operand, ("map",), "the operand of has()", node.col)
         get, field = operand.fn, arg.field
