@@ -27,7 +27,8 @@ def _nanos(value: Any) -> int:
 class Timestamp(datetime.datetime):
     """A timestamp with `nanos` beyond its microsecond."""
 
-    nanos: int
+    # The class default serves instances datetime builds without __new__ (`replace`).
+    nanos: int = 0
 
     def __new__(cls, *args: Any, nanos: int = 0, **kwargs: Any) -> Timestamp:
         # datetime's own arithmetic on a subclass calls cls(year, ..., tzinfo): nanos is 0 then.
@@ -76,7 +77,7 @@ class Timestamp(datetime.datetime):
 class Duration(datetime.timedelta):
     """A duration with `nanos` added to its microseconds."""
 
-    nanos: int
+    nanos: int = 0
 
     def __new__(cls, *args: Any, nanos: int = 0, **kwargs: Any) -> Duration:
         self = super().__new__(cls, *args, **kwargs)

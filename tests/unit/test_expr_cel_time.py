@@ -119,3 +119,14 @@ def test_values_rebuilt_by_datetime_arithmetic_hash_like_plain_ones() -> None:
     assert hash(timestamp_from_nanos(5)) == hash(
         Timestamp(1970, 1, 1, tzinfo=datetime.UTC, nanos=5)
     )
+
+
+def test_values_datetime_builds_without_the_constructor_still_work() -> None:
+    # `replace` makes the subclass without calling __new__: no nanos of its own.
+    ts = timestamp_from_nanos(1_000_000_000_123)
+    moved = ts.replace(year=2001)
+    assert moved.nanos == 0
+    assert moved == moved.replace() and hash(moved) == hash(
+        datetime.datetime(*moved.timetuple()[:6], tzinfo=datetime.UTC)
+    )
+    assert moved.isoformat() == "2001-01-01T00:16:40+00:00"
