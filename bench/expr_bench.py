@@ -16,6 +16,8 @@ Every engine's answer is checked against the lambda's. Timing: each block runs N
 a tight loop (N calibrated to ~``BLOCK_S``, cyclic GC paused as ``timeit`` does), blocks of all
 engines interleaved, repeated ``--repeats`` times; medians. Goals (issue 8): median over the
 expressions of (celpy / ours) >= 20 and of (ours / lambda) <= 3; compiling 1,000 rules < 2 s.
+The extension functions (`EXT_CASES`, issue 25) are timed apart, ours against each one's lambda,
+with the goal `EXT_GOAL` for each.
 """
 
 from __future__ import annotations
@@ -95,6 +97,51 @@ CASES = (
         lambda a: a["source.namespace"] in ("default", "prod", "staging") and a["connection.mtls"],
     ),
 )
+# The extension libraries' functions (issue 25: each within 3x of a hand-written equivalent),
+# timed against their lambdas only: they are not part of the core median above.
+EXT_CASES = (
+    Case(
+        "join",
+        '[source.namespace, destination.service.name, request.method].join("/")'
+        ' == "default/ratings/GET"',
+        None,
+        lambda a: (
+            "/".join([a["source.namespace"], a["destination.service.name"], a["request.method"]])
+            == "default/ratings/GET"
+        ),
+    ),
+    Case(
+        "bind",
+        'cel.bind(p, request.path, p.startsWith("/api/") && p.endsWith("/42"))',
+        None,
+        lambda a: (p := a["request.path"]).startswith("/api/") and p.endswith("/42"),
+    ),
+    Case(
+        "format",
+        '"%s:%d".format([request.method, destination.port]) == "GET:9080"',
+        None,
+        lambda a: f"{a['request.method']}:{a['destination.port']:d}" == "GET:9080",
+    ),
+    Case(
+        "optional_map_literal",
+        '{"GET": "read", "POST": "write"}[?request.method].orValue("other") == "read"',
+        None,
+        lambda a: {"GET": "read", "POST": "write"}.get(a["request.method"], "other") == "read",
+    ),
+    Case(
+        "optional_header",
+        'request.headers[?"x-user"].orValue("anonymous") == "anonymous"',
+        None,
+        lambda a: a["request.headers"].get("x-user", "anonymous") == "anonymous",
+    ),
+    Case(
+        "lower_split",
+        'request.path.lowerAscii().split("/").size() == 6',
+        None,
+        lambda a: len(a["request.path"].lower().split("/")) == 6,
+    ),
+)
+EXT_GOAL = 3.0
 BLOCK_S = 0.1
 ENGINES = ("ours-cel", "ours-mixer", "ours-cel-tracking", "lambda", "celpy", "cel-expr-python")
 
@@ -322,6 +369,12 @@ def run(repeats: int, block_s: float, *, celpy_compile_time: bool = True) -> dic
                 per = time_block(fn, act, sizes[name][engine])
                 samples[name].setdefault(engine, []).append(per * 1e6)
     per_eval = {c: {e: statistics.median(v) for e, v in s.items()} for c, s in samples.items()}
+    extensions = run_extensions(the_bag, repeats, block_s)
+    mismatches_ext = [
+        f"{name}: ours answered {row['answer']!r}, lambda {row['lambda_answer']!r}"
+        for name, row in extensions.items()
+        if row["answer"] != row["lambda_answer"]
+    ]
     cpp = run_cel_cpp(repeats, block_s)
     if "per_eval_us" in cpp:
         for case, us in cpp["per_eval_us"].items():
@@ -332,7 +385,7 @@ def run(repeats: int, block_s: float, *, celpy_compile_time: bool = True) -> dic
         for case, a in answers.items()
         for engine, value in a.items()
         if value != a["lambda"]
-    ]
+    ] + mismatches_ext
     ratios = {
         "celpy_over_ours_cel": statistics.median(
             per_eval[c]["celpy"] / per_eval[c]["ours-cel"] for c in per_eval
@@ -364,8 +417,41 @@ def run(repeats: int, block_s: float, *, celpy_compile_time: bool = True) -> dic
         "compile_1000_s": compile_s,
         "cel_expr_python": cpp.get("skipped", "ran"),
         "expressions": {c.name: {"cel": c.cel, "mixer": c.mixer} for c in CASES},
+        "extensions": extensions,
         "repeats": repeats,
     }
+
+
+def run_extensions(the_bag: Bag, repeats: int, block_s: float) -> dict[str, dict[str, Any]]:
+    """`EXT_CASES`, ours (CEL) against the lambda, blocks interleaved: µs medians, the ratio of
+    the medians and both answers."""
+    runners = {
+        case.name: (
+            mixer.expr.compile(case.cel, dialect="cel", vocabulary=ISTIO_1_4_VOCABULARY).evaluate,
+            case.fn,
+        )
+        for case in EXT_CASES
+    }
+    sizes = {
+        name: (calibrate(ours, the_bag, block_s), calibrate(fn, the_bag, block_s))
+        for name, (ours, fn) in runners.items()
+    }
+    samples: dict[str, tuple[list[float], list[float]]] = {n: ([], []) for n in runners}
+    for _ in range(repeats):
+        for name, (ours, fn) in runners.items():
+            samples[name][0].append(time_block(ours, the_bag, sizes[name][0]) * 1e6)
+            samples[name][1].append(time_block(fn, the_bag, sizes[name][1]) * 1e6)
+    out: dict[str, dict[str, Any]] = {}
+    for name, (ours, fn) in runners.items():
+        ours_us, lambda_us = (statistics.median(v) for v in samples[name])
+        out[name] = {
+            "ours_us": ours_us,
+            "lambda_us": lambda_us,
+            "ratio": ours_us / lambda_us,
+            "answer": _answer(ours, the_bag),
+            "lambda_answer": _answer(fn, the_bag),
+        }
+    return out
 
 
 def format_table(result: Mapping[str, Any]) -> str:
@@ -395,6 +481,16 @@ def format_table(result: Mapping[str, Any]) -> str:
     if "cel_expr_python_over_ours_cel" in r:
         lines.append(
             f"median cel-expr-python / ours (CEL): {r['cel_expr_python_over_ours_cel']:.2f}x"
+        )
+    ext = result["extensions"]
+    lines += [
+        f"extension functions, ours (CEL) / lambda (goal <= {EXT_GOAL:.0f}x each)",
+        f"{'expression':<22}{'ours, CEL':>12}{'lambda':>12}{'ratio':>9}",
+    ]
+    for name, row in ext.items():
+        mark = "" if row["ratio"] <= EXT_GOAL else "  (missed)"
+        lines.append(
+            f"{name:<22}{row['ours_us']:>12.3f}{row['lambda_us']:>12.3f}{row['ratio']:>8.2f}x{mark}"
         )
     if result["mismatches"]:
         lines += ["ANSWERS DIFFER:", *result["mismatches"]]

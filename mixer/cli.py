@@ -15,7 +15,8 @@ from typing import Any
 
 from mixer import __version__
 from mixer.attributes.limits import Limits
-from mixer.settings import Settings, env_default
+from mixer.expr import CEL_LIBRARIES
+from mixer.settings import Settings, env_default, parse_cel_libraries
 
 
 def _path_env(name: str) -> Path | None:
@@ -154,6 +155,27 @@ def _serve_parser(sub: Any) -> None:
         default=env_default("REDIS_URL", ""),
         help="Redis for quotas: memquota handlers and the rate-limit service run on it",
     )
+    _cel_libraries_option(p)
+
+
+def _cel_libraries_option(p: Any) -> None:
+    # One option for serve and validate, so that validate checks what serve would load.
+    p.add_argument(
+        "--cel-libraries",
+        default=env_default("CEL_LIBRARIES", "all"),
+        metavar="NAMES",
+        help=(
+            "CEL extension libraries rules may use, comma-separated: "
+            f"{', '.join(CEL_LIBRARIES)}; or all (the default) or none"
+        ),
+    )
+
+
+def _cel_libraries(args: argparse.Namespace, command: str) -> tuple[str, ...]:
+    try:
+        return parse_cel_libraries(args.cel_libraries)
+    except ValueError as err:
+        raise SystemExit(f"mixer {command}: --cel-libraries: {err}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -164,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     v = sub.add_parser("validate", help="validate a config directory")
     v.add_argument("directory", type=Path, nargs="?", default=Path("rules"))
     v.add_argument("--format", choices=["text", "json"], default="text")
+    _cel_libraries_option(v)
     for name, help_text in (("check", "send a Check"), ("report", "send a Report")):
         c = sub.add_parser(name, help=help_text)
         c.add_argument("--address", default=env_default("CLIENT_ADDRESS", "127.0.0.1:9091"))
@@ -185,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "validate":
-        return _validate(args.directory, args.format)
+        return _validate(args.directory, args.format, _cel_libraries(args, "validate"))
     return _client(args)
 
 
@@ -219,6 +242,7 @@ def _serve(args: argparse.Namespace) -> int:
             max_report_entries=args.max_report_entries,
             max_als_entries=args.max_als_entries,
         ),
+        cel_libraries=_cel_libraries(args, "serve"),
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         print("mixer serve: --tls-cert and --tls-key go together", file=sys.stderr)
@@ -238,10 +262,10 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
-def _validate(directory: Path, fmt: str) -> int:
+def _validate(directory: Path, fmt: str, cel_libraries: tuple[str, ...]) -> int:
     from mixer.runtime.build import validate_directory
 
-    problems = validate_directory(directory)
+    problems = validate_directory(directory, cel_libraries)
     if fmt == "json":
         print(
             json.dumps({"valid": not problems, "errors": [p.to_dict() for p in problems]}, indent=2)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixer.attributes.limits import Limits
+from mixer.expr import CEL_LIBRARIES
 
 
 def env_default(name: str, default: str) -> str:
@@ -20,6 +21,23 @@ def split_address(address: str) -> tuple[str, int]:
     if not sep or not port.isdigit():
         raise ValueError(f"expected HOST:PORT, got {address!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def parse_cel_libraries(text: str) -> tuple[str, ...]:
+    """The CEL extension libraries a comma-separated `--cel-libraries` value names: ``all``
+    is every one (`mixer.expr.CEL_LIBRARIES`), ``none`` or an empty value only the core
+    language. Raises ValueError naming an unknown library and the known ones."""
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    if words == ["all"]:
+        return CEL_LIBRARIES
+    if words in ([], ["none"]):
+        return ()
+    unknown = [word for word in words if word not in CEL_LIBRARIES]
+    if unknown:
+        raise ValueError(
+            f"unknown CEL libraries {unknown}; known: {', '.join(CEL_LIBRARIES)}, or all, none"
+        )
+    return tuple(dict.fromkeys(words))
 
 
 @dataclass(frozen=True)
@@ -48,3 +66,5 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    cel_libraries: tuple[str, ...] = CEL_LIBRARIES
+    """The CEL extension libraries rules may use; the core language is always there."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.resources
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -47,7 +47,7 @@ from mixer.config.names import DEFAULT_NAMESPACE, NameIndex, snake
 from mixer.config.problems import ConfigProblem
 from mixer.config.source import Path_
 from mixer.errors import ConfigError
-from mixer.expr import CompileError, Program
+from mixer.expr import CEL_LIBRARIES, CompileError, Program
 from mixer.expr import compile as compile_expression
 from mixer.templates import TEMPLATES
 
@@ -73,13 +73,21 @@ def check_config(
     adapters: Mapping[str, AdapterInfo],
     *,
     default_namespace: str = DEFAULT_NAMESPACE,
+    cel_libraries: Iterable[str] | None = None,
 ) -> ConfigReport:
-    """Load and validate every config file under `directory`, collecting all problems."""
+    """Load and validate every config file under `directory`, collecting all problems.
+
+    `cel_libraries` names the CEL extension libraries CEL expressions may use (None: all of
+    `mixer.expr.CEL_LIBRARIES`); a call into another one is a problem naming its library.
+    An unknown library name raises `mixer.expr.CompileError` before anything is read.
+    """
+    libraries = CEL_LIBRARIES if cel_libraries is None else tuple(cel_libraries)
+    compile_expression("true", dialect="cel", libraries=libraries)  # rejects unknown names
     if not directory.is_dir():
         problem = ConfigProblem(str(directory), 0, "", "", "not a directory")
         return ConfigReport(None, (problem,), ())
     parsed = parse_directory(directory, adapters, default_namespace)
-    return _Validator(parsed, adapters, str(directory), default_namespace).run()
+    return _Validator(parsed, adapters, str(directory), default_namespace, libraries).run()
 
 
 def validate_directory(
@@ -87,9 +95,14 @@ def validate_directory(
     adapters: Mapping[str, AdapterInfo],
     *,
     default_namespace: str = DEFAULT_NAMESPACE,
+    cel_libraries: Iterable[str] | None = None,
 ) -> list[ConfigProblem]:
-    """Every problem of the config under `directory` (empty when it is valid)."""
-    return list(check_config(directory, adapters, default_namespace=default_namespace).problems)
+    """Every problem of the config under `directory` (empty when it is valid); `cel_libraries`
+    as in `check_config`."""
+    report = check_config(
+        directory, adapters, default_namespace=default_namespace, cel_libraries=cel_libraries
+    )
+    return list(report.problems)
 
 
 def load_config(
@@ -97,9 +110,13 @@ def load_config(
     adapters: Mapping[str, AdapterInfo],
     *,
     default_namespace: str = DEFAULT_NAMESPACE,
+    cel_libraries: Iterable[str] | None = None,
 ) -> Snapshot:
-    """The validated config under `directory`; raises ConfigError listing every problem."""
-    report = check_config(directory, adapters, default_namespace=default_namespace)
+    """The validated config under `directory`; raises ConfigError listing every problem.
+    `cel_libraries` as in `check_config`."""
+    report = check_config(
+        directory, adapters, default_namespace=default_namespace, cel_libraries=cel_libraries
+    )
     if report.snapshot is None:
         raise ConfigError([str(problem) for problem in report.problems])
     return report.snapshot
@@ -128,8 +145,10 @@ class _Validator:
         adapters: Mapping[str, AdapterInfo],
         directory: str,
         default_namespace: str,
+        cel_libraries: tuple[str, ...],
     ) -> None:
         self.parsed = parsed
+        self.cel_libraries = cel_libraries
         self.adapters = adapters
         self.directory = directory
         self.default_namespace = default_namespace
@@ -322,7 +341,12 @@ class _Validator:
         result = self._compiled.get(key)
         if result is None:
             try:
-                result = compile_expression(expr.text, dialect=dialect, vocabulary=self.vocabulary)
+                result = compile_expression(
+                    expr.text,
+                    dialect=dialect,
+                    vocabulary=self.vocabulary,
+                    libraries=self.cel_libraries,
+                )
             except CompileError as err:
                 result = err
             self._compiled[key] = result

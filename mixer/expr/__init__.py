@@ -26,6 +26,7 @@ comprehension iterations per evaluation and 1 MiB per concatenated string, bytes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -39,6 +40,7 @@ from mixer.expr.value_types import VALUE_TYPES
 __all__ = ["CEL_LIBRARIES", "VALUE_TYPES", "CompileError", "EvaluationError", "Program", "compile"]
 
 _DIALECTS = ("mixer", "cel", "compat")
+_CONTAINER = re.compile(r"[_a-zA-Z][_a-zA-Z0-9]*(\.[_a-zA-Z][_a-zA-Z0-9]*)*")
 
 
 class Program:
@@ -86,19 +88,32 @@ def compile(
     dialect: str = "mixer",
     vocabulary: Mapping[str, str] | None = None,
     libraries: Iterable[str] | None = None,
+    container: str = "",
 ) -> Program:
     """Compile `text` in `dialect`; with a `vocabulary` (attribute name -> ValueType name),
     unknown attributes and type errors are CompileErrors. `libraries` names the CEL extension
     libraries a ``"cel"`` expression may use (None: all of `CEL_LIBRARIES`); a function of
-    another library is a CompileError that names its library."""
+    another library is a CompileError that names its library.
+
+    `container` (``"cel"`` only) is a dotted namespace, as cel-spec defines it: in container
+    ``a.b`` the name ``x.y`` means the first of ``a.b.x.y``, ``a.x.y``, ``x.y`` that exists
+    (the longest name first), and ``.x.y`` means ``x.y`` only. A container that is not dotted
+    identifiers is a CompileError."""
     if dialect not in _DIALECTS:
         raise CompileError(f"unknown expression dialect {dialect!r} (use one of {_DIALECTS})")
+    if container:
+        if dialect != "cel":
+            raise CompileError(f"a container needs the CEL dialect, not {dialect!r}")
+        if not _CONTAINER.fullmatch(container):
+            raise CompileError(f"container {container!r} is not a dotted name like 'a.b.c'")
     if vocabulary is not None:
         unknown = {t for t in vocabulary.values() if t not in VALUE_TYPES}
         if unknown:
             raise CompileError(f"vocabulary uses unknown value types {sorted(unknown)}")
     if dialect == "cel":
-        compiler: CelCompiler | MixerCompiler = CelCompiler(vocabulary, libraries=libraries)
+        compiler: CelCompiler | MixerCompiler = CelCompiler(
+            vocabulary, container, libraries=libraries
+        )
     else:
         compiler = MixerCompiler(vocabulary, compat=dialect == "compat")
     try:

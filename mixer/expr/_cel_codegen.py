@@ -85,7 +85,7 @@ _GLOBALS: dict[str, Any] = {
 class Source:
     """The function being generated: its lines and the globals they refer to."""
 
-    __slots__ = ("count", "level", "lines", "namespace", "try_depth")
+    __slots__ = ("binder", "bound", "count", "level", "lines", "namespace", "try_depth")
 
     def __init__(self) -> None:
         self.lines = ["def _f(act):"]
@@ -93,6 +93,10 @@ class Source:
         self.try_depth = 0
         self.namespace = dict(_GLOBALS)
         self.count = 0
+        # cel.bind locals in scope where code is being emitted: (CEL name, Python name), and
+        # the function that binds one in an activation, for closures called from inside.
+        self.bound: list[tuple[str, str]] = []
+        self.binder: Callable[[Any, str, Any], Any] | None = None
 
     def emit(self, line: str) -> None:
         """Append a statement at the current indentation."""
@@ -141,8 +145,27 @@ class Source:
             return self.constant(node.const)
         recipe = node.recipe
         if recipe is None or self.too_deep():
-            return self.assign(f"{self.constant(node.fn)}(act)")
+            return self.assign(f"{self.constant(node.fn)}({self.activation()})")
         return recipe(self)
+
+    def activation(self) -> str:
+        """The activation a closure called here needs: `act`, with the cel.bind locals in
+        scope bound in it (closures read locals from the activation, generated code from
+        Python locals)."""
+        expression = "act"
+        for name, value in self.bound:
+            assert self.binder is not None
+            expression = (
+                f"{self.constant(self.binder)}({expression}, {self.constant(name)}, {value})"
+            )
+        return expression
+
+    def local(self, name: str) -> str | None:
+        """The Python name holding the cel.bind local `name` here, if one is in scope."""
+        for bound_name, value in reversed(self.bound):
+            if bound_name == name:
+                return value
+        return None
 
 
 def function(node: Compiled, text: str, unwraps: bool, filename: str = "<cel>") -> Fn:
@@ -210,6 +233,113 @@ def call(impl: Callable[..., Any], operands: Sequence[Compiled]) -> Recipe:
     def recipe(src: Source) -> str:
         args = ", ".join([src.value(op) for op in operands])
         return src.assign(f"{src.constant(impl)}({args})")
+
+    return recipe
+
+
+def bind(
+    name: str, init: Compiled, body: Compiled, binder: Callable[[Any, str, Any], Any]
+) -> Recipe:
+    """`cel.bind(name, init, body)`: `init` into a Python local, `body` reading it there."""
+
+    def recipe(src: Source) -> str:
+        value = src.value(init)
+        src.binder = binder
+        src.bound.append((name, value))
+        try:
+            return src.value(body)
+        finally:
+            src.bound.pop()
+
+    return recipe
+
+
+def local(name: str, read: Fn) -> Recipe:
+    """A cel.bind local: the Python local its bind recipe made, else (a comprehension's
+    variable) the closure `read` on the activation."""
+
+    def recipe(src: Source) -> str:
+        value = src.local(name)
+        if value is not None:
+            # A copy: recipes may assign to the name a sub-expression gives them.
+            return src.assign(value)
+        return src.assign(f"{src.constant(read)}({src.activation()})")
+
+    return recipe
+
+
+def found_or(
+    lookup: Callable[[Any, Any], Any],
+    operand: Compiled,
+    key: Compiled,
+    default: Compiled,
+    absent: object,
+) -> Recipe:
+    """`lookup(operand, key)`, then `default` (always evaluated, as a call's argument is),
+    which is the result when the lookup gave `absent`."""
+
+    def recipe(src: Source) -> str:
+        found = src.assign(f"{src.constant(lookup)}({src.value(operand)}, {src.value(key)})")
+        other = src.value(default)
+        return src.assign(f"{other} if {found} is {src.constant(absent)} else {found}")
+
+    return recipe
+
+
+def python_format(
+    impl: Callable[[str, list[Any]], str],
+    template: str,
+    python: str,
+    verbs: Sequence[str],
+    items: Sequence[Compiled],
+    max_size: int,
+) -> Recipe:
+    """`template.format([items])` as Python's `python % (items)` when every item has the
+    exact type its verb prints as Python does (str for %s, int for %s and %d) and the strs
+    leave room under `max_size`; `impl(template, [items])` otherwise."""
+    # An int prints in at most 20 characters; the rest of the room is for the strs.
+    room = max_size - len(template) - 20 * len(verbs)
+
+    def recipe(src: Source) -> str:
+        values = [src.value(item) for item in items]
+        guards = []
+        lengths = []
+        for value, verb in zip(values, verbs, strict=True):
+            if verb == "s":
+                guards.append(f"(type({value}) is str or type({value}) is int)")
+                lengths.append(f"(len({value}) if type({value}) is str else 0)")
+            else:
+                guards.append(f"type({value}) is int")
+        if lengths:
+            guards.append(f"{' + '.join(lengths)} <= {room}")
+        args = ", ".join(values)
+        fast = f"{src.constant(python)} % ({args},)"
+        slow = f"{src.constant(impl)}({src.constant(template)}, [{args}])"
+        return src.assign(f"{fast} if {' and '.join(guards)} else {slow}")
+
+    return recipe
+
+
+def python_join(
+    impl: Callable[..., str],
+    separator: str,
+    explicit: bool,
+    items: Sequence[Compiled],
+    room: int,
+) -> Recipe:
+    """`[items].join(separator)` as `separator.join` when every item is an exact str and
+    their lengths total at most `room`; `impl([items], separator)` (or without the separator
+    when the call had none) otherwise."""
+
+    def recipe(src: Source) -> str:
+        values = [src.value(item) for item in items]
+        types = " and ".join(f"type({value}) is str" for value in values)
+        lengths = " + ".join(f"len({value})" for value in values)
+        listed = ", ".join(values)
+        sep = src.constant(separator)
+        fast = f"{sep}.join(({listed},))"
+        slow = f"{src.constant(impl)}([{listed}]{', ' + sep if explicit else ''})"
+        return src.assign(f"{fast} if {types} and {lengths} <= {room} else {slow}")
 
     return recipe
 

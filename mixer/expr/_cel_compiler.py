@@ -22,6 +22,7 @@ from typing import Any
 
 from mixer.expr import _cel_codegen as gen
 from mixer.expr import _cel_ext_optionals as opt
+from mixer.expr import _cel_ext_strings as strings
 from mixer.expr import _cel_libraries as cel_libraries
 from mixer.expr import _cel_runtime as rt
 from mixer.expr._ast import (
@@ -234,6 +235,10 @@ def _raiser(error: rt.CelError) -> Fn:
     return fn
 
 
+def _present(name: str) -> _Code:
+    return _Code("bool", lambda act: name in act, recipe=gen.present(name))
+
+
 class CelCompiler:
     """Compiles one CEL expression; `vocabulary=None` means names resolve when evaluated.
     `libraries` names the extension libraries the expression may use (None: the default set
@@ -355,24 +360,32 @@ class CelCompiler:
         col = _start_col(node)
         if not absolute and parts[0] in scope:
             local = parts[0]
-            code = _Code(DYN, lambda act: act.vars[local])
+
+            def read(act: Activation) -> Any:
+                return act.vars[local]
+
+            code = _Code(DYN, read, recipe=gen.local(local, read))
             for field in parts[1:]:
                 code = self.select(code, field, col)
             return code
         if self.vocabulary is not None:
-            return self.typed_name(parts, col)
+            return self.typed_name(parts, absolute, col)
         return self.dynamic_name(parts, absolute, col)
 
-    def typed_name(self, parts: list[str], col: int) -> _Code:
+    def typed_name(self, parts: list[str], absolute: bool, col: int) -> _Code:
         assert self.vocabulary is not None
+        # cel-spec's order, as in `dynamic_name`: the longest name first, in the innermost
+        # container first; a leading '.' names the root only.
+        prefixes = [""] if absolute else self.prefixes
         for n in range(len(parts), 0, -1):
-            name = ".".join(parts[:n])
-            value_type = self.vocabulary.get(name)
-            if value_type is not None:
-                code = self.attribute(name, value_type)
-                for field in parts[n:]:
-                    code = self.select(code, field, col)
-                return code
+            for prefix in prefixes:
+                name = prefix + ".".join(parts[:n])
+                value_type = self.vocabulary.get(name)
+                if value_type is not None:
+                    code = self.attribute(name, value_type)
+                    for field in parts[n:]:
+                        code = self.select(code, field, col)
+                    return code
         dotted = ".".join(parts)
         if dotted in self.type_names:
             return _constant(self.type_names[dotted], "type")
@@ -456,6 +469,25 @@ class CelCompiler:
             recipe=gen.call(access, [operand, key]),
         )
         return self.fold(code, (operand, key))
+
+    def index_or_value(self, target: Index, default: Node, scope: frozenset[str]) -> _Code:
+        """`operand[?key].orValue(default)` without the optional in between: the same
+        evaluation order (operand, key, the lookup, default) and the same errors."""
+        self.optional_syntax(target.col)
+        operand = self.node(target.operand, scope)
+        key = self.node(target.index, scope)
+        self.require(operand, ("map", "list", "optional_type"), "the operand of '?'", target.col)
+        other = self.node(default, scope)
+        lookup, absent = opt.lookup, opt.ABSENT
+        get, get_key, get_other = operand.fn, key.fn, other.fn
+
+        def fn(act: Activation) -> Any:
+            found = lookup(get(act), get_key(act))
+            fallback = get_other(act)
+            return fallback if found is absent else found
+
+        recipe = gen.found_or(lookup, operand, key, other, absent)
+        return self.fold(_Code(DYN, fn, recipe=recipe), (operand, key, other))
 
     def index(self, node: Index, scope: frozenset[str]) -> _Code:
         operand = self.node(node.operand, scope)
@@ -650,6 +682,14 @@ class CelCompiler:
             and isinstance(node.args[0], Ident)
         ):
             return self.comprehension(node, scope)
+        if (
+            name == "orValue"
+            and name in self.functions
+            and isinstance(node.target, Index)
+            and node.target.optional
+            and len(node.args) == 1
+        ):
+            return self.index_or_value(node.target, node.args[0], scope)
         qualified = self.qualified_function(node, scope)
         if qualified == "cel.bind" and qualified in self.macros:
             return self.bind(node.args, scope, node.col)
@@ -672,7 +712,46 @@ class CelCompiler:
             recipe = gen.size(impl, list(operands))
         else:
             recipe = gen.call(impl, list(operands))
+        if name == "format" and impl is strings.format_string and target is not None:
+            recipe = self.format_recipe(target, node, scope) or recipe
+        if name == "join" and impl is strings.join:
+            recipe = self.join_recipe(node, args, scope) or recipe
         return self.fold(_Code(kind, fn, value_type=value_type, recipe=recipe), operands)
+
+    def join_recipe(
+        self, node: Call, args: list[_Code], scope: frozenset[str]
+    ) -> gen.Recipe | None:
+        """`[a, b].join(sep)` on a list literal with a constant separator: `str.join` on the
+        items when they are exact strs whose lengths allow it, else the library function."""
+        literal = node.target
+        if not isinstance(literal, ListLit) or literal.optional or not literal.items:
+            return None
+        if args and not (len(args) == 1 and isinstance(args[0].const, str)):
+            return None
+        separator = args[0].const if args else ""
+        items = [self.node(item, scope) for item in literal.items]
+        room = rt.MAX_VALUE_SIZE - len(separator) * (len(items) - 1)
+        return gen.python_join(strings.join, separator, bool(args), items, room)
+
+    def format_recipe(
+        self, template: _Code, node: Call, scope: frozenset[str]
+    ) -> gen.Recipe | None:
+        """`"...%s...%d".format([a, b])` with a constant template of %s and %d clauses only,
+        one per item of a list literal: Python's `%` on the items when their types allow it
+        (exact str for %s, exact int for either), else the library function."""
+        if not (isinstance(template.const, str) and len(node.args) == 1):
+            return None
+        literal = node.args[0]
+        if not isinstance(literal, ListLit) or literal.optional:
+            return None
+        plan = strings.python_format(template.const)
+        if plan is None or len(plan[1]) != len(literal.items):
+            return None
+        python, verbs = plan
+        items = [self.node(item, scope) for item in literal.items]
+        return gen.python_format(
+            strings.format_string, template.const, python, verbs, items, rt.MAX_VALUE_SIZE
+        )
 
     def qualified_function(self, node: Call, scope: frozenset[str]) -> str | None:
         """`math.greatest` for `math.greatest(...)` when a library provides that name (a
@@ -725,10 +804,12 @@ class CelCompiler:
         arg = node.args[0]
         path = self.path_of(arg, scope)
         if path is not None and not path[1] and path[0][0] not in scope:
-            dotted = ".".join(path[0])
-            if self.vocabulary is not None and dotted in self.vocabulary:
-                # has(request.headers): is the attribute present?
-                return _Code("bool", lambda act: dotted in act, recipe=gen.present(dotted))
+            vocabulary = self.vocabulary or {}
+            for prefix in self.prefixes:
+                dotted = prefix + ".".join(path[0])
+                if dotted in vocabulary:
+                    # has(request.headers): is the attribute present?
+                    return _present(dotted)
         operand = self.node(arg.operand, scope)
         self.require(operand, ("map",), "the operand of has()", node.col)
         get, field = operand.fn, arg.field
@@ -832,7 +913,7 @@ class CelCompiler:
         def fn(act: Activation) -> Any:
             return get_body(_bound(act, local, get_init(act)))
 
-        return _Code(body.kind, fn)
+        return _Code(body.kind, fn, recipe=gen.bind(local, init, body, _bound))
 
 
 # -- closures for operators ------------------------------------------------------------------------

@@ -83,6 +83,28 @@ def index(operand: Any, key: Any) -> Optional:
     return Optional(rt.index(operand, key))
 
 
+def lookup(operand: Any, key: Any) -> Any:
+    """The value `operand[?key]` holds, or ABSENT for none: `index` without building the
+    optional, for `operand[?key].orValue(default)`."""
+    if type(key) is str:
+        # A map by its `get` (a TrackedStringMap records the read); no other CEL value has one.
+        try:
+            return operand.get(key, ABSENT)
+        except AttributeError:
+            pass
+    if isinstance(operand, Optional):
+        if not operand.has_value:
+            return ABSENT
+        operand = operand.value
+    k = rt.kind(operand)
+    if k == "map":
+        value = rt.map_get(operand, key)
+        return ABSENT if value is rt.MISSING else value
+    if k == "list" and rt.kind(key) in ("int", "uint") and not 0 <= key < len(operand):
+        return ABSENT
+    return rt.index(operand, key)
+
+
 def element(value: Any, what: str) -> Any:
     """The value of an optional element of a list or map literal (`[?e]`), or ABSENT."""
     if not isinstance(value, Optional):

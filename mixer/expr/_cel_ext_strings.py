@@ -9,6 +9,7 @@ builds a string or list longer than `_cel_runtime.MAX_VALUE_SIZE`.
 from __future__ import annotations
 
 import decimal
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -159,12 +160,18 @@ def join(items: Any, *sep: Any) -> str:
     if type(items) is not list or (sep and type(sep[0]) is not str):
         _check("join", (items, *sep), "list", "string", optional=1)
     separator = sep[0] if sep else ""
-    if set(map(type, items)) - {str} and any(rt.kind(item) != "string" for item in items):
+    try:
+        # Bounded before building, as a list may hold one long string many times over. This
+        # test counts one separator too many; the exact one below decides near the limit.
+        if sum(map(len, items)) + len(separator) * len(items) <= rt.MAX_VALUE_SIZE:
+            return separator.join(items)  # takes exactly CEL's strings: str and subclasses
+    except TypeError:
+        pass  # an item that is not a string
+    if any(rt.kind(item) != "string" for item in items):
         raise rt.no_overload("join", items, *sep)
-    total = sum(map(len, items)) + len(separator) * max(len(items) - 1, 0)
-    if total > rt.MAX_VALUE_SIZE:
+    if sum(map(len, items)) + len(separator) * max(len(items) - 1, 0) > rt.MAX_VALUE_SIZE:
         raise rt.CelError(f"string longer than {rt.MAX_VALUE_SIZE}")
-    return str(separator.join(items))
+    return separator.join(items)
 
 
 def reverse(text: Any) -> str:
@@ -368,6 +375,112 @@ def format_string(template: Any, args: Any) -> str:
     for %f and %e, %% for a percent sign), as cel-go's string.format."""
     if type(template) is not str or type(args) is not list:
         _check("format", (template, args), "string", "list")
+    plan = _plan(template) if len(template) <= _PLAN_MAX_TEMPLATE else None
+    if plan is None or len(plan.parts) - 1 > len(args):
+        # Errors are reported where the scan meets them: leave them to the full scan.
+        return _format_scanning(template, args)
+    if plan.python is not None:
+        # Only %s and %d: Python's % gives the same text for exact strs (%s) and ints.
+        n = len(plan.verbs)
+        for value, verb in zip(args, plan.verbs, strict=False):
+            kind = type(value)
+            if kind is not int and (kind is not str or verb != "s"):
+                break
+        else:
+            text = plan.python % tuple(args[:n])
+            if len(text) > rt.MAX_VALUE_SIZE:
+                raise rt.CelError(f"string longer than {rt.MAX_VALUE_SIZE}")
+            return text
+    pieces: list[str] = []
+    budget = rt.MAX_VALUE_SIZE
+    for used, (literal, clause, precision, verb) in enumerate(plan.parts):
+        budget -= len(literal)
+        pieces.append(literal)
+        if clause is None:
+            break
+        value = args[used]
+        kind = type(value)
+        # Exact str and int (not bool, not uint) print as themselves under %s and %d.
+        if kind is str and verb == "s":
+            text = value
+        elif kind is int and (verb == "d" or verb == "s"):
+            text = str(value)
+        else:
+            text = clause(value, precision)
+        budget -= len(text)
+        if budget < 0:
+            raise rt.CelError(f"string longer than {rt.MAX_VALUE_SIZE}")
+        pieces.append(text)
+    if budget < 0:
+        raise rt.CelError(f"string longer than {rt.MAX_VALUE_SIZE}")
+    return "".join(pieces)
+
+
+# Templates up to this long are parsed once and remembered (`_plan`); longer ones, which rules
+# rarely write, are scanned on every call so the memo stays small.
+_PLAN_MAX_TEMPLATE = 256
+
+
+class _Plan:
+    """A parsed template: `parts` is (literal before, clause formatter, precision, verb) per
+    clause and a last (literal, None, 0, "") for the tail; `python` is the same template for
+    Python's `%` when every clause is %s or %d (else None), `verbs` the clauses' verbs."""
+
+    __slots__ = ("parts", "python", "verbs")
+
+    def __init__(self, parts: list[tuple[str, Callable[[Any, int], str] | None, int, str]]):
+        self.parts = tuple(parts)
+        self.verbs = tuple(verb for _, clause, _, verb in parts if clause is not None)
+        simple = all(verb in ("s", "d") for verb in self.verbs)
+        self.python = (
+            "".join(
+                literal.replace("%", "%%") + ("%" + verb if verb else "")
+                for literal, _, _, verb in parts
+            )
+            if simple
+            else None
+        )
+
+
+def python_format(template: str) -> tuple[str, tuple[str, ...]] | None:
+    """`template` for Python's `%` and its verbs, when it parses and has only %s and %d
+    clauses (Python's `%` then prints exact strs and ints as `format` does), else None."""
+    plan = _plan(template)
+    if plan is None or plan.python is None:
+        return None
+    return plan.python, plan.verbs
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(template: str) -> _Plan | None:
+    """`template` parsed, or None when it does not parse."""
+    parts: list[tuple[str, Callable[[Any, int], str] | None, int, str]] = []
+    literal: list[str] = []
+    i, end = 0, len(template)
+    while i < end:
+        if template[i] != "%":
+            j = template.find("%", i)
+            j = end if j < 0 else j
+            literal.append(template[i:j])
+            i = j
+            continue
+        if template[i + 1 : i + 2] == "%":
+            literal.append("%")
+            i += 2
+            continue
+        if i + 1 >= end:
+            return None
+        try:
+            i, clause, precision = _clause(template, i + 1)
+        except rt.CelError:
+            return None
+        parts.append(("".join(literal), clause, precision, template[i - 1]))
+        literal = []
+    parts.append(("".join(literal), None, 0, ""))
+    return _Plan(parts)
+
+
+def _format_scanning(template: str, args: list[Any]) -> str:
     out = _Output()
     i, used, end = 0, 0, len(template)
     while i < end:

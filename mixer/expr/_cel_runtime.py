@@ -2,7 +2,8 @@
 
 Value mapping: int, `UInt` (an int subclass), float, bool, str, bytes, None, list, dict (any
 Mapping is a map), `datetime.datetime` (aware, UTC) for timestamps, `datetime.timedelta` for
-durations, `CelType` for type values. Errors are `CelError` exceptions; the compiler gives `&&`,
+durations (their `_cel_time` subclasses when they carry nanoseconds beyond the microsecond),
+`CelType` for type values. Errors are `CelError` exceptions; the compiler gives `&&`,
 `||` and the macros CEL's error-absorbing meaning.
 """
 
@@ -11,12 +12,22 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
+import operator
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mixer.expr import _externs as ext
+from mixer.expr._cel_time import (
+    Duration,
+    Timestamp,
+    duration_from_nanos,
+    duration_nanos,
+    timestamp_from_nanos,
+    timestamp_nanos,
+    with_nanos,
+)
 from mixer.expr._errors import EvaluationError
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -117,6 +128,8 @@ _KIND: dict[type, str] = {
     dict: "map",
     datetime.datetime: "timestamp",
     datetime.timedelta: "duration",
+    Timestamp: "timestamp",
+    Duration: "duration",
     CelType: "type",
 }
 _KIND_TYPE = {
@@ -183,9 +196,22 @@ def check_uint(value: int) -> UInt:
 
 
 def check_duration(value: datetime.timedelta) -> datetime.timedelta:
-    if abs(value.total_seconds()) > _MAX_DURATION_SECONDS:
+    if type(value) is datetime.timedelta:
+        if abs(value.total_seconds()) > _MAX_DURATION_SECONDS:
+            raise CelError("duration out of range")
+    elif abs(duration_nanos(value)) > _MAX_DURATION_SECONDS * 10**9:
         raise CelError("duration out of range")
     return value
+
+
+def _durations(op: Callable[[int, int], int], a: Any, b: Any) -> datetime.timedelta:
+    # Plain timedeltas add exactly; a Duration's nanoseconds need integer arithmetic.
+    if type(a) is datetime.timedelta and type(b) is datetime.timedelta:
+        return check_duration(a + b if op is operator.add else a - b)
+    try:
+        return check_duration(duration_from_nanos(op(duration_nanos(a), duration_nanos(b))))
+    except OverflowError:
+        raise CelError("duration out of range") from None
 
 
 # -- equality and ordering -----------------------------------------------------------------------
@@ -262,7 +288,7 @@ def add(a: Any, b: Any) -> Any:
                 raise CelError(f"{ka} concatenation longer than {MAX_VALUE_SIZE}")
             return a + b if ka != "list" else [*a, *b]
         if ka == "duration":
-            return check_duration(a + b)
+            return _durations(operator.add, a, b)
     elif ka == "timestamp" and kb == "duration":
         return _shift(a, b)
     elif ka == "duration" and kb == "timestamp":
@@ -280,21 +306,25 @@ def subtract(a: Any, b: Any) -> Any:
         if ka == "double":
             return a - b
         if ka == "duration":
-            return check_duration(a - b)
+            return _durations(operator.sub, a, b)
         if ka == "timestamp":
             # cel-go computes this as a Go time.Duration: int64 nanoseconds.
-            difference = a - b
-            if abs(difference // _ONE_MICRO) > INT64_MAX // 1000:
+            nanos = timestamp_nanos(a) - timestamp_nanos(b)
+            if not INT64_MIN <= nanos <= INT64_MAX:
                 raise CelError("duration out of range")
-            return difference
+            return duration_from_nanos(nanos)
     elif ka == "timestamp" and kb == "duration":
-        return _shift(a, -b)
+        if type(b) is datetime.timedelta:
+            return _shift(a, -b)
+        return _shift(a, duration_from_nanos(-duration_nanos(b)))
     raise no_overload("_-_", a, b)
 
 
 def _shift(ts: datetime.datetime, delta: datetime.timedelta) -> datetime.datetime:
     try:
-        return ts + delta
+        if type(ts) is datetime.datetime and type(delta) is datetime.timedelta:
+            return ts + delta
+        return timestamp_from_nanos(timestamp_nanos(ts) + duration_nanos(delta))
     except OverflowError:
         raise CelError("timestamp out of range") from None
 
@@ -487,6 +517,7 @@ def parse_timestamp(text: str) -> datetime.datetime:
     year, month, day, hour, minute, second, fraction, zone = found.groups()
     if int(year) == 0:
         raise CelError("timestamp out of range")
+    nanos = int(((fraction or "") + "000000000")[:9])
     try:
         value = datetime.datetime(
             int(year),
@@ -495,7 +526,7 @@ def parse_timestamp(text: str) -> datetime.datetime:
             int(hour),
             int(minute),
             int(second),
-            int(((fraction or "") + "000000")[:6]),
+            nanos // 1000,
             tzinfo=datetime.UTC,
         )
     except ValueError as err:
@@ -504,7 +535,7 @@ def parse_timestamp(text: str) -> datetime.datetime:
         sign = 1 if zone[0] == "+" else -1
         offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
         value = _shift(value, -sign * offset)
-    return value
+    return with_nanos(value, nanos % 1000)
 
 
 def timestamp_from_seconds(seconds: int) -> datetime.datetime:
@@ -515,10 +546,11 @@ def timestamp_from_seconds(seconds: int) -> datetime.datetime:
 
 
 def format_timestamp(value: datetime.datetime) -> str:
+    nanos = value.microsecond * 1000 + getattr(value, "nanos", 0)
     value = value.astimezone(datetime.UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if value.microsecond:
-        text += f".{value.microsecond:06d}".rstrip("0")
+    text = f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value:%H:%M:%S}"
+    if nanos:
+        text += f".{nanos:09d}".rstrip("0")
     return text + "Z"
 
 
@@ -538,16 +570,16 @@ def parse_duration(text: str) -> datetime.timedelta:
         nanos = -nanos
     if abs(nanos) > _MAX_DURATION_SECONDS * 10**9:
         raise CelError("duration out of range")
-    return datetime.timedelta(microseconds=nanos // 1000 if nanos >= 0 else -((-nanos) // 1000))
+    return duration_from_nanos(nanos)
 
 
 def format_duration(value: datetime.timedelta) -> str:
-    micros = value // _ONE_MICRO
-    sign = "-" if micros < 0 else ""
-    seconds, frac = divmod(abs(micros), 1_000_000)
+    nanos = duration_nanos(value)
+    sign = "-" if nanos < 0 else ""
+    seconds, frac = divmod(abs(nanos), 1_000_000_000)
     text = f"{sign}{seconds}"
     if frac:
-        text += f".{frac:06d}".rstrip("0")
+        text += f".{frac:09d}".rstrip("0")
     return text + "s"
 
 
@@ -581,10 +613,10 @@ def _timestamp_accessor(name: str, pick: Callable[[datetime.datetime], int]) -> 
 
 
 def _duration_total(value: datetime.timedelta, unit: datetime.timedelta) -> int:
-    micros = value // _ONE_MICRO
-    unit_micros = unit // _ONE_MICRO
-    result = abs(micros) // unit_micros
-    return -result if micros < 0 else result
+    # Truncated toward zero, counting the nanoseconds (-1.5s has -1 whole seconds).
+    nanos = duration_nanos(value)
+    result = abs(nanos) // (unit // _ONE_MICRO * 1000)
+    return -result if nanos < 0 else result
 
 
 _DURATION_ACCESSORS: dict[str, Callable[[datetime.timedelta], int]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,18 @@ def adapter_registry() -> Mapping[str, AdapterInfo]:
     return load_registry()
 
 
-def load_snapshot(directory: Path) -> Snapshot:
-    """Load and validate a config directory (raises ConfigError listing every problem)."""
-    return load_config(directory, adapter_registry())
+def load_snapshot(directory: Path, cel_libraries: Iterable[str] | None = None) -> Snapshot:
+    """Load and validate a config directory (raises ConfigError listing every problem); CEL
+    expressions may use `cel_libraries` (None: all)."""
+    return load_config(directory, adapter_registry(), cel_libraries=cel_libraries)
 
 
-def validate_directory(directory: Path) -> list[ConfigProblem]:
-    """Every problem of a config directory, without building anything or dialling out."""
-    return _validate(directory, adapter_registry())
+def validate_directory(
+    directory: Path, cel_libraries: Iterable[str] | None = None
+) -> list[ConfigProblem]:
+    """Every problem of a config directory, without building anything or dialling out; CEL
+    expressions may use `cel_libraries` (None: all)."""
+    return _validate(directory, adapter_registry(), cel_libraries=cel_libraries)
 
 
 def _header_ops(specs: tuple[HeaderOperationSpec, ...]) -> tuple[HeaderOperationTemplate, ...]:

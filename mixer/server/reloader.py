@@ -78,7 +78,7 @@ class Reloader:
         self.reloads = 0
 
     async def _load(self, previous: Runtime | None) -> Runtime:
-        snapshot = await asyncio.to_thread(load_snapshot, self._dir)
+        snapshot = await asyncio.to_thread(load_snapshot, self._dir, self._settings.cel_libraries)
         revision = await asyncio.to_thread(config_revision, self._dir)
         return await build_runtime(
             snapshot,

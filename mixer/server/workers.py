@@ -71,6 +71,8 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         str(settings.limits.max_report_entries),
         "--max-als-entries",
         str(settings.limits.max_als_entries),
+        "--cel-libraries",
+        ",".join(settings.cel_libraries) or "none",
     ]
 
 
