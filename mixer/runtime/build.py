@@ -46,14 +46,18 @@ def adapter_registry() -> Mapping[str, AdapterInfo]:
     return load_registry()
 
 
-def load_snapshot(directory: Path) -> Snapshot:
+def load_snapshot(directory: Path, *, merge_ratelimit_domains: bool = False) -> Snapshot:
     """Load and validate a config directory (raises ConfigError listing every problem)."""
-    return load_config(directory, adapter_registry())
+    return load_config(
+        directory, adapter_registry(), merge_ratelimit_domains=merge_ratelimit_domains
+    )
 
 
-def validate_directory(directory: Path) -> list[ConfigProblem]:
+def validate_directory(
+    directory: Path, *, merge_ratelimit_domains: bool = False
+) -> list[ConfigProblem]:
     """Every problem of a config directory, without building anything or dialling out."""
-    return _validate(directory, adapter_registry())
+    return _validate(directory, adapter_registry(), merge_ratelimit_domains=merge_ratelimit_domains)
 
 
 def _header_ops(specs: tuple[HeaderOperationSpec, ...]) -> tuple[HeaderOperationTemplate, ...]:

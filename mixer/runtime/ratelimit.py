@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,13 @@ class Rule:
     policy: RateLimitPolicy
     shadow_mode: bool
     quota: str
+    quota_mode: bool = False
+    detailed_metric: bool = False
+    stat_key: str = ""
+    """``<domain>.<k1>_<v1>.<k2>``: envoyproxy/ratelimit's statistics key of the rule."""
+    value_stats: bool = False
+    """True when a level on the rule's path has ``value_to_metric`` (or the rule is
+    ``detailed_metric``): its statistics key then depends on the request's values."""
 
     @property
     def unit_seconds(self) -> int:
@@ -123,6 +131,10 @@ class DescriptorDecision:
     rule: Rule | None = None
     remaining: int = 0
     reset_after: datetime.timedelta = datetime.timedelta(0)
+    stat_key: str = ""
+    """The statistics key for this request (the rule's, or built from request values)."""
+    over: bool = False
+    """Over the limit by count, whatever the code says (shadow mode answers OK)."""
 
     @property
     def limited(self) -> bool:
@@ -137,6 +149,8 @@ class Decision:
     code: Code
     statuses: tuple[DescriptorDecision, ...]
     domain_known: bool = True
+    shadowed: bool = False
+    """True when global shadow mode turned an OVER_LIMIT answer into OK."""
 
 
 @dataclass(eq=False)
@@ -147,6 +161,11 @@ class _Node:
     patterns: list[tuple[str, str, _Node]] = field(default_factory=list)
     any_value: dict[str, _Node] = field(default_factory=dict)
     rule: Rule | None = None
+    pattern: str = ""
+    """The wildcard value this node was reached by ("" for exact and key-only nodes)."""
+    exact_value: bool = False
+    share: bool = False
+    to_metric: bool = False
 
     def child(self, key: str, value: str) -> _Node | None:
         found = self.exact.get((key, value))
@@ -156,6 +175,29 @@ class _Node:
             if pkey == key and _glob(pattern, value):
                 return node
         return self.any_value.get(key)
+
+
+def _segment(key: str, value: str, node: _Node, detailed: bool) -> str:
+    """One level of a statistics key, as envoyproxy/ratelimit builds it for request values."""
+    if node.share:
+        return f"{key}_{node.pattern}"
+    if detailed:
+        return f"{key}_{value}"
+    if node.pattern:
+        return f"{key}_{value if node.to_metric else node.pattern}"
+    if node.exact_value or (node.to_metric and value):
+        return f"{key}_{value}"
+    return key
+
+
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def sanitize_stat(text: str) -> str:
+    """envoyproxy/ratelimit's stat-name cleaning: ``:`` and ``|`` become ``_``, and so do the
+    dots inside a dotted-quad IPv4 address (other dots separate key levels)."""
+    text = text.replace(":", "_").replace("|", "_")
+    return _IPV4.sub(lambda m: m.group(0).replace(".", "_"), text)
 
 
 def _glob(pattern: str, value: str) -> bool:
@@ -258,46 +300,81 @@ class RateLimitTable:
         """The configured domains."""
         return frozenset(self._roots)
 
+    @property
+    def configured(self) -> bool:
+        """True when at least one rate-limit config (domain) is loaded."""
+        return bool(self._roots)
+
     def match(self, domain: str, entries: Entries) -> Rule | None:
         """The rule a request descriptor reaches in `domain`, or None."""
+        return self._walk(domain, entries)[0]
+
+    def _walk(self, domain: str, entries: Entries) -> tuple[Rule | None, dict[str, str], str]:
+        """The rule reached, the quota dimensions (a ``share_threshold`` level counts under its
+        pattern, so every matching value shares one bucket) and the request's statistics key."""
         node = self._roots.get(domain)
+        path: list[_Node] = []
         for key, value in entries:
             if node is None:
-                return None
+                return None, {}, ""
             node = node.child(key, value)
-        return node.rule if node is not None and entries else None
+            if node is not None:
+                path.append(node)
+        rule = node.rule if node is not None and entries else None
+        if rule is None:
+            return None, {}, ""
+        shared = [(k, n.pattern if n.share else v) for (k, v), n in zip(entries, path, strict=True)]
+        stat_key = rule.stat_key
+        if rule.value_stats:
+            segments = (
+                _segment(k, v, n, rule.detailed_metric)
+                for (k, v), n in zip(entries, path, strict=True)
+            )
+            stat_key = sanitize_stat(".".join((domain, *segments)))
+        return rule, _dimensions(shared), stat_key
 
     async def should_rate_limit(
         self,
         domain: str,
         descriptors: Sequence[Entries],
         hits: int | Sequence[int],
+        *,
+        shadow_mode: bool = False,
     ) -> Decision:
         """Count `hits` (one number, or one per descriptor) against every matched rule.
 
-        Raises `BackendUnavailable` when the quota backend cannot answer (e.g. Redis down) and
-        `DispatchError` for any other backend failure; never returns an unknown code.
+        The answer is OVER_LIMIT when a descriptor outside quota mode is over its limit, or when
+        there are quota-mode descriptors and every one of them is over (envoyproxy/ratelimit's
+        ``quota_mode``); `shadow_mode` (its global ``SHADOW_MODE``) then turns OVER_LIMIT into
+        OK and keeps every status. Raises `BackendUnavailable` when the quota backend cannot
+        answer (e.g. Redis down) and `DispatchError` for any other backend failure; never
+        returns an unknown code.
         """
         per = [hits] * len(descriptors) if isinstance(hits, int) else list(hits)
         if len(per) != len(descriptors):
             raise ValueError("one hits value per descriptor expected")
         if domain not in self._roots:
             return Decision(Code.OK, tuple(DescriptorDecision(Code.OK) for _ in descriptors), False)
-        rules = [self.match(domain, entries) for entries in descriptors]
-        replaced = {name for r in rules if r is not None for name in r.policy.replaces}
-        rules = [None if r is not None and r.policy.name in replaced else r for r in rules]
+        walked = [self._walk(domain, entries) for entries in descriptors]
+        replaced = {name for r, _, _ in walked if r is not None for name in r.policy.replaces}
+        rules = [None if r is not None and r.policy.name in replaced else r for r, _, _ in walked]
         calls: list[tuple[int, Instance, QuotaArgs]] = []
-        for index, (rule, entries) in enumerate(zip(rules, descriptors, strict=True)):
+        for index, rule in enumerate(rules):
             if rule is not None and rule.quota:
-                dims = _dimensions(entries)
-                instance = Instance(rule.quota, "quota", {"dimensions": dims})
+                instance = Instance(rule.quota, "quota", {"dimensions": walked[index][1]})
                 calls.append((index, instance, QuotaArgs(amount=max(per[index], 0))))
         results = await self._allocate([(i, a) for _, i, a in calls])
         by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
         statuses = tuple(
-            _status(rule, by_index.get(index), per[index]) for index, rule in enumerate(rules)
+            _status(rule, by_index.get(index), per[index], walked[index][2])
+            for index, rule in enumerate(rules)
         )
-        over = any(s.code is Code.OVER_LIMIT for s in statuses)
+        quota = [s for s in statuses if s.rule is not None and s.rule.quota_mode]
+        over = any(
+            s.code is Code.OVER_LIMIT for s in statuses if s.rule is None or not s.rule.quota_mode
+        ) or (bool(quota) and all(s.code is Code.OVER_LIMIT for s in quota))
+        if over and shadow_mode:
+            return Decision(Code.OK, statuses, shadowed=True)
         return Decision(Code.OVER_LIMIT if over else Code.OK, statuses)
 
     async def _allocate(self, requests: list[tuple[Instance, QuotaArgs]]) -> list[QuotaResult]:
@@ -336,16 +413,23 @@ def _add(
     path: tuple[str, ...],
     quotas: list[dict[str, Any]],
     names: set[str],
+    stat_path: tuple[str, ...] = (),
+    value_stats_above: bool = False,
 ) -> None:
     for descriptor in descriptors:
-        node = _Node()
+        node = _Node(share=descriptor.share_threshold, to_metric=descriptor.value_to_metric)
         if not descriptor.value:
             parent.any_value[descriptor.key] = node
         elif "*" in descriptor.value:
+            node.pattern = descriptor.value
             parent.patterns.append((descriptor.key, descriptor.value, node))
         else:
+            node.exact_value = True
             parent.exact[(descriptor.key, descriptor.value)] = node
         here = (*path, _step(descriptor))
+        segment = f"{descriptor.key}_{descriptor.value}" if descriptor.value else descriptor.key
+        stat_here = (*stat_path, segment)
+        value_stats = value_stats_above or descriptor.value_to_metric
         policy = descriptor.rate_limit
         if policy is not None:
             quota = ""
@@ -364,25 +448,37 @@ def _add(
                         "rateLimitAlgorithm": "FIXED_WINDOW",
                     }
                 )
-            node.rule = Rule(domain, ";".join(here), policy, descriptor.shadow_mode, quota)
-        _add(domain, node, descriptor.descriptors, here, quotas, names)
+            node.rule = Rule(
+                domain,
+                ";".join(here),
+                policy,
+                descriptor.shadow_mode,
+                quota,
+                quota_mode=descriptor.quota_mode,
+                detailed_metric=descriptor.detailed_metric,
+                stat_key=sanitize_stat(".".join((domain, *stat_here))),
+                value_stats=value_stats or descriptor.detailed_metric,
+            )
+        _add(domain, node, descriptor.descriptors, here, quotas, names, stat_here, value_stats)
 
 
-def _status(rule: Rule | None, result: QuotaResult | None, hits: int) -> DescriptorDecision:
+def _status(
+    rule: Rule | None, result: QuotaResult | None, hits: int, stat_key: str
+) -> DescriptorDecision:
     if rule is None:
         return DescriptorDecision(Code.OK)
     if rule.policy.unlimited:
-        return DescriptorDecision(Code.OK, rule, UNLIMITED_REMAINING)
+        return DescriptorDecision(Code.OK, rule, UNLIMITED_REMAINING, stat_key=stat_key)
     window = datetime.timedelta(seconds=rule.unit_seconds)
     if result is None:  # requests_per_unit 0: always over, nothing counted
         over = hits > 0
-        return DescriptorDecision(_code(over, rule), rule, 0, window)
+        return DescriptorDecision(_code(over, rule), rule, 0, window, stat_key, over)
     reset = result.reset_after
     if reset is None or reset <= datetime.timedelta(0):
         reset = window  # no window open: one would last a whole unit
     remaining = result.remaining if result.remaining is not None else 0
     over = result.status_code == RESOURCE_EXHAUSTED
-    return DescriptorDecision(_code(over, rule), rule, max(remaining, 0), reset)
+    return DescriptorDecision(_code(over, rule), rule, max(remaining, 0), reset, stat_key, over)
 
 
 def _code(over: bool, rule: Rule) -> Code:

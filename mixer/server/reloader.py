@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import subprocess
@@ -78,7 +79,13 @@ class Reloader:
         self.reloads = 0
 
     async def _load(self, previous: Runtime | None) -> Runtime:
-        snapshot = await asyncio.to_thread(load_snapshot, self._dir)
+        snapshot = await asyncio.to_thread(
+            functools.partial(
+                load_snapshot,
+                self._dir,
+                merge_ratelimit_domains=self._settings.ratelimit_merge_domains,
+            )
+        )
         revision = await asyncio.to_thread(config_revision, self._dir)
         return await build_runtime(
             snapshot,
