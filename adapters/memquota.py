@@ -56,7 +56,7 @@ import datetime
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from adapters.base import (
@@ -431,6 +431,10 @@ class MemQuotaHandler:
         self, quota: QuotaConfig, instance: Instance, args: QuotaArgs, now: float
     ) -> QuotaResult:
         limit, key = self._resolve(quota, instance)
+        if args.max_amount is not None:
+            # a per-call limit: its own bucket, so callers with other limits never share one
+            limit = replace(limit, max_amount=args.max_amount, capacity=args.max_amount)
+            key = f"{key};#max={args.max_amount}"
         entry = self._buckets.get(key)
         if entry is None or (entry[0] is not limit and entry[0] != limit):
             entry = (limit, _new_bucket(limit))

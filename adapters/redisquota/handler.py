@@ -522,12 +522,19 @@ class RedisQuotaHandler:
         finally:
             timer.cancel()
 
-    def _bucket(self, quota: QuotaConfig, dims: Mapping[str, str]) -> _Bucket:
+    def _bucket(
+        self, quota: QuotaConfig, dims: Mapping[str, str], max_amount: int | None = None
+    ) -> _Bucket:
         key = bucket_key(quota.name, dims)
+        if max_amount is not None:
+            # a per-call limit: its own bucket, so callers with other limits never share one
+            key = f"{key};#max={max_amount}"
         cached = self._buckets.get(key)
         if cached is not None:
             return cached
         limit = _limit(quota, dims)
+        if max_amount is not None:
+            limit = _Limit(max_amount, limit.valid, max_amount)
         # parse_params always sets an algorithm (FIXED_WINDOW when absent, as Istio's redisquota).
         algorithm = quota.algorithm or Algorithm.FIXED_WINDOW
         keys = redis_keys(key, algorithm)
@@ -550,17 +557,19 @@ class RedisQuotaHandler:
 
     def _item(self, quota: QuotaConfig, instance: Instance, args: QuotaArgs) -> _Item:
         seen = self._by_instance.get(id(instance))
-        if seen is not None and seen[0] is instance:
+        if seen is not None and seen[0] is instance and args.max_amount is None:
             bucket = seen[1]
         else:
             raw = instance.fields.get("dimensions") or {}
-            bucket = self._bucket(quota, {str(k): dimension_text(v) for k, v in raw.items()})
+            dims = {str(k): dimension_text(v) for k, v in raw.items()}
+            bucket = self._bucket(quota, dims, args.max_amount)
             # The dispatcher hands the same instance to every request that chose it the same
             # way (`mixer.runtime.quota_choices`): next time the object finds its bucket. The
             # entry holds the instance, so its id stays unique.
-            if len(self._by_instance) >= _BUCKET_CACHE_SIZE:
-                self._by_instance.clear()
-            self._by_instance[id(instance)] = (instance, bucket)
+            if args.max_amount is None:
+                if len(self._by_instance) >= _BUCKET_CACHE_SIZE:
+                    self._by_instance.clear()
+                self._by_instance[id(instance)] = (instance, bucket)
         amount = max(args.amount, 0)  # Redis quotas are rates: nothing to release
         keys = bucket.keys
         ttl = 0

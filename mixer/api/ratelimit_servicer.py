@@ -17,9 +17,17 @@ import grpc
 from mixer.api.ratelimit_stats import RuleStats
 from mixer.api.status import unary_handler
 from mixer.envoy.config.core.v3 import base_pb2
+from mixer.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from mixer.errors import BadRequest, NotConfigured
-from mixer.runtime.ratelimit import UNIT_SECONDS, Code, Decision, DescriptorDecision, RateLimitTable
+from mixer.runtime.ratelimit import (
+    UNIT_SECONDS,
+    Code,
+    Decision,
+    DescriptorDecision,
+    Override,
+    RateLimitTable,
+)
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
 
@@ -153,6 +161,20 @@ def rls_response(decision: Decision, headers: str = "draft") -> rls_pb2.RateLimi
     return resp
 
 
+# by number: the request's unit enum (envoy.type.v3.RateLimitUnit) numbers its units as the
+# response's does, as envoyproxy/ratelimit reads it
+_UNIT_NAMES: dict[int, str] = {int(number): name for name, number in _UNITS.items()}
+
+
+def _override(index: int, descriptor: ratelimit_pb2.RateLimitDescriptor) -> Override:
+    """A descriptor's own limit. Without a unit it is refused (envoyproxy/ratelimit's process
+    dies on one)."""
+    unit = _UNIT_NAMES.get(int(descriptor.limit.unit))
+    if unit is None:
+        raise BadRequest(f"descriptors[{index}].limit has no valid unit")
+    return Override(descriptor.limit.requests_per_unit, unit)
+
+
 def _hits(request: rls_pb2.RateLimitRequest) -> list[int]:
     """Per descriptor: its own ``hits_addend`` (0 allowed), else the request's, else 1."""
     default = request.hits_addend or 1
@@ -219,17 +241,23 @@ class RateLimitService:
         if not request.descriptors:
             raise BadRequest("rate limit descriptor list must not be empty")
         descriptors: list[Entries] = []
+        overrides: list[Override | None] = []
         for index, d in enumerate(request.descriptors):
             if not d.entries:
                 raise BadRequest(f"descriptors[{index}] has no entries")
             descriptors.append([(e.key, e.value) for e in d.entries])
+            overrides.append(_override(index, d) if d.HasField("limit") else None)
         hits = _hits(request)
         with self._holder.use() as rt:
             table = self._table_of(rt)
             if not table.configured:
                 raise NotConfigured("no rate limit configuration loaded")
             decision = await table.should_rate_limit(
-                request.domain, descriptors, hits, shadow_mode=self._shadow_mode
+                request.domain,
+                descriptors,
+                hits,
+                shadow_mode=self._shadow_mode,
+                overrides=overrides if any(overrides) else (),
             )
         self._stats.record(decision, hits)
         for status in decision.statuses:

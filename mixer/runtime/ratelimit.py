@@ -60,6 +60,7 @@ __all__ = [
     "Decision",
     "DescriptorDecision",
     "Entries",
+    "Override",
     "RateLimitTable",
     "Rule",
     "build_ratelimit_table",
@@ -81,11 +82,26 @@ UNIT_SECONDS: Mapping[str, int] = {
 UNLIMITED_REMAINING = 2**32 - 1
 """``limit_remaining`` of an unlimited rule (envoyproxy/ratelimit answers MaxUint32)."""
 
+_OVERRIDE_QUOTA = "rls;#override;"
+"""Prefix of the quota (one per unit) that counts per-request limits."""
+_OVERRIDE_PATH = "#override"
+"""The `Rule.path` of a per-request limit: no config path is ``#override`` (a key-only node's
+path ends with ``=*``)."""
+
 HANDLER_NAME = "rls.ratelimit"
 """The quota handler's name (in adapter logs and metric labels)."""
 
 Entries = Sequence[tuple[str, str]]
 """One request descriptor: its (key, value) entries in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A request descriptor's own limit (``RateLimitDescriptor.limit``)."""
+
+    requests_per_unit: int
+    unit: str
+    """One of `UNIT_SECONDS`."""
 
 
 class Code(enum.IntEnum):
@@ -276,6 +292,19 @@ class RateLimitTable:
         for config in configs:
             root = roots.setdefault(config.domain, _Node())
             _add(config.domain, root, config.descriptors, (), quotas, names)
+        if roots:
+            # Per-request limits (`RateLimitDescriptor.limit`): one quota per unit, whose
+            # maxAmount each call replaces (`QuotaArgs.max_amount`), so every limit has its
+            # own bucket.
+            for unit, seconds in UNIT_SECONDS.items():
+                quotas.append(
+                    {
+                        "name": _OVERRIDE_QUOTA + unit,
+                        "maxAmount": 1,
+                        "validDuration": f"{seconds}s",
+                        "rateLimitAlgorithm": "FIXED_WINDOW",
+                    }
+                )
         backend = "redisquota" if redis_url else "memquota"
         raw: dict[str, Any] = {"quotas": quotas}
         if redis_url:
@@ -340,13 +369,17 @@ class RateLimitTable:
         hits: int | Sequence[int],
         *,
         shadow_mode: bool = False,
+        overrides: Sequence[Override | None] = (),
     ) -> Decision:
         """Count `hits` (one number, or one per descriptor) against every matched rule.
 
         The answer is OVER_LIMIT when a descriptor outside quota mode is over its limit, or when
         there are quota-mode descriptors and every one of them is over (envoyproxy/ratelimit's
         ``quota_mode``); `shadow_mode` (its global ``SHADOW_MODE``) then turns OVER_LIMIT into
-        OK and keeps every status. Raises `BackendUnavailable` when the quota backend cannot
+        OK and keeps every status. A descriptor with an `overrides` entry (one per descriptor,
+        or none at all) skips matching and counts against that limit in a bucket of its own
+        for its domain, entries and limit, as envoyproxy/ratelimit does (the domain must still
+        be configured). Raises `BackendUnavailable` when the quota backend cannot
         answer (e.g. Redis down) and `DispatchError` for any other backend failure; never
         returns an unknown code.
         """
@@ -355,14 +388,22 @@ class RateLimitTable:
             raise ValueError("one hits value per descriptor expected")
         if domain not in self._roots:
             return Decision(Code.OK, tuple(DescriptorDecision(Code.OK) for _ in descriptors), False)
-        walked = [self._walk(domain, entries) for entries in descriptors]
+        walked = [
+            _override(domain, entries, overrides[i])
+            if overrides and overrides[i] is not None
+            else self._walk(domain, entries)
+            for i, entries in enumerate(descriptors)
+        ]
         replaced = {name for r, _, _ in walked if r is not None for name in r.policy.replaces}
         rules = [None if r is not None and r.policy.name in replaced else r for r, _, _ in walked]
         calls: list[tuple[int, Instance, QuotaArgs]] = []
         for index, rule in enumerate(rules):
             if rule is not None and rule.quota:
                 instance = Instance(rule.quota, "quota", {"dimensions": walked[index][1]})
-                calls.append((index, instance, QuotaArgs(amount=max(per[index], 0))))
+                args = QuotaArgs(amount=max(per[index], 0))
+                if rule.path == _OVERRIDE_PATH:
+                    args = args._replace(max_amount=rule.policy.requests_per_unit)
+                calls.append((index, instance, args))
         results = await self._allocate([(i, a) for _, i, a in calls])
         by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
         statuses = tuple(
@@ -460,6 +501,28 @@ def _add(
                 value_stats=value_stats or descriptor.detailed_metric,
             )
         _add(domain, node, descriptor.descriptors, here, quotas, names, stat_here, value_stats)
+
+
+def _override(
+    domain: str, entries: Entries, limit: Override | None
+) -> tuple[Rule | None, dict[str, str], str]:
+    """The rule of a per-request limit, its dimensions (the domain plus the entries) and its
+    statistics key (``<domain>.<k1>_<v1>.<k2>``, ``k`` alone for an empty value)."""
+    assert limit is not None
+    segments = (f"{k}_{v}" if v else k for k, v in entries)
+    quota = _OVERRIDE_QUOTA + limit.unit if limit.requests_per_unit > 0 else ""
+    rule = Rule(
+        domain,
+        _OVERRIDE_PATH,
+        RateLimitPolicy(limit.unit, limit.requests_per_unit),
+        False,
+        quota,
+        # past the statistics key bound, every override of the domain counts under this key
+        stat_key=f"{domain}.override",
+        value_stats=True,
+    )
+    dims = {"#domain": domain, **_dimensions(entries)}
+    return rule, dims, sanitize_stat(".".join((domain, *segments)))
 
 
 def _status(

@@ -207,3 +207,31 @@ async def test_per_rule_statistics_with_ratelimit_names(serve: Serve) -> None:
     assert samples(metrics, "ratelimit_service_rate_limit_near_limit_total")[rule] == 1
     detailed = samples(metrics, "ratelimit_service_rate_limit_total_hits_total")
     assert detailed[("api", "client_1_2_3_4")] == 1  # detailed_metric, IPv4 dots sanitized
+
+
+async def test_per_descriptor_limit_override_has_its_own_bucket(serve: Serve) -> None:
+    address, _ = await serve()
+    over = {"requests_per_unit": 1, "unit": "MINUTE"}
+    bigger = {"requests_per_unit": 3, "unit": "MINUTE"}
+    # no rule matches key "x": the override applies anyway (the tree is not walked)
+    answers = await envoy(
+        address,
+        [
+            rls(entry("x", "1", limit=over)),
+            rls(entry("x", "1", limit=over)),
+            rls(entry("x", "1", limit=bigger)),  # another limit: another bucket
+            rls(entry("status", "404", limit=bigger)),  # overrides the configured 2/hour
+            rls(entry("x", "1", limit=over), domain="unknown"),  # the domain must exist
+        ],
+    )
+    assert codes(answers) == ["OK", "OVER_LIMIT", "OK", "OK", "OK"]
+    statuses = [a["response"]["statuses"][0] for a in answers]
+    assert statuses[0]["current_limit"] == {"requests_per_unit": 1, "unit": "MINUTE", "name": ""}
+    assert [s["limit_remaining"] for s in statuses[:4]] == [0, 0, 2, 2]
+    assert "current_limit" not in statuses[4]
+
+
+async def test_an_override_without_a_unit_is_invalid(serve: Serve) -> None:
+    address, _ = await serve()
+    answer = await envoy(address, rls(entry("x", "1", limit={"requests_per_unit": 1})))
+    assert answer["ok"] is False and answer["code"] == "INVALID_ARGUMENT", answer
