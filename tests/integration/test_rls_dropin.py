@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from adapters import load_registry
 from mixer.api.ratelimit_servicer import RateLimitService
 from mixer.config import load_config
+from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from mixer.runtime.build import build_runtime
 from mixer.runtime.ratelimit import RateLimitTable, build_ratelimit_table
 from mixer.runtime.runtime import RuntimeHolder
@@ -235,3 +236,42 @@ async def test_an_override_without_a_unit_is_invalid(serve: Serve) -> None:
     address, _ = await serve()
     answer = await envoy(address, rls(entry("x", "1", limit={"requests_per_unit": 1})))
     assert answer["ok"] is False and answer["code"] == "INVALID_ARGUMENT", answer
+
+
+VALUES_YAML = """\
+domain: api
+descriptors:
+  - key: user
+    value: "u*"
+    value_to_metric: true
+    rate_limit: {unit: hour, requests_per_unit: 10}
+  - key: path
+    value: "/p/*"
+    rate_limit: {unit: hour, requests_per_unit: 10}
+"""
+
+
+async def test_value_to_metric_keys_and_their_bound(serve: Serve) -> None:
+    """1,000 distinct wildcard values: value_to_metric names the first 50 by value, the rest
+    fold into the rule's config key; a rule without it has one series whatever the values."""
+    address, metrics = await serve(yaml=VALUES_YAML, max_stat_keys=50)
+    request = rls_pb2.RateLimitRequest(domain="api")
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(
+            "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+            request_serializer=rls_pb2.RateLimitRequest.SerializeToString,
+            response_deserializer=rls_pb2.RateLimitResponse.FromString,
+        )
+        for batch in range(10):
+            del request.descriptors[:]
+            for n in range(batch * 100, batch * 100 + 100):
+                request.descriptors.add().entries.add(key="user", value=f"u{n}")
+                request.descriptors.add().entries.add(key="path", value=f"/p/{n}")
+            await call(request, timeout=10)
+    hits = samples(metrics, "ratelimit_service_rate_limit_total_hits_total")
+    assert hits[("api", "user_u0")] == 1  # the request's value, not the pattern
+    assert hits[("api", "user_u*")] == 950  # folded into the config key
+    assert hits[("api", "path_/p/*")] == 1000  # no value_to_metric: the config key
+    assert len(hits) == 50 + 1 + 1
+    folded = samples(metrics, "mixer_ratelimit_stat_keys_folded_total")
+    assert folded == {("", ""): 950}
