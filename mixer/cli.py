@@ -129,6 +129,13 @@ def _serve_parser(sub: Any) -> None:
         help="share of a limit past which hits count as near_limit (NEAR_LIMIT_RATIO)",
     )
     p.add_argument(
+        "--ratelimit-epoch-windows",
+        action="store_true",
+        default=_bool_env("RATELIMIT_EPOCH_WINDOWS"),
+        help="rate-limit windows start at multiples of their unit since the epoch, as "
+        "envoyproxy/ratelimit's (default: at each bucket's first hit)",
+    )
+    p.add_argument(
         "--ratelimit-max-stat-keys",
         type=int,
         default=int(env_default("RATELIMIT_MAX_STAT_KEYS", "10000")),
@@ -242,6 +249,7 @@ def _serve(args: argparse.Namespace) -> int:
         ratelimit_shadow_mode=args.ratelimit_shadow_mode,
         ratelimit_near_limit_ratio=args.ratelimit_near_limit_ratio,
         ratelimit_max_stat_keys=args.ratelimit_max_stat_keys,
+        ratelimit_epoch_windows=args.ratelimit_epoch_windows,
         max_message_bytes=args.max_message_bytes,
         max_concurrent_streams=args.max_concurrent_streams,
         tls_cert=args.tls_cert,

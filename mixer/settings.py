@@ -47,6 +47,8 @@ class Settings:
     """Answer every RLS call OK, statuses kept (envoyproxy/ratelimit's ``SHADOW_MODE``)."""
     ratelimit_near_limit_ratio: float = 0.8
     """Share of a limit past which hits count as ``near_limit`` (``NEAR_LIMIT_RATIO``)."""
+    ratelimit_epoch_windows: bool = False
+    """Rate-limit windows at multiples of their unit since the epoch (as envoyproxy/ratelimit)."""
     ratelimit_max_stat_keys: int = 10_000
     """Distinct request-valued statistics keys kept before folding into the rule's key."""
     check_cache_size: int = 100_000

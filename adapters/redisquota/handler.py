@@ -97,6 +97,8 @@ _LUA_CODE = {
     Algorithm.ROLLING_WINDOW: 2,
     Algorithm.TOKEN_BUCKET: 3,
 }
+_LUA_EPOCH_FIXED_WINDOW = 4
+"""FIXED_WINDOW with ``alignToEpoch``: windows at multiples of their length since the epoch."""
 
 
 def _key_base(key: str) -> str:
@@ -545,10 +547,10 @@ class RedisQuotaHandler:
             bucket = quota.bucket_duration or limit.valid / 10
             bucket_us = min(max(round(bucket.total_seconds() * 1e6), 1000), window_us)
             buckets = math.ceil(window_us / bucket_us)
-        static = (
-            f"{_LUA_CODE[algorithm]},{limit.max_amount},{window_us},{buckets},{bucket_us},"
-            f"{limit.burst}"
-        )
+        code = _LUA_CODE[algorithm]
+        if quota.align_to_epoch:
+            code = _LUA_EPOCH_FIXED_WINDOW
+        static = f"{code},{limit.max_amount},{window_us},{buckets},{bucket_us},{limit.burst}"
         found = _Bucket(keys, dedup_key(key, ""), self._backend.slot(keys[0]), limit, static)
         if len(self._buckets) >= _BUCKET_CACHE_SIZE:
             self._buckets.clear()  # crude but bounded; refilling costs only CPU

@@ -77,6 +77,7 @@ async def build_runtime(
     cache_size: int = 100_000,
     metrics_registry: CollectorRegistry | None = None,
     redis_url: str = "",
+    ratelimit_epoch_windows: bool = False,
 ) -> Runtime:
     """Build handlers (reusing those whose name and params did not change), routes and workers.
 
@@ -141,6 +142,7 @@ async def build_runtime(
         registry=registry,
         calls=dispatcher.calls,
         previous=previous.ratelimit if previous is not None else None,
+        epoch_windows=ratelimit_epoch_windows,
     )
     return Runtime(
         revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit

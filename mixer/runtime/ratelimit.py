@@ -279,9 +279,12 @@ class RateLimitTable:
         calls: HandlerCalls,
         redis_url: str = "",
         previous: RateLimitTable | None = None,
+        epoch_windows: bool = False,
     ) -> RateLimitTable:
         """Flatten `configs` and build the quota handler (``redisquota`` if `redis_url`), called
-        through `calls` (the handler timeout and per-handler metrics of Check's quotas).
+        through `calls` (the handler timeout and per-handler metrics of Check's quotas). With
+        `epoch_windows` every window starts at a multiple of its unit since the Unix epoch, as
+        envoyproxy/ratelimit's do; otherwise at the first hit after the previous one closed.
 
         When `previous` has the same signature its handler is taken over, so a config reload
         that does not change any limit keeps the counts; `previous.close()` then leaves it open.
@@ -305,6 +308,9 @@ class RateLimitTable:
                         "rateLimitAlgorithm": "FIXED_WINDOW",
                     }
                 )
+        if epoch_windows:
+            for quota in quotas:
+                quota["alignToEpoch"] = True
         backend = "redisquota" if redis_url else "memquota"
         raw: dict[str, Any] = {"quotas": quotas}
         if redis_url:
@@ -556,6 +562,7 @@ async def build_ratelimit_table(
     registry: Mapping[str, AdapterInfo],
     calls: HandlerCalls,
     previous: RateLimitTable | None = None,
+    epoch_windows: bool = False,
 ) -> RateLimitTable:
     """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
     env = Env(
@@ -571,4 +578,5 @@ async def build_ratelimit_table(
         calls=calls,
         redis_url=redis_url,
         previous=previous,
+        epoch_windows=epoch_windows,
     )

@@ -96,6 +96,7 @@ class Reloader:
             cache_size=self._settings.check_cache_size,
             metrics_registry=self._adapter_registry,
             redis_url=self._settings.redis_url,
+            ratelimit_epoch_windows=self._settings.ratelimit_epoch_windows,
         )
 
     async def initial(self) -> RuntimeHolder:

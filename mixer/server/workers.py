@@ -59,6 +59,7 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         settings.ratelimit_headers,
         *(["--ratelimit-merge-domains"] if settings.ratelimit_merge_domains else []),
         *(["--ratelimit-shadow-mode"] if settings.ratelimit_shadow_mode else []),
+        *(["--ratelimit-epoch-windows"] if settings.ratelimit_epoch_windows else []),
         "--ratelimit-near-limit-ratio",
         str(settings.ratelimit_near_limit_ratio),
         "--ratelimit-max-stat-keys",

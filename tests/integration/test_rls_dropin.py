@@ -6,6 +6,7 @@ way by memquota and by a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,9 @@ async def serve(
     servers: list[grpc.aio.Server] = []
     tables: list[RateLimitTable] = []
 
-    async def start(yaml: str | None = SCENARIO_YAML, **options: Any) -> tuple[str, ServerMetrics]:
+    async def start(
+        yaml: str | None = SCENARIO_YAML, epoch_windows: bool = False, **options: Any
+    ) -> tuple[str, ServerMetrics]:
         directory = tmp_path / f"config{len(servers)}"
         directory.mkdir()
         if yaml is not None:
@@ -82,7 +85,12 @@ async def serve(
         metrics = ServerMetrics.create()
         runtime = await build_runtime(snapshot, metrics, revision="test")
         table = await build_ratelimit_table(
-            snapshot, metrics.registry, redis_url, registry=REGISTRY, calls=runtime.dispatcher.calls
+            snapshot,
+            metrics.registry,
+            redis_url,
+            registry=REGISTRY,
+            calls=runtime.dispatcher.calls,
+            epoch_windows=epoch_windows,
         )
         tables.append(table)
         service = RateLimitService(
@@ -275,3 +283,24 @@ async def test_value_to_metric_keys_and_their_bound(serve: Serve) -> None:
     assert len(hits) == 50 + 1 + 1
     folded = samples(metrics, "mixer_ratelimit_stat_keys_folded_total")
     assert folded == {("", ""): 950}
+
+
+def seconds(text: str) -> float:
+    assert text.endswith("s"), text
+    return float(text[:-1])
+
+
+async def test_epoch_windows_end_at_the_next_multiple_of_the_unit(serve: Serve) -> None:
+    """ratelimit's windows: floor(now / unit) * unit since the epoch; ours by default start at
+    the first hit. `client` is limited per hour (one bucket per value: the two servers share
+    Redis)."""
+    aligned, _ = await serve(epoch_windows=True)
+    before = time.time()
+    answer = await envoy(aligned, rls(entry("client", "aligned")))
+    after = time.time()
+    reset = seconds(answer["response"]["statuses"][0]["duration_until_reset"])
+    expected = sorted((3600 - before % 3600, 3600 - after % 3600))
+    assert expected[0] - 1 <= reset <= expected[1] + 1, (reset, expected)
+    default, _ = await serve()
+    answer = await envoy(default, rls(entry("client", "first-hit")))
+    assert 3598 <= seconds(answer["response"]["statuses"][0]["duration_until_reset"]) <= 3600
