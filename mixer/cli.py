@@ -123,6 +123,18 @@ def _serve_parser(sub: Any) -> None:
         help="answer every RLS call OK, statuses kept (envoyproxy/ratelimit's SHADOW_MODE)",
     )
     p.add_argument(
+        "--ratelimit-quota-mode",
+        action="store_true",
+        default=_bool_env("RATELIMIT_QUOTA_MODE"),
+        help="every RLS descriptor in quota mode (envoyproxy/ratelimit's QUOTA_MODE)",
+    )
+    p.add_argument(
+        "--ratelimit-dynamic-metadata",
+        action="store_true",
+        default=_bool_env("RATELIMIT_DYNAMIC_METADATA"),
+        help="RLS answers carry dynamic metadata (RESPONSE_DYNAMIC_METADATA)",
+    )
+    p.add_argument(
         "--ratelimit-near-limit-ratio",
         type=float,
         default=float(env_default("RATELIMIT_NEAR_LIMIT_RATIO", "0.8")),
@@ -248,6 +260,8 @@ def _serve(args: argparse.Namespace) -> int:
         ratelimit_merge_domains=args.ratelimit_merge_domains,
         ratelimit_shadow_mode=args.ratelimit_shadow_mode,
         ratelimit_near_limit_ratio=args.ratelimit_near_limit_ratio,
+        ratelimit_quota_mode=args.ratelimit_quota_mode,
+        ratelimit_dynamic_metadata=args.ratelimit_dynamic_metadata,
         ratelimit_max_stat_keys=args.ratelimit_max_stat_keys,
         ratelimit_epoch_windows=args.ratelimit_epoch_windows,
         max_message_bytes=args.max_message_bytes,

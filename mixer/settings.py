@@ -45,6 +45,10 @@ class Settings:
     """Merge rate-limit files of one domain (envoyproxy/ratelimit's ``MERGE_DOMAIN_CONFIG``)."""
     ratelimit_shadow_mode: bool = False
     """Answer every RLS call OK, statuses kept (envoyproxy/ratelimit's ``SHADOW_MODE``)."""
+    ratelimit_quota_mode: bool = False
+    """Every RLS descriptor in quota mode (envoyproxy/ratelimit's ``QUOTA_MODE``)."""
+    ratelimit_dynamic_metadata: bool = False
+    """RLS answers carry dynamic metadata (``RESPONSE_DYNAMIC_METADATA``)."""
     ratelimit_near_limit_ratio: float = 0.8
     """Share of a limit past which hits count as ``near_limit`` (``NEAR_LIMIT_RATIO``)."""
     ratelimit_epoch_windows: bool = False

@@ -10,7 +10,8 @@ status per request descriptor in request order, and rate-limit response headers 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 
@@ -161,6 +162,52 @@ def rls_response(decision: Decision, headers: str = "draft") -> rls_pb2.RateLimi
     return resp
 
 
+def dynamic_metadata(request: rls_pb2.RateLimitRequest, decision: Decision) -> dict[str, Any]:
+    """envoyproxy/ratelimit's ``RESPONSE_DYNAMIC_METADATA``: the domain, each descriptor's
+    entries (``"key=value"``), its own ``limit`` and ``hitsAddend`` when set, the request's
+    ``hitsAddend`` when not 0, and ``metadata``: the rule metadata of every descriptor that
+    passed with a finite limit, merged in request order (maps recursively, else first wins)."""
+    descriptors: list[dict[str, Any]] = []
+    for d in request.descriptors:
+        item: dict[str, Any] = {"entries": [f"{e.key}={e.value}" for e in d.entries]}
+        if d.HasField("limit"):
+            unit = _UNIT_NAMES.get(int(d.limit.unit), "unknown")
+            item["limit"] = {"requests_per_unit": d.limit.requests_per_unit, "unit": unit}
+        if d.HasField("hits_addend"):
+            item["hitsAddend"] = d.hits_addend.value
+        descriptors.append(item)
+    result: dict[str, Any] = {"domain": request.domain, "descriptors": descriptors}
+    if request.hits_addend:
+        result["hitsAddend"] = request.hits_addend
+    merged: dict[str, Any] = {}
+    for status in decision.statuses:
+        if status.code is Code.OK and status.limited and status.rule is not None:
+            _merge(merged, status.rule.metadata)
+    if merged:
+        result["metadata"] = merged
+    return result
+
+
+def _merge(into: dict[str, Any], more: Mapping[str, Any]) -> None:
+    for key, value in more.items():
+        if key not in into:
+            into[key] = _plain(value)
+        elif isinstance(into[key], dict) and isinstance(value, Mapping):
+            _merge(into[key], value)
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value as a Struct value: maps, lists, text, numbers, booleans, null; anything
+    else (a date) as its text."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
 # by number: the request's unit enum (envoy.type.v3.RateLimitUnit) numbers its units as the
 # response's does, as envoyproxy/ratelimit reads it
 _UNIT_NAMES: dict[int, str] = {int(number): name for name, number in _UNITS.items()}
@@ -189,7 +236,10 @@ class RateLimitService:
     `table_of` picks the table out of a runtime (default: its ``ratelimit`` attribute). With no
     rate-limit config loaded every call fails with gRPC UNKNOWN "no rate limit configuration
     loaded", as envoyproxy/ratelimit answers. `shadow_mode` answers OK where the answer would be
-    OVER_LIMIT (statuses kept); `near_limit_ratio` and `max_stat_keys` shape the per-rule
+    OVER_LIMIT (statuses kept), `quota_mode` puts every descriptor in quota mode and
+    `dynamic_metadata` fills the response's ``dynamic_metadata`` (`dynamic_metadata`), as
+    ratelimit's ``SHADOW_MODE``, ``QUOTA_MODE`` and ``RESPONSE_DYNAMIC_METADATA``;
+    `near_limit_ratio` and `max_stat_keys` shape the per-rule
     statistics (`mixer.api.ratelimit_stats`).
     """
 
@@ -201,6 +251,8 @@ class RateLimitService:
         headers: str = "draft",
         table_of: TableOf | None = None,
         shadow_mode: bool = False,
+        quota_mode: bool = False,
+        dynamic_metadata: bool = False,
         near_limit_ratio: float = 0.8,
         max_stat_keys: int = 10_000,
     ) -> None:
@@ -213,6 +265,8 @@ class RateLimitService:
         self._headers = headers
         self._table_of: TableOf = table_of or _runtime_table
         self._shadow_mode = shadow_mode
+        self._quota_mode = quota_mode
+        self._dynamic_metadata = dynamic_metadata
         self._stats = RuleStats(metrics, near_limit_ratio, max_stat_keys)
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -257,6 +311,7 @@ class RateLimitService:
                 descriptors,
                 hits,
                 shadow_mode=self._shadow_mode,
+                quota_mode=self._quota_mode,
                 overrides=overrides if any(overrides) else (),
             )
         self._stats.record(decision, hits)
@@ -264,7 +319,10 @@ class RateLimitService:
             if status.rule is not None:
                 result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
                 self._metrics.quota_results.labels(status.rule.quota, result).inc()
-        return rls_response(decision, self._headers)
+        response = rls_response(decision, self._headers)
+        if self._dynamic_metadata:
+            response.dynamic_metadata.update(dynamic_metadata(request, decision))
+        return response
 
 
 def _runtime_table(rt: Runtime) -> RateLimitTable:

@@ -128,6 +128,8 @@ class Rule:
     value_stats: bool = False
     """True when a level on the rule's path has ``value_to_metric`` (or the rule is
     ``detailed_metric``): its statistics key then depends on the request's values."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The rule's free-form ``metadata`` (returned in dynamic metadata when it passes)."""
 
     @property
     def unit_seconds(self) -> int:
@@ -375,19 +377,23 @@ class RateLimitTable:
         hits: int | Sequence[int],
         *,
         shadow_mode: bool = False,
+        quota_mode: bool = False,
         overrides: Sequence[Override | None] = (),
     ) -> Decision:
         """Count `hits` (one number, or one per descriptor) against every matched rule.
 
         The answer is OVER_LIMIT when a descriptor outside quota mode is over its limit, or when
         there are quota-mode descriptors and every one of them is over (envoyproxy/ratelimit's
-        ``quota_mode``); `shadow_mode` (its global ``SHADOW_MODE``) then turns OVER_LIMIT into
-        OK and keeps every status. A descriptor with an `overrides` entry (one per descriptor,
-        or none at all) skips matching and counts against that limit in a bucket of its own
-        for its domain, entries and limit, as envoyproxy/ratelimit does (the domain must still
-        be configured). Raises `BackendUnavailable` when the quota backend cannot
-        answer (e.g. Redis down) and `DispatchError` for any other backend failure; never
-        returns an unknown code.
+        ``quota_mode``; `quota_mode`, its global ``QUOTA_MODE``, puts every descriptor but the
+        unlimited ones in quota mode, unmatched ones counting as passing); `shadow_mode` (its
+        global ``SHADOW_MODE``) then turns OVER_LIMIT into OK and keeps every status.
+
+        A descriptor with an `overrides` entry (one per descriptor, or none at all) skips
+        matching and counts against that limit in a bucket of its own for its domain, entries
+        and limit, as envoyproxy/ratelimit does (the domain must still be configured).
+
+        Raises `BackendUnavailable` when the quota backend cannot answer (e.g. Redis down) and
+        `DispatchError` for any other backend failure; never returns an unknown code.
         """
         per = [hits] * len(descriptors) if isinstance(hits, int) else list(hits)
         if len(per) != len(descriptors):
@@ -416,9 +422,10 @@ class RateLimitTable:
             _status(rule, by_index.get(index), per[index], walked[index][2])
             for index, rule in enumerate(rules)
         )
-        quota = [s for s in statuses if s.rule is not None and s.rule.quota_mode]
+        in_quota = [_in_quota_mode(s, quota_mode) for s in statuses]
+        quota = [s for s, q in zip(statuses, in_quota, strict=True) if q]
         over = any(
-            s.code is Code.OVER_LIMIT for s in statuses if s.rule is None or not s.rule.quota_mode
+            s.code is Code.OVER_LIMIT for s, q in zip(statuses, in_quota, strict=True) if not q
         ) or (bool(quota) and all(s.code is Code.OVER_LIMIT for s in quota))
         if over and shadow_mode:
             return Decision(Code.OK, statuses, shadowed=True)
@@ -505,8 +512,17 @@ def _add(
                 detailed_metric=descriptor.detailed_metric,
                 stat_key=sanitize_stat(".".join((domain, *stat_here))),
                 value_stats=value_stats or descriptor.detailed_metric,
+                metadata=descriptor.metadata,
             )
         _add(domain, node, descriptor.descriptors, here, quotas, names, stat_here, value_stats)
+
+
+def _in_quota_mode(status: DescriptorDecision, everything: bool) -> bool:
+    """Whether a descriptor takes part in quota mode (its rule's, or the global one)."""
+    rule = status.rule
+    if rule is not None and rule.policy.unlimited:
+        return False
+    return everything or (rule is not None and rule.quota_mode)
 
 
 def _override(

@@ -130,6 +130,8 @@ class Application:
             self.metrics,
             headers=self.settings.ratelimit_headers,
             shadow_mode=self.settings.ratelimit_shadow_mode,
+            quota_mode=self.settings.ratelimit_quota_mode,
+            dynamic_metadata=self.settings.ratelimit_dynamic_metadata,
             near_limit_ratio=self.settings.ratelimit_near_limit_ratio,
             max_stat_keys=self.settings.ratelimit_max_stat_keys,
         )

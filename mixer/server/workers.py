@@ -60,6 +60,8 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         *(["--ratelimit-merge-domains"] if settings.ratelimit_merge_domains else []),
         *(["--ratelimit-shadow-mode"] if settings.ratelimit_shadow_mode else []),
         *(["--ratelimit-epoch-windows"] if settings.ratelimit_epoch_windows else []),
+        *(["--ratelimit-quota-mode"] if settings.ratelimit_quota_mode else []),
+        *(["--ratelimit-dynamic-metadata"] if settings.ratelimit_dynamic_metadata else []),
         "--ratelimit-near-limit-ratio",
         str(settings.ratelimit_near_limit_ratio),
         "--ratelimit-max-stat-keys",

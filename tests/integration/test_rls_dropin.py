@@ -304,3 +304,45 @@ async def test_epoch_windows_end_at_the_next_multiple_of_the_unit(serve: Serve) 
     default, _ = await serve()
     answer = await envoy(default, rls(entry("client", "first-hit")))
     assert 3598 <= seconds(answer["response"]["statuses"][0]["duration_until_reset"]) <= 3600
+
+
+META_YAML = """\
+domain: api
+descriptors:
+  - key: tenant
+    metadata: {team: core, limits: {tier: gold}}
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: plan
+    metadata: {team: other, limits: {region: eu}, since: 2024-01-01}
+    rate_limit: {unit: hour, requests_per_unit: 5}
+"""
+
+
+async def test_dynamic_metadata_carries_passed_rules_metadata(serve: Serve) -> None:
+    address, _ = await serve(yaml=META_YAML, dynamic_metadata=True)
+    tenant, plan = entry("tenant", "t1", hits_addend=1), entry("plan", "p1", hits_addend=2)
+    answers = await envoy(address, [rls(tenant, plan, hits_addend=3), rls(tenant, plan)])
+    first = answers[0]["response"]["dynamic_metadata"]
+    assert first["domain"] == "api"
+    assert first["hitsAddend"] == 3
+    assert [d["entries"] for d in first["descriptors"]] == [["tenant=t1"], ["plan=p1"]]
+    assert [d["hitsAddend"] for d in first["descriptors"]] == [1, 2]
+    # request order, first value wins, maps merged
+    assert first["metadata"] == {
+        "team": "core",
+        "limits": {"tier": "gold", "region": "eu"},
+        "since": "2024-01-01",
+    }
+    # tenant (1/hour) fails on the second call: only plan's metadata is returned
+    assert answers[1]["response"]["statuses"][0]["code"] == "OVER_LIMIT"
+    assert answers[1]["response"]["dynamic_metadata"]["metadata"]["team"] == "other"
+
+
+async def test_global_quota_mode_counts_unmatched_descriptors_as_passing(serve: Serve) -> None:
+    address, _ = await serve(quota_mode=True)
+    fill = rls(entry("status", "404"), hits_addend=2)  # the whole 2/hour
+    with_unmatched = rls(entry("status", "404"), entry("nothing", "here"))
+    alone = rls(entry("status", "404"))
+    answers = await envoy(address, [fill, with_unmatched, alone])
+    assert codes(answers) == ["OK", "OK", "OVER_LIMIT"]
+    assert answers[1]["response"]["statuses"][0]["code"] == "OVER_LIMIT"
