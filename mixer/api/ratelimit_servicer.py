@@ -128,7 +128,7 @@ def ratelimit_headers(statuses: Sequence[DescriptorDecision]) -> list[tuple[str,
         if not s.limited:
             continue
         assert s.rule is not None
-        if s.code is Code.OVER_LIMIT and not s.rule.quota_mode:
+        if s.code is Code.OVER_LIMIT and not s.in_quota:
             chosen, forced = s, True
         elif not forced and (chosen is None or s.remaining < chosen.remaining):
             chosen = s

@@ -27,6 +27,7 @@ epoch), and a hit that would go over the limit is denied without being counted.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import logging
@@ -153,6 +154,8 @@ class DescriptorDecision:
     """The statistics key for this request (the rule's, or built from request values)."""
     over: bool = False
     """Over the limit by count, whatever the code says (shadow mode answers OK)."""
+    in_quota: bool = False
+    """In quota mode (its rule's or the global one): over alone does not fail the request."""
 
     @property
     def limited(self) -> bool:
@@ -422,11 +425,14 @@ class RateLimitTable:
             _status(rule, by_index.get(index), per[index], walked[index][2])
             for index, rule in enumerate(rules)
         )
-        in_quota = [_in_quota_mode(s, quota_mode) for s in statuses]
-        quota = [s for s, q in zip(statuses, in_quota, strict=True) if q]
-        over = any(
-            s.code is Code.OVER_LIMIT for s, q in zip(statuses, in_quota, strict=True) if not q
-        ) or (bool(quota) and all(s.code is Code.OVER_LIMIT for s in quota))
+        statuses = tuple(
+            dataclasses.replace(s, in_quota=True) if _in_quota_mode(s, quota_mode) else s
+            for s in statuses
+        )
+        quota = [s for s in statuses if s.in_quota]
+        over = any(s.code is Code.OVER_LIMIT for s in statuses if not s.in_quota) or (
+            bool(quota) and all(s.code is Code.OVER_LIMIT for s in quota)
+        )
         if over and shadow_mode:
             return Decision(Code.OK, statuses, shadowed=True)
         return Decision(Code.OVER_LIMIT if over else Code.OK, statuses)

@@ -401,13 +401,13 @@ async def test_statistics_keys_as_ratelimit_builds_them(make: Make) -> None:
     ]
 
 
-def _status(code: Code, remaining: int, requests: int, **rule: Any) -> Any:
+def _status(code: Code, remaining: int, requests: int, in_quota: bool = False) -> Any:
     from mixer.runtime.ratelimit import DescriptorDecision, Rule
 
     policy = RateLimitPolicy("minute", requests)
-    return DescriptorDecision(
-        code, Rule("d", "k=*", policy, False, "q", **rule), remaining, datetime.timedelta(seconds=5)
-    )
+    rule = Rule("d", "k=*", policy, False, "q", quota_mode=in_quota)
+    reset = datetime.timedelta(seconds=5)
+    return DescriptorDecision(code, rule, remaining, reset, in_quota=in_quota)
 
 
 def test_ratelimit_headers_pick_the_descriptor_as_ratelimit_does() -> None:
@@ -416,7 +416,7 @@ def test_ratelimit_headers_pick_the_descriptor_as_ratelimit_does() -> None:
     least = _status(OK, 1, 10)
     first_over = _status(OVER, 0, 20)
     last_over = _status(OVER, 0, 30)
-    quota_over = _status(OVER, 0, 40, quota_mode=True)
+    quota_over = _status(OVER, 0, 40, in_quota=True)
     assert dict(ratelimit_headers([_status(OK, 5, 7), least])) == {
         "RateLimit-Limit": "10",
         "RateLimit-Remaining": "1",
@@ -429,3 +429,13 @@ def test_ratelimit_headers_pick_the_descriptor_as_ratelimit_does() -> None:
     )
     assert dict(ratelimit_headers([quota_over, least]))["RateLimit-Limit"] == "40"
     assert ratelimit_headers([]) == []
+
+
+async def test_global_quota_mode_marks_every_descriptor_but_unlimited_ones(make: Make) -> None:
+    table = make(config("d", desc("a", "", limit(1)), desc("u", "", limit(0, "", unlimited=True))))
+    decision = await table.should_rate_limit(
+        "d", [[("a", "1")], [("u", "1")], [("none", "1")]], 1, quota_mode=True
+    )
+    assert [s.in_quota for s in decision.statuses] == [True, False, True]
+    plain = await table.should_rate_limit("d", [[("a", "2")]], 1)
+    assert [s.in_quota for s in plain.statuses] == [False]
