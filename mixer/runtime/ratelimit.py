@@ -20,9 +20,14 @@ value (or with a pattern) counts each distinct value in its own bucket.
 * a rule named in the ``replaces`` list of another rule matched by the same request is dropped
   (that descriptor is answered OK with no limit), as envoyproxy/ratelimit does.
 
+Also as there: ``share_threshold`` levels count every matching value in one bucket,
+``quota_mode`` descriptors fail a request only together, a descriptor's own ``limit`` skips
+matching and counts in a bucket of its own, and each status carries ratelimit's statistics key.
+
 Counting differs from envoyproxy/ratelimit in two ways, both from the quota adapters: a window
 opens at the first hit after the previous one closed (not at a multiple of the unit since the
-epoch), and a hit that would go over the limit is denied without being counted.
+epoch, unless the table is built with ``epoch_windows``), and a hit that would go over the limit
+is denied without being counted.
 """
 
 from __future__ import annotations
