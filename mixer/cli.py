@@ -286,6 +286,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 < settings.ratelimit_near_limit_ratio <= 1:
         print("mixer serve: --ratelimit-near-limit-ratio must be in (0, 1]", file=sys.stderr)
         return 2
+    if settings.ratelimit_max_stat_keys < 0:
+        print("mixer serve: --ratelimit-max-stat-keys must not be negative", file=sys.stderr)
+        return 2
     if settings.redis_url:
         os.environ["MIXER_REDIS_URL"] = settings.redis_url
     logs.configure(settings.log_level, settings.log_format)
