@@ -108,11 +108,17 @@ class CheckResult(NamedTuple):
 
 
 class QuotaArgs(NamedTuple):
-    """One quota allocation request. `dedup_id` is unique per logical call (reused on retries)."""
+    """One quota allocation request. `dedup_id` is unique per logical call (reused on retries).
+
+    `max_amount`, when set, replaces the configured (or overridden) ``maxAmount`` for this call
+    and counts in a bucket of its own (each distinct value has one), as a per-request limit
+    such as Envoy's ``RateLimitDescriptor.limit`` needs. Adapters without limits ignore it.
+    """
 
     amount: int
     best_effort: bool = False
     dedup_id: str = ""
+    max_amount: int | None = None
 
 
 class QuotaResult(NamedTuple):

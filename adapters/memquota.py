@@ -11,6 +11,7 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
         validDuration: 10s          # 0 (default): an allocation counter, freed by negative amounts
         rateLimitAlgorithm: TOKEN_BUCKET   # absent: Istio's memquota rolling window (below)
         bucketDuration: 100ms       # ROLLING_WINDOW only; default validDuration / 10
+        alignToEpoch: false         # FIXED_WINDOW only: windows at multiples since the epoch
         burst: 20                   # TOKEN_BUCKET only; default maxAmount
         overrides:
           - dimensions: {destination: ratings}
@@ -29,7 +30,9 @@ Algorithms, per bucket (a bucket is one quota name plus one set of dimension val
   buckets of ``bucketDuration``.
 * ``FIXED_WINDOW`` (Istio's redisquota default): a window opens at the first grant after the
   previous one closed and lasts ``validDuration``; at most ``maxAmount`` is granted in it. Like
-  any fixed window it can admit up to 2 x ``maxAmount`` across a window edge.
+  any fixed window it can admit up to 2 x ``maxAmount`` across a window edge. With
+  ``alignToEpoch: true`` windows are the multiples of ``validDuration`` since the Unix epoch
+  (as envoyproxy/ratelimit's), the first one cut short at its edge.
 * ``TOKEN_BUCKET``: capacity ``burst`` (default ``maxAmount``), starts full, refills continuously
   at ``maxAmount`` per ``validDuration``; a request takes whole tokens. ``reset_after`` is the
   time until the bucket is full again.
@@ -54,9 +57,10 @@ from __future__ import annotations
 
 import datetime
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from adapters.base import (
@@ -141,6 +145,7 @@ class _Limit:
     bucket_seconds: float
     capacity: int
     valid_duration: datetime.timedelta
+    align_to_epoch: bool = False
 
 
 def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
@@ -157,7 +162,9 @@ def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
         bucket = min(max(bucket, _MIN_BUCKET.total_seconds()), seconds)
     else:
         bucket = _TICK_SECONDS
-    return _Limit(q.algorithm, max_amount, seconds, bucket, burst or max_amount, valid)
+    return _Limit(
+        q.algorithm, max_amount, seconds, bucket, burst or max_amount, valid, q.align_to_epoch
+    )
 
 
 def bucket_key(quota_name: str, dims: Mapping[str, str]) -> str:
@@ -266,13 +273,16 @@ class _RollingWindow:
 
 
 class _FixedWindow:
-    """A window opened by the first grant after the previous window closed."""
+    """A window opened by the first grant after the previous window closed; with
+    ``alignToEpoch``, the window of multiples of its length since the Unix epoch that holds
+    that grant (`epoch_offset` turns the handler's clock into Unix time)."""
 
-    def __init__(self, limit: _Limit) -> None:
+    def __init__(self, limit: _Limit, epoch_offset: float = 0.0) -> None:
         self._max = limit.max_amount
         self._length = limit.valid_seconds
         self._used = 0
         self._end = -math.inf
+        self._offset = epoch_offset if limit.align_to_epoch else None
 
     def alloc(self, amount: int, best_effort: bool, now: float) -> int:
         if now >= self._end:
@@ -281,6 +291,8 @@ class _FixedWindow:
         if granted > 0:
             if now >= self._end:
                 self._end = now + self._length
+                if self._offset is not None:
+                    self._end -= (now + self._offset) % self._length
             self._used += granted
         return granted
 
@@ -329,12 +341,13 @@ class _TokenBucket:
         return self._tokens >= self._capacity
 
 
-def _new_bucket(limit: _Limit) -> _Bucket:
+def _new_bucket(limit: _Limit, epoch_offset: float) -> _Bucket:
+    if limit.algorithm is Algorithm.FIXED_WINDOW:
+        return _FixedWindow(limit, epoch_offset)
     if limit.algorithm is None:
         return _Counter(limit) if limit.valid_seconds == 0 else _RollingWindow(limit)
     factories: dict[Algorithm, Callable[[_Limit], _Bucket]] = {
         Algorithm.ROLLING_WINDOW: _RollingWindow,
-        Algorithm.FIXED_WINDOW: _FixedWindow,
         Algorithm.TOKEN_BUCKET: _TokenBucket,
     }
     return factories[limit.algorithm](limit)
@@ -352,6 +365,8 @@ class MemQuotaHandler:
     def __init__(self, params: MemQuotaParams, clock: Callable[[], float]) -> None:
         self._names = QuotaNames(params.quotas)
         self._clock = clock
+        # Unix time minus the clock's, for windows aligned to the epoch
+        self._epoch_offset = time.time() - clock()
         self._period = params.min_deduplication_duration.total_seconds()
         # bucket key -> (the limit it was built for, its state); rebuilt if the limit changes
         self._buckets: dict[str, tuple[_Limit, _Bucket]] = {}
@@ -431,9 +446,13 @@ class MemQuotaHandler:
         self, quota: QuotaConfig, instance: Instance, args: QuotaArgs, now: float
     ) -> QuotaResult:
         limit, key = self._resolve(quota, instance)
+        if args.max_amount is not None:
+            # a per-call limit: its own bucket, so callers with other limits never share one
+            limit = replace(limit, max_amount=args.max_amount, capacity=args.max_amount)
+            key = f"{key};#max={args.max_amount}"
         entry = self._buckets.get(key)
         if entry is None or (entry[0] is not limit and entry[0] != limit):
-            entry = (limit, _new_bucket(limit))
+            entry = (limit, _new_bucket(limit, self._epoch_offset))
             self._buckets[key] = entry
         bucket = entry[1]
         if args.amount < 0:

@@ -107,8 +107,52 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument(
         "--ratelimit-headers",
         default=env_default("RATELIMIT_HEADERS", "draft"),
-        choices=["draft", "ietf", "off"],
-        help="rate-limit response headers of the RLS API: x-ratelimit-* (draft), IETF, or none",
+        choices=["draft", "ietf", "ratelimit", "off"],
+        help="rate-limit response headers of the RLS API: x-ratelimit-* (draft), IETF, "
+        "envoyproxy/ratelimit's RateLimit-Limit/-Remaining/-Reset, or none",
+    )
+    p.add_argument(
+        "--ratelimit-merge-domains",
+        action="store_true",
+        default=_bool_env("RATELIMIT_MERGE_DOMAINS"),
+        help="merge rate-limit files of one domain (envoyproxy/ratelimit's MERGE_DOMAIN_CONFIG)",
+    )
+    p.add_argument(
+        "--ratelimit-shadow-mode",
+        action="store_true",
+        default=_bool_env("RATELIMIT_SHADOW_MODE"),
+        help="answer every RLS call OK, statuses kept (envoyproxy/ratelimit's SHADOW_MODE)",
+    )
+    p.add_argument(
+        "--ratelimit-quota-mode",
+        action="store_true",
+        default=_bool_env("RATELIMIT_QUOTA_MODE"),
+        help="every RLS descriptor in quota mode (envoyproxy/ratelimit's QUOTA_MODE)",
+    )
+    p.add_argument(
+        "--ratelimit-dynamic-metadata",
+        action="store_true",
+        default=_bool_env("RATELIMIT_DYNAMIC_METADATA"),
+        help="RLS answers carry dynamic metadata (RESPONSE_DYNAMIC_METADATA)",
+    )
+    p.add_argument(
+        "--ratelimit-near-limit-ratio",
+        type=float,
+        default=float(env_default("RATELIMIT_NEAR_LIMIT_RATIO", "0.8")),
+        help="share of a limit past which hits count as near_limit (NEAR_LIMIT_RATIO)",
+    )
+    p.add_argument(
+        "--ratelimit-epoch-windows",
+        action="store_true",
+        default=_bool_env("RATELIMIT_EPOCH_WINDOWS"),
+        help="rate-limit windows start at multiples of their unit since the epoch, as "
+        "envoyproxy/ratelimit's (default: at each bucket's first hit)",
+    )
+    p.add_argument(
+        "--ratelimit-max-stat-keys",
+        type=int,
+        default=int(env_default("RATELIMIT_MAX_STAT_KEYS", "10000")),
+        help="request-valued rate-limit statistics keys kept before folding into the rule's",
     )
     p.add_argument(
         "--tls-cert",
@@ -187,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     v.add_argument("directory", type=Path, nargs="?", default=Path("rules"))
     v.add_argument("--format", choices=["text", "json"], default="text")
     _cel_libraries_option(v)
+    v.add_argument(
+        "--ratelimit-merge-domains",
+        action="store_true",
+        default=_bool_env("RATELIMIT_MERGE_DOMAINS"),
+        help="as mixer serve's flag: rate-limit files of one domain are merged",
+    )
     for name, help_text in (("check", "send a Check"), ("report", "send a Report")):
         c = sub.add_parser(name, help=help_text)
         c.add_argument("--address", default=env_default("CLIENT_ADDRESS", "127.0.0.1:9091"))
@@ -208,7 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "validate":
-        return _validate(args.directory, args.format, _cel_libraries(args, "validate"))
+        return _validate(
+            args.directory,
+            args.format,
+            _cel_libraries(args, "validate"),
+            args.ratelimit_merge_domains,
+        )
     return _client(args)
 
 
@@ -230,6 +285,13 @@ def _serve(args: argparse.Namespace) -> int:
         enable_debug=args.enable_debug,
         redis_url=args.redis_url,
         ratelimit_headers=args.ratelimit_headers,
+        ratelimit_merge_domains=args.ratelimit_merge_domains,
+        ratelimit_shadow_mode=args.ratelimit_shadow_mode,
+        ratelimit_near_limit_ratio=args.ratelimit_near_limit_ratio,
+        ratelimit_quota_mode=args.ratelimit_quota_mode,
+        ratelimit_dynamic_metadata=args.ratelimit_dynamic_metadata,
+        ratelimit_max_stat_keys=args.ratelimit_max_stat_keys,
+        ratelimit_epoch_windows=args.ratelimit_epoch_windows,
         max_message_bytes=args.max_message_bytes,
         max_concurrent_streams=args.max_concurrent_streams,
         tls_cert=args.tls_cert,
@@ -250,6 +312,12 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         print("mixer serve: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
+    if not 0 < settings.ratelimit_near_limit_ratio <= 1:
+        print("mixer serve: --ratelimit-near-limit-ratio must be in (0, 1]", file=sys.stderr)
+        return 2
+    if settings.ratelimit_max_stat_keys < 0:
+        print("mixer serve: --ratelimit-max-stat-keys must not be negative", file=sys.stderr)
+        return 2
     if settings.redis_url:
         os.environ["MIXER_REDIS_URL"] = settings.redis_url
     logs.configure(settings.log_level, settings.log_format)
@@ -262,10 +330,14 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve(settings))
 
 
-def _validate(directory: Path, fmt: str, cel_libraries: tuple[str, ...]) -> int:
+def _validate(
+    directory: Path, fmt: str, cel_libraries: tuple[str, ...], merge_ratelimit_domains: bool = False
+) -> int:
     from mixer.runtime.build import validate_directory
 
-    problems = validate_directory(directory, cel_libraries)
+    problems = validate_directory(
+        directory, cel_libraries, merge_ratelimit_domains=merge_ratelimit_domains
+    )
     if fmt == "json":
         print(
             json.dumps({"valid": not problems, "errors": [p.to_dict() for p in problems]}, indent=2)

@@ -35,6 +35,11 @@ class BackendUnavailable(MixerError):
     """A backend the answer needs is unreachable and the policy is to fail closed (UNAVAILABLE)."""
 
 
+class NotConfigured(MixerError):
+    """The API has no config to answer from (gRPC UNKNOWN, as envoyproxy/ratelimit answers
+    before its first config load)."""
+
+
 class ConfigError(MixerError):
     """A config directory or file is invalid; `errors` lists every problem found."""
 

@@ -59,6 +59,20 @@ class Settings:
     enable_debug: bool = False
     redis_url: str = ""
     ratelimit_headers: str = "draft"
+    ratelimit_merge_domains: bool = False
+    """Merge rate-limit files of one domain (envoyproxy/ratelimit's ``MERGE_DOMAIN_CONFIG``)."""
+    ratelimit_shadow_mode: bool = False
+    """Answer every RLS call OK, statuses kept (envoyproxy/ratelimit's ``SHADOW_MODE``)."""
+    ratelimit_quota_mode: bool = False
+    """Every RLS descriptor in quota mode (envoyproxy/ratelimit's ``QUOTA_MODE``)."""
+    ratelimit_dynamic_metadata: bool = False
+    """RLS answers carry dynamic metadata (``RESPONSE_DYNAMIC_METADATA``)."""
+    ratelimit_near_limit_ratio: float = 0.8
+    """Share of a limit past which hits count as ``near_limit`` (``NEAR_LIMIT_RATIO``)."""
+    ratelimit_epoch_windows: bool = False
+    """Rate-limit windows at multiples of their unit since the epoch (as envoyproxy/ratelimit)."""
+    ratelimit_max_stat_keys: int = 10_000
+    """Distinct request-valued statistics keys kept before folding into the rule's key."""
     check_cache_size: int = 100_000
     max_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_streams: int = 1000

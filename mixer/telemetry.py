@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,10 @@ _LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
+
+
+RATELIMIT_STATS = ("total_hits", "over_limit", "near_limit", "within_limit", "shadow_mode")
+"""envoyproxy/ratelimit's per-rule statistics, by its names."""
 
 
 class Children:
@@ -78,6 +83,10 @@ class ServerMetrics:
     check_results: LabelledCounter
     quota_results: LabelledCounter
     build: Gauge
+    ratelimit_rule: Mapping[str, LabelledCounter]
+    """envoyproxy/ratelimit's per-rule statistics, by statistic name."""
+    ratelimit_global_shadow: LabelledCounter
+    ratelimit_stat_keys_folded: LabelledCounter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
@@ -173,6 +182,29 @@ class ServerMetrics:
                 "mixer_quota_results",
                 "Quota allocations, by quota name and result (granted, exhausted, error).",
                 ["quota", "result"],
+                reg,
+            ),
+            ratelimit_rule={
+                stat: LabelledCounter(
+                    f"ratelimit_service_rate_limit_{stat}",
+                    f"envoyproxy/ratelimit's {stat} per rule: domain, the first two levels "
+                    "of its statistics key (key1, key2) and the whole key.",
+                    ["domain", "key1", "key2", "key"],
+                    reg,
+                )
+                for stat in RATELIMIT_STATS
+            },
+            ratelimit_global_shadow=LabelledCounter(
+                "ratelimit_service_global_shadow_mode",
+                "RLS answers turned from OVER_LIMIT into OK by global shadow mode.",
+                [],
+                reg,
+            ),
+            ratelimit_stat_keys_folded=LabelledCounter(
+                "mixer_ratelimit_stat_keys_folded",
+                "RLS statistics counted under their rule's config key because the number of "
+                "keys built from request values reached --ratelimit-max-stat-keys.",
+                [],
                 reg,
             ),
         )

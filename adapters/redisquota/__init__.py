@@ -8,6 +8,7 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
         validDuration: 1s           # required, > 0
         rateLimitAlgorithm: FIXED_WINDOW   # default; or ROLLING_WINDOW, TOKEN_BUCKET
         bucketDuration: 100ms       # ROLLING_WINDOW only; default validDuration / 10, >= 1ms
+        alignToEpoch: false         # FIXED_WINDOW only: windows at multiples since the epoch
         burst: 50                   # TOKEN_BUCKET only; default maxAmount
         overrides:
           - dimensions: {destination: reviews}

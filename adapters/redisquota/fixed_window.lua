@@ -1,7 +1,8 @@
 -- FIXED_WINDOW: hash {t = used, e = window end (us)}. A window opens at the first grant after
 -- the previous one closed and lasts `window` us. Nothing is written unless something is granted,
--- so a denied or zero request never opens a window.
-local function fixed_window(key, amount, best_effort, max, window, now)
+-- so a denied or zero request never opens a window. With `aligned`, the window opened is the
+-- multiple of `window` since the Unix epoch (TIME) that holds `now`.
+local function fixed_window(key, amount, best_effort, max, window, now, aligned)
   local v = redis.call('HMGET', key, 't', 'e')
   local used = tonumber(v[1]) or 0
   local stop = tonumber(v[2]) or 0
@@ -12,6 +13,9 @@ local function fixed_window(key, amount, best_effort, max, window, now)
   if granted > 0 then
     if now >= stop then
       stop = now + window
+      if aligned then
+        stop = stop - now % window
+      end
     end
     used = used + granted
     redis.call('HSET', key, 't', used, 'e', string.format('%.0f', stop))

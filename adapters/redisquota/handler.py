@@ -97,6 +97,8 @@ _LUA_CODE = {
     Algorithm.ROLLING_WINDOW: 2,
     Algorithm.TOKEN_BUCKET: 3,
 }
+_LUA_EPOCH_FIXED_WINDOW = 4
+"""FIXED_WINDOW with ``alignToEpoch``: windows at multiples of their length since the epoch."""
 
 
 def _key_base(key: str) -> str:
@@ -522,12 +524,19 @@ class RedisQuotaHandler:
         finally:
             timer.cancel()
 
-    def _bucket(self, quota: QuotaConfig, dims: Mapping[str, str]) -> _Bucket:
+    def _bucket(
+        self, quota: QuotaConfig, dims: Mapping[str, str], max_amount: int | None = None
+    ) -> _Bucket:
         key = bucket_key(quota.name, dims)
+        if max_amount is not None:
+            # a per-call limit: its own bucket, so callers with other limits never share one
+            key = f"{key};#max={max_amount}"
         cached = self._buckets.get(key)
         if cached is not None:
             return cached
         limit = _limit(quota, dims)
+        if max_amount is not None:
+            limit = _Limit(max_amount, limit.valid, max_amount)
         # parse_params always sets an algorithm (FIXED_WINDOW when absent, as Istio's redisquota).
         algorithm = quota.algorithm or Algorithm.FIXED_WINDOW
         keys = redis_keys(key, algorithm)
@@ -538,10 +547,10 @@ class RedisQuotaHandler:
             bucket = quota.bucket_duration or limit.valid / 10
             bucket_us = min(max(round(bucket.total_seconds() * 1e6), 1000), window_us)
             buckets = math.ceil(window_us / bucket_us)
-        static = (
-            f"{_LUA_CODE[algorithm]},{limit.max_amount},{window_us},{buckets},{bucket_us},"
-            f"{limit.burst}"
-        )
+        code = _LUA_CODE[algorithm]
+        if quota.align_to_epoch:
+            code = _LUA_EPOCH_FIXED_WINDOW
+        static = f"{code},{limit.max_amount},{window_us},{buckets},{bucket_us},{limit.burst}"
         found = _Bucket(keys, dedup_key(key, ""), self._backend.slot(keys[0]), limit, static)
         if len(self._buckets) >= _BUCKET_CACHE_SIZE:
             self._buckets.clear()  # crude but bounded; refilling costs only CPU
@@ -550,17 +559,19 @@ class RedisQuotaHandler:
 
     def _item(self, quota: QuotaConfig, instance: Instance, args: QuotaArgs) -> _Item:
         seen = self._by_instance.get(id(instance))
-        if seen is not None and seen[0] is instance:
+        if seen is not None and seen[0] is instance and args.max_amount is None:
             bucket = seen[1]
         else:
             raw = instance.fields.get("dimensions") or {}
-            bucket = self._bucket(quota, {str(k): dimension_text(v) for k, v in raw.items()})
+            dims = {str(k): dimension_text(v) for k, v in raw.items()}
+            bucket = self._bucket(quota, dims, args.max_amount)
             # The dispatcher hands the same instance to every request that chose it the same
             # way (`mixer.runtime.quota_choices`): next time the object finds its bucket. The
             # entry holds the instance, so its id stays unique.
-            if len(self._by_instance) >= _BUCKET_CACHE_SIZE:
-                self._by_instance.clear()
-            self._by_instance[id(instance)] = (instance, bucket)
+            if args.max_amount is None:
+                if len(self._by_instance) >= _BUCKET_CACHE_SIZE:
+                    self._by_instance.clear()
+                self._by_instance[id(instance)] = (instance, bucket)
         amount = max(args.amount, 0)  # Redis quotas are rates: nothing to release
         keys = bucket.keys
         ttl = 0

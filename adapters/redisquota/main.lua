@@ -1,7 +1,7 @@
 -- Allocates every quota request of a batch in one call.
 -- ARGV[1] is a JSON array with one array per request:
 --   [amount, best effort (0/1), dedup ttl (ms; 0 = no dedup), algorithm (1 fixed, 2 rolling,
---    3 token), max amount, window (us), rolling bucket count, bucket (us), token capacity]
+--    3 token, 4 fixed aligned to the epoch), max amount, window (us), rolling bucket count, bucket (us), token capacity]
 -- KEYS holds each request's keys in order: its state key, then the rolling window's index key
 -- (algorithm 2 only), then its dedup key (dedup ttl > 0 only). A request's keys share a slot.
 -- Returns a JSON array of 4 numbers per request: granted, remaining, reset (us), replayed.
@@ -37,8 +37,8 @@ for _, a in ipairs(requests) do
     amount = 0
   end
   local granted, remaining, reset
-  if alg == 1 then
-    granted, remaining, reset = fixed_window(key, amount, best_effort, max, window, now)
+  if alg == 1 or alg == 4 then
+    granted, remaining, reset = fixed_window(key, amount, best_effort, max, window, now, alg == 4)
   elseif alg == 2 then
     granted, remaining, reset = rolling_window(key, index, amount, best_effort, max, n, bucket, now)
   else

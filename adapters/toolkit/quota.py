@@ -49,6 +49,9 @@ class QuotaConfig:
     algorithm: RateLimitAlgorithm | None = None
     burst: int | None = None
     overrides: tuple[Override, ...] = ()
+    align_to_epoch: bool = False
+    """FIXED_WINDOW only: windows start at multiples of validDuration since the Unix epoch
+    (as envoyproxy/ratelimit's), not at the first grant."""
 
 
 def dimension_text(value: Any) -> str:
@@ -80,6 +83,7 @@ _QUOTA_FIELDS = frozenset(
         "rateLimitAlgorithm",
         "burst",
         "overrides",
+        "alignToEpoch",
     }
 )
 _OVERRIDE_FIELDS = frozenset({"dimensions", "maxAmount", "validDuration", "burst"})
@@ -167,7 +171,12 @@ def _quota(
     parsed = tuple(
         _override(o, f"{path}.overrides[{i}]", alg, required) for i, o in enumerate(overrides)
     )
-    return QuotaConfig(name.strip(), max_amount, valid, bucket, alg, burst, parsed)
+    align = f.get("alignToEpoch", False)
+    if not isinstance(align, bool):
+        raise ParamError(f"{path}.alignToEpoch", f"expected true or false, got {align!r}")
+    if align and alg is not RateLimitAlgorithm.FIXED_WINDOW:
+        raise ParamError(f"{path}.alignToEpoch", "applies only to rateLimitAlgorithm FIXED_WINDOW")
+    return QuotaConfig(name.strip(), max_amount, valid, bucket, alg, burst, parsed, align)
 
 
 def parse_quotas(
@@ -180,7 +189,9 @@ def parse_quotas(
     """Parse a quota adapter's ``quotas`` list (at `path`): a non-empty list of distinct names.
 
     Keys are camelCase or snake_case. `default_algorithm` applies when ``rateLimitAlgorithm`` is
-    absent. With `require_valid_duration` (Istio's redisquota), ``validDuration`` is required
+    absent. ``alignToEpoch`` (FIXED_WINDOW only) starts windows at multiples of
+    ``validDuration`` since the Unix epoch. With `require_valid_duration` (Istio's redisquota),
+    ``validDuration`` is required
     and every ``validDuration`` must be > 0; otherwise (Istio's memquota) it defaults to 0 and
     must be > 0 only when an algorithm is set. ``burst`` needs TOKEN_BUCKET; ``bucketDuration``
     must lie between 1ms and ``validDuration`` for ROLLING_WINDOW.

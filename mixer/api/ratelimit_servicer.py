@@ -10,24 +10,35 @@ status per request descriptor in request order, and rate-limit response headers 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import grpc
 
+from mixer.api.ratelimit_stats import RuleStats
 from mixer.api.status import unary_handler
 from mixer.envoy.config.core.v3 import base_pb2
+from mixer.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
-from mixer.errors import BadRequest
-from mixer.runtime.ratelimit import UNIT_SECONDS, Code, Decision, DescriptorDecision, RateLimitTable
+from mixer.errors import BadRequest, NotConfigured
+from mixer.runtime.ratelimit import (
+    UNIT_SECONDS,
+    Code,
+    Decision,
+    DescriptorDecision,
+    Override,
+    RateLimitTable,
+)
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 
-HEADER_MODES = ("draft", "ietf", "off")
+HEADER_MODES = ("draft", "ietf", "ratelimit", "off")
 """``draft``: Envoy's ``x-ratelimit-*`` (draft-polli-ratelimit-headers-03); ``ietf``: the
 ``RateLimit-Policy``/``RateLimit`` structured fields of draft-ietf-httpapi-ratelimit-headers
-(08 and later); ``off``: none (e.g. when Envoy's ``enable_x_ratelimit_headers`` makes them)."""
+(08 and later); ``ratelimit``: envoyproxy/ratelimit's ``RateLimit-Limit``/``-Remaining``/
+``-Reset``; ``off``: none (e.g. when Envoy's ``enable_x_ratelimit_headers`` makes them)."""
 
 _Unit = rls_pb2.RateLimitResponse.RateLimit.Unit
 _UNITS = {
@@ -104,6 +115,33 @@ def ietf_headers(statuses: Sequence[DescriptorDecision]) -> list[tuple[str, str]
     return [("RateLimit-Policy", ", ".join(policies.values())), ("RateLimit", ", ".join(live))]
 
 
+def ratelimit_headers(statuses: Sequence[DescriptorDecision]) -> list[tuple[str, str]]:
+    """envoyproxy/ratelimit's ``LIMIT_RESPONSE_HEADERS_ENABLED`` headers for one descriptor.
+
+    The descriptor reported is the limited one with the least remaining (the first of equals),
+    except that a descriptor over its limit outside quota mode always takes over (the last such
+    wins), as ratelimit's service picks it. ``RateLimit-Limit`` is the bare number.
+    """
+    chosen: DescriptorDecision | None = None
+    forced = False
+    for s in statuses:
+        if not s.limited:
+            continue
+        assert s.rule is not None
+        if s.code is Code.OVER_LIMIT and not s.in_quota:
+            chosen, forced = s, True
+        elif not forced and (chosen is None or s.remaining < chosen.remaining):
+            chosen = s
+    if chosen is None:
+        return []
+    assert chosen.rule is not None
+    return [
+        ("RateLimit-Limit", str(chosen.rule.policy.requests_per_unit)),
+        ("RateLimit-Remaining", str(chosen.remaining)),
+        ("RateLimit-Reset", str(_reset_seconds(chosen))),
+    ]
+
+
 def rls_response(decision: Decision, headers: str = "draft") -> rls_pb2.RateLimitResponse:
     """Build Envoy's answer for a decision."""
     resp = rls_pb2.RateLimitResponse(overall_code=_CODES[decision.code])
@@ -116,10 +154,72 @@ def rls_response(decision: Decision, headers: str = "draft") -> rls_pb2.RateLimi
             out.current_limit.unit = _UNITS[policy.unit]
             out.current_limit.name = policy.name
             out.duration_until_reset.FromTimedelta(status.reset_after)
-    made = {"draft": draft_headers, "ietf": ietf_headers}.get(headers)
+    made = {"draft": draft_headers, "ietf": ietf_headers, "ratelimit": ratelimit_headers}.get(
+        headers
+    )
     for key, value in made(decision.statuses) if made else ():
         resp.response_headers_to_add.append(base_pb2.HeaderValue(key=key, value=value))
     return resp
+
+
+def dynamic_metadata(request: rls_pb2.RateLimitRequest, decision: Decision) -> dict[str, Any]:
+    """envoyproxy/ratelimit's ``RESPONSE_DYNAMIC_METADATA``: the domain, each descriptor's
+    entries (``"key=value"``), its own ``limit`` and ``hitsAddend`` when set, the request's
+    ``hitsAddend`` when not 0, and ``metadata``: the rule metadata of every descriptor that
+    passed with a finite limit, merged in request order (maps recursively, else first wins)."""
+    descriptors: list[dict[str, Any]] = []
+    for d in request.descriptors:
+        item: dict[str, Any] = {"entries": [f"{e.key}={e.value}" for e in d.entries]}
+        if d.HasField("limit"):
+            unit = _UNIT_NAMES.get(int(d.limit.unit), "unknown")
+            item["limit"] = {"requests_per_unit": d.limit.requests_per_unit, "unit": unit}
+        if d.HasField("hits_addend"):
+            item["hitsAddend"] = d.hits_addend.value
+        descriptors.append(item)
+    result: dict[str, Any] = {"domain": request.domain, "descriptors": descriptors}
+    if request.hits_addend:
+        result["hitsAddend"] = request.hits_addend
+    merged: dict[str, Any] = {}
+    for status in decision.statuses:
+        if status.code is Code.OK and status.limited and status.rule is not None:
+            _merge(merged, status.rule.metadata)
+    if merged:
+        result["metadata"] = merged
+    return result
+
+
+def _merge(into: dict[str, Any], more: Mapping[str, Any]) -> None:
+    for key, value in more.items():
+        if key not in into:
+            into[key] = _plain(value)
+        elif isinstance(into[key], dict) and isinstance(value, Mapping):
+            _merge(into[key], value)
+
+
+def _plain(value: Any) -> Any:
+    """A YAML value as a Struct value: maps, lists, text, numbers, booleans, null; anything
+    else (a date) as its text."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    return str(value)
+
+
+# by number: the request's unit enum (envoy.type.v3.RateLimitUnit) numbers its units as the
+# response's does, as envoyproxy/ratelimit reads it
+_UNIT_NAMES: dict[int, str] = {int(number): name for name, number in _UNITS.items()}
+
+
+def _override(index: int, descriptor: ratelimit_pb2.RateLimitDescriptor) -> Override:
+    """A descriptor's own limit. Without a unit it is refused (envoyproxy/ratelimit's process
+    dies on one)."""
+    unit = _UNIT_NAMES.get(int(descriptor.limit.unit))
+    if unit is None:
+        raise BadRequest(f"descriptors[{index}].limit has no valid unit")
+    return Override(descriptor.limit.requests_per_unit, unit)
 
 
 def _hits(request: rls_pb2.RateLimitRequest) -> list[int]:
@@ -133,7 +233,14 @@ def _hits(request: rls_pb2.RateLimitRequest) -> list[int]:
 class RateLimitService:
     """``ShouldRateLimit`` served from the current runtime's rate-limit table.
 
-    `table_of` picks the table out of a runtime (default: its ``ratelimit`` attribute).
+    `table_of` picks the table out of a runtime (default: its ``ratelimit`` attribute). With no
+    rate-limit config loaded every call fails with gRPC UNKNOWN "no rate limit configuration
+    loaded", as envoyproxy/ratelimit answers. `shadow_mode` answers OK where the answer would be
+    OVER_LIMIT (statuses kept), `quota_mode` puts every descriptor in quota mode and
+    `dynamic_metadata` fills the response's ``dynamic_metadata`` (`dynamic_metadata`), as
+    ratelimit's ``SHADOW_MODE``, ``QUOTA_MODE`` and ``RESPONSE_DYNAMIC_METADATA``;
+    `near_limit_ratio` and `max_stat_keys` shape the per-rule
+    statistics (`mixer.api.ratelimit_stats`).
     """
 
     def __init__(
@@ -143,13 +250,24 @@ class RateLimitService:
         *,
         headers: str = "draft",
         table_of: TableOf | None = None,
+        shadow_mode: bool = False,
+        quota_mode: bool = False,
+        dynamic_metadata: bool = False,
+        near_limit_ratio: float = 0.8,
+        max_stat_keys: int = 10_000,
     ) -> None:
         if headers not in HEADER_MODES:
             raise ValueError(f"headers must be one of {', '.join(HEADER_MODES)}, got {headers!r}")
+        if not 0 < near_limit_ratio <= 1:
+            raise ValueError(f"near_limit_ratio must be in (0, 1], got {near_limit_ratio}")
         self._holder = holder
         self._metrics = metrics
         self._headers = headers
         self._table_of: TableOf = table_of or _runtime_table
+        self._shadow_mode = shadow_mode
+        self._quota_mode = quota_mode
+        self._dynamic_metadata = dynamic_metadata
+        self._stats = RuleStats(metrics, near_limit_ratio, max_stat_keys)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.ratelimit.v3.RateLimitService/…"""
@@ -177,18 +295,34 @@ class RateLimitService:
         if not request.descriptors:
             raise BadRequest("rate limit descriptor list must not be empty")
         descriptors: list[Entries] = []
+        overrides: list[Override | None] = []
         for index, d in enumerate(request.descriptors):
             if not d.entries:
                 raise BadRequest(f"descriptors[{index}] has no entries")
             descriptors.append([(e.key, e.value) for e in d.entries])
+            overrides.append(_override(index, d) if d.HasField("limit") else None)
+        hits = _hits(request)
         with self._holder.use() as rt:
             table = self._table_of(rt)
-            decision = await table.should_rate_limit(request.domain, descriptors, _hits(request))
+            if not table.configured:
+                raise NotConfigured("no rate limit configuration loaded")
+            decision = await table.should_rate_limit(
+                request.domain,
+                descriptors,
+                hits,
+                shadow_mode=self._shadow_mode,
+                quota_mode=self._quota_mode,
+                overrides=overrides if any(overrides) else (),
+            )
+        self._stats.record(decision, hits)
         for status in decision.statuses:
             if status.rule is not None:
                 result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
                 self._metrics.quota_results.labels(status.rule.quota, result).inc()
-        return rls_response(decision, self._headers)
+        response = rls_response(decision, self._headers)
+        if self._dynamic_metadata:
+            response.dynamic_metadata.update(dynamic_metadata(request, decision))
+        return response
 
 
 def _runtime_table(rt: Runtime) -> RateLimitTable:

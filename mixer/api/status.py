@@ -16,6 +16,7 @@ from mixer.errors import (
     DispatchError,
     LimitExceeded,
     MixerError,
+    NotConfigured,
 )
 from mixer.telemetry import ServerMetrics
 
@@ -30,6 +31,7 @@ _CODES: tuple[tuple[type[MixerError], grpc.StatusCode], ...] = (
     (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (BackendUnavailable, grpc.StatusCode.UNAVAILABLE),
     (DispatchError, grpc.StatusCode.INTERNAL),
+    (NotConfigured, grpc.StatusCode.UNKNOWN),
 )
 
 

@@ -294,6 +294,14 @@ class RateLimitDescriptor:
     shadow_mode: bool = False
     detailed_metric: bool = False
     descriptors: tuple[RateLimitDescriptor, ...] = ()
+    quota_mode: bool = False
+    """Over the limit fails the request only when every quota-mode descriptor of it is over."""
+    value_to_metric: bool = False
+    """The request's value (not the pattern or nothing) names this level in rule statistics."""
+    share_threshold: bool = False
+    """On a wildcard value: every matching value counts in one shared bucket."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form; returned in the response's dynamic metadata when the rule passes."""
 
 
 @dataclass(frozen=True)

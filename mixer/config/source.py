@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 _NULL_TAG = "tag:yaml.org,2002:null"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 Path_ = tuple[PathPart, ...]
 
@@ -41,6 +42,9 @@ class Document:
     lines: Mapping[Path_, int]
     duplicates: tuple[tuple[Path_, str, int], ...] = field(default=())
     """(path of the mapping, key, line) for every key written again in the same mapping."""
+    texts: Mapping[Path_, str] = field(default_factory=dict)
+    """The source text of every scalar that YAML typed as something other than a string (a
+    number, boolean, date, null), by path: for formats that read such scalars as text."""
 
     def line_of(self, path: Sequence[PathPart]) -> int:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -103,7 +107,9 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
                 )
                 continue
             documents.append(
-                Document(shown_as, start, data, walker.lines, tuple(walker.duplicates))
+                Document(
+                    shown_as, start, data, walker.lines, tuple(walker.duplicates), walker.texts
+                )
             )
     except yaml.MarkedYAMLError as err:
         problems.append(_yaml_problem(shown_as, err))
@@ -129,6 +135,7 @@ class _Walker:
     def __init__(self) -> None:
         self.lines: dict[Path_, int] = {}
         self.duplicates: list[tuple[Path_, str, int]] = []
+        self.texts: dict[Path_, str] = {}
         self._seen: set[int] = set()
         self._ancestors: set[int] = set()
 
@@ -145,6 +152,8 @@ class _Walker:
         try:
             if isinstance(node, MappingNode):
                 return self._mapping(node, path)
+            if isinstance(node, ScalarNode) and node.tag != _STR_TAG:
+                self.texts[path] = node.value
             if isinstance(node, SequenceNode):
                 for index, item in enumerate(node.value):
                     self.lines[(*path, index)] = item.start_mark.line + 1

@@ -8,6 +8,7 @@ reported again where it is referenced (so one unsupported adapter gives one mess
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.resources
 import re
@@ -37,6 +38,8 @@ from mixer.config.model import (
     HeaderOperationSpec,
     InstanceSpec,
     RandomSampling,
+    RateLimitConfig,
+    RateLimitDescriptor,
     RuleSpec,
     Sampling,
     Snapshot,
@@ -74,12 +77,16 @@ def check_config(
     *,
     default_namespace: str = DEFAULT_NAMESPACE,
     cel_libraries: Iterable[str] | None = None,
+    merge_ratelimit_domains: bool = False,
 ) -> ConfigReport:
     """Load and validate every config file under `directory`, collecting all problems.
 
     `cel_libraries` names the CEL extension libraries CEL expressions may use (None: all of
     `mixer.expr.CEL_LIBRARIES`); a call into another one is a problem naming its library.
     An unknown library name raises `mixer.expr.CompileError` before anything is read.
+    With `merge_ratelimit_domains`, rate-limit files of one domain are merged (their top-level
+    descriptors joined, in file order) as envoyproxy/ratelimit's ``MERGE_DOMAIN_CONFIG`` does;
+    otherwise a domain in two files is an error.
     """
     libraries = CEL_LIBRARIES if cel_libraries is None else tuple(cel_libraries)
     compile_expression("true", dialect="cel", libraries=libraries)  # rejects unknown names
@@ -87,7 +94,9 @@ def check_config(
         problem = ConfigProblem(str(directory), 0, "", "", "not a directory")
         return ConfigReport(None, (problem,), ())
     parsed = parse_directory(directory, adapters, default_namespace)
-    return _Validator(parsed, adapters, str(directory), default_namespace, libraries).run()
+    validator = _Validator(parsed, adapters, str(directory), default_namespace, libraries)
+    validator.merge_ratelimit_domains = merge_ratelimit_domains
+    return validator.run()
 
 
 def validate_directory(
@@ -96,11 +105,16 @@ def validate_directory(
     *,
     default_namespace: str = DEFAULT_NAMESPACE,
     cel_libraries: Iterable[str] | None = None,
+    merge_ratelimit_domains: bool = False,
 ) -> list[ConfigProblem]:
     """Every problem of the config under `directory` (empty when it is valid); `cel_libraries`
-    as in `check_config`."""
+    and `merge_ratelimit_domains` as in `check_config`."""
     report = check_config(
-        directory, adapters, default_namespace=default_namespace, cel_libraries=cel_libraries
+        directory,
+        adapters,
+        default_namespace=default_namespace,
+        cel_libraries=cel_libraries,
+        merge_ratelimit_domains=merge_ratelimit_domains,
     )
     return list(report.problems)
 
@@ -111,11 +125,16 @@ def load_config(
     *,
     default_namespace: str = DEFAULT_NAMESPACE,
     cel_libraries: Iterable[str] | None = None,
+    merge_ratelimit_domains: bool = False,
 ) -> Snapshot:
     """The validated config under `directory`; raises ConfigError listing every problem.
-    `cel_libraries` as in `check_config`."""
+    `cel_libraries` and `merge_ratelimit_domains` as in `check_config`."""
     report = check_config(
-        directory, adapters, default_namespace=default_namespace, cel_libraries=cel_libraries
+        directory,
+        adapters,
+        default_namespace=default_namespace,
+        cel_libraries=cel_libraries,
+        merge_ratelimit_domains=merge_ratelimit_domains,
     )
     if report.snapshot is None:
         raise ConfigError([str(problem) for problem in report.problems])
@@ -158,6 +177,8 @@ class _Validator:
         self.instances: dict[str, InstanceSpec] = {}
         self._compiled: dict[tuple[str, str], Program | CompileError] = {}
         self._declared: dict[str, Header] = {}
+        self.merge_ratelimit_domains = False
+        self._ratelimit_configs: list[RateLimitConfig] = []
 
     def scope(self, header: Header) -> Scope:
         return Scope(self.problems, header.doc, header.label)
@@ -185,7 +206,7 @@ class _Validator:
             vocabulary=self.vocabulary,
             quota_specs=tuple(spec for _, spec in self.parsed.quota_specs),
             quota_spec_bindings=tuple(binding for _, binding, _ in self.parsed.bindings),
-            rate_limit_configs=tuple(config for _, config in self.parsed.ratelimits),
+            rate_limit_configs=tuple(self._ratelimit_configs),
             default_namespace=self.default_namespace,
             notes=tuple(notes),
         )
@@ -536,21 +557,53 @@ class _Validator:
                     )
 
     def _ratelimits(self) -> None:
-        domains: dict[str, str] = {}
+        merged: dict[str, RateLimitConfig] = {}
+        # composite key of each top-level descriptor -> where it was first written
+        tops: dict[str, dict[str, tuple[int, str]]] = {}
         for doc, config in self.parsed.ratelimits:
-            first = domains.get(config.domain)
-            if first is not None:
+            first = merged.get(config.domain)
+            if first is not None and not self.merge_ratelimit_domains:
                 self.problems.append(
                     ConfigProblem(
                         doc.path,
                         doc.line_of(("domain",)),
                         f"ratelimit/{config.domain}",
                         "domain",
-                        f"duplicate domain {config.domain!r} (also at {first})",
+                        f"duplicate domain {config.domain!r} (also at {first.source})",
                     )
                 )
                 continue
-            domains[config.domain] = str(config.source)
+            seen = tops.setdefault(config.domain, {})
+            for index, descriptor in enumerate(config.descriptors):
+                composite = _composite(descriptor)
+                at = seen.get(composite)
+                here = f"{doc.path}:{doc.line_of(('descriptors', index))}"
+                if at is not None and at[0] != id(doc):  # the same document reported it
+                    self.problems.append(
+                        ConfigProblem(
+                            doc.path,
+                            doc.line_of(("descriptors", index)),
+                            f"ratelimit/{config.domain}",
+                            f"descriptors[{index}]",
+                            f"duplicate descriptor {composite!r} in domain {config.domain!r} "
+                            f"(also at {at[1]})",
+                        )
+                    )
+                seen.setdefault(composite, (id(doc), here))
+            if first is None:
+                merged[config.domain] = config
+            else:
+                merged[config.domain] = dataclasses.replace(
+                    first, descriptors=first.descriptors + config.descriptors
+                )
+        self._ratelimit_configs = list(merged.values())
+
+
+def _composite(descriptor: RateLimitDescriptor) -> str:
+    """envoyproxy/ratelimit's key for a descriptor among its siblings."""
+    if descriptor.value:
+        return f"{descriptor.key}_{descriptor.value}"
+    return descriptor.key
 
 
 def _quota_path(header: Header, rule_index: int, quota_index: int) -> Path_:

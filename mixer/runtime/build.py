@@ -46,18 +46,37 @@ def adapter_registry() -> Mapping[str, AdapterInfo]:
     return load_registry()
 
 
-def load_snapshot(directory: Path, cel_libraries: Iterable[str] | None = None) -> Snapshot:
+def load_snapshot(
+    directory: Path,
+    cel_libraries: Iterable[str] | None = None,
+    *,
+    merge_ratelimit_domains: bool = False,
+) -> Snapshot:
     """Load and validate a config directory (raises ConfigError listing every problem); CEL
-    expressions may use `cel_libraries` (None: all)."""
-    return load_config(directory, adapter_registry(), cel_libraries=cel_libraries)
+    expressions may use `cel_libraries` (None: all); `merge_ratelimit_domains` as in
+    `mixer.config.validate.check_config`."""
+    return load_config(
+        directory,
+        adapter_registry(),
+        cel_libraries=cel_libraries,
+        merge_ratelimit_domains=merge_ratelimit_domains,
+    )
 
 
 def validate_directory(
-    directory: Path, cel_libraries: Iterable[str] | None = None
+    directory: Path,
+    cel_libraries: Iterable[str] | None = None,
+    *,
+    merge_ratelimit_domains: bool = False,
 ) -> list[ConfigProblem]:
     """Every problem of a config directory, without building anything or dialling out; CEL
     expressions may use `cel_libraries` (None: all)."""
-    return _validate(directory, adapter_registry(), cel_libraries=cel_libraries)
+    return _validate(
+        directory,
+        adapter_registry(),
+        cel_libraries=cel_libraries,
+        merge_ratelimit_domains=merge_ratelimit_domains,
+    )
 
 
 def _header_ops(specs: tuple[HeaderOperationSpec, ...]) -> tuple[HeaderOperationTemplate, ...]:
@@ -77,6 +96,7 @@ async def build_runtime(
     cache_size: int = 100_000,
     metrics_registry: CollectorRegistry | None = None,
     redis_url: str = "",
+    ratelimit_epoch_windows: bool = False,
 ) -> Runtime:
     """Build handlers (reusing those whose name and params did not change), routes and workers.
 
@@ -141,6 +161,7 @@ async def build_runtime(
         registry=registry,
         calls=dispatcher.calls,
         previous=previous.ratelimit if previous is not None else None,
+        epoch_windows=ratelimit_epoch_windows,
     )
     return Runtime(
         revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit

@@ -20,16 +20,23 @@ value (or with a pattern) counts each distinct value in its own bucket.
 * a rule named in the ``replaces`` list of another rule matched by the same request is dropped
   (that descriptor is answered OK with no limit), as envoyproxy/ratelimit does.
 
+Also as there: ``share_threshold`` levels count every matching value in one bucket,
+``quota_mode`` descriptors fail a request only together, a descriptor's own ``limit`` skips
+matching and counts in a bucket of its own, and each status carries ratelimit's statistics key.
+
 Counting differs from envoyproxy/ratelimit in two ways, both from the quota adapters: a window
 opens at the first hit after the previous one closed (not at a multiple of the unit since the
-epoch), and a hit that would go over the limit is denied without being counted.
+epoch, unless the table is built with ``epoch_windows``), and a hit that would go over the limit
+is denied without being counted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,6 +66,7 @@ __all__ = [
     "Decision",
     "DescriptorDecision",
     "Entries",
+    "Override",
     "RateLimitTable",
     "Rule",
     "build_ratelimit_table",
@@ -80,11 +88,26 @@ UNIT_SECONDS: Mapping[str, int] = {
 UNLIMITED_REMAINING = 2**32 - 1
 """``limit_remaining`` of an unlimited rule (envoyproxy/ratelimit answers MaxUint32)."""
 
+_OVERRIDE_QUOTA = "rls;#override;"
+"""Prefix of the quota (one per unit) that counts per-request limits."""
+_OVERRIDE_PATH = "#override"
+"""The `Rule.path` of a per-request limit: no config path is ``#override`` (a key-only node's
+path ends with ``=*``)."""
+
 HANDLER_NAME = "rls.ratelimit"
 """The quota handler's name (in adapter logs and metric labels)."""
 
 Entries = Sequence[tuple[str, str]]
 """One request descriptor: its (key, value) entries in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A request descriptor's own limit (``RateLimitDescriptor.limit``)."""
+
+    requests_per_unit: int
+    unit: str
+    """One of `UNIT_SECONDS`."""
 
 
 class Code(enum.IntEnum):
@@ -104,6 +127,15 @@ class Rule:
     policy: RateLimitPolicy
     shadow_mode: bool
     quota: str
+    quota_mode: bool = False
+    detailed_metric: bool = False
+    stat_key: str = ""
+    """``<domain>.<k1>_<v1>.<k2>``: envoyproxy/ratelimit's statistics key of the rule."""
+    value_stats: bool = False
+    """True when a level on the rule's path has ``value_to_metric`` (or the rule is
+    ``detailed_metric``): its statistics key then depends on the request's values."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The rule's free-form ``metadata`` (returned in dynamic metadata when it passes)."""
 
     @property
     def unit_seconds(self) -> int:
@@ -123,6 +155,12 @@ class DescriptorDecision:
     rule: Rule | None = None
     remaining: int = 0
     reset_after: datetime.timedelta = datetime.timedelta(0)
+    stat_key: str = ""
+    """The statistics key for this request (the rule's, or built from request values)."""
+    over: bool = False
+    """Over the limit by count, whatever the code says (shadow mode answers OK)."""
+    in_quota: bool = False
+    """In quota mode (its rule's or the global one): over alone does not fail the request."""
 
     @property
     def limited(self) -> bool:
@@ -137,6 +175,8 @@ class Decision:
     code: Code
     statuses: tuple[DescriptorDecision, ...]
     domain_known: bool = True
+    shadowed: bool = False
+    """True when global shadow mode turned an OVER_LIMIT answer into OK."""
 
 
 @dataclass(eq=False)
@@ -147,6 +187,11 @@ class _Node:
     patterns: list[tuple[str, str, _Node]] = field(default_factory=list)
     any_value: dict[str, _Node] = field(default_factory=dict)
     rule: Rule | None = None
+    pattern: str = ""
+    """The wildcard value this node was reached by ("" for exact and key-only nodes)."""
+    exact_value: bool = False
+    share: bool = False
+    to_metric: bool = False
 
     def child(self, key: str, value: str) -> _Node | None:
         found = self.exact.get((key, value))
@@ -156,6 +201,29 @@ class _Node:
             if pkey == key and _glob(pattern, value):
                 return node
         return self.any_value.get(key)
+
+
+def _segment(key: str, value: str, node: _Node, detailed: bool) -> str:
+    """One level of a statistics key, as envoyproxy/ratelimit builds it for request values."""
+    if node.share:
+        return f"{key}_{node.pattern}"
+    if detailed:
+        return f"{key}_{value}"
+    if node.pattern:
+        return f"{key}_{value if node.to_metric else node.pattern}"
+    if node.exact_value or (node.to_metric and value):
+        return f"{key}_{value}"
+    return key
+
+
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def sanitize_stat(text: str) -> str:
+    """envoyproxy/ratelimit's stat-name cleaning: ``:`` and ``|`` become ``_``, and so do the
+    dots inside a dotted-quad IPv4 address (other dots separate key levels)."""
+    text = text.replace(":", "_").replace("|", "_")
+    return _IPV4.sub(lambda m: m.group(0).replace(".", "_"), text)
 
 
 def _glob(pattern: str, value: str) -> bool:
@@ -221,9 +289,12 @@ class RateLimitTable:
         calls: HandlerCalls,
         redis_url: str = "",
         previous: RateLimitTable | None = None,
+        epoch_windows: bool = False,
     ) -> RateLimitTable:
         """Flatten `configs` and build the quota handler (``redisquota`` if `redis_url`), called
-        through `calls` (the handler timeout and per-handler metrics of Check's quotas).
+        through `calls` (the handler timeout and per-handler metrics of Check's quotas). With
+        `epoch_windows` every window starts at a multiple of its unit since the Unix epoch, as
+        envoyproxy/ratelimit's do; otherwise at the first hit after the previous one closed.
 
         When `previous` has the same signature its handler is taken over, so a config reload
         that does not change any limit keeps the counts; `previous.close()` then leaves it open.
@@ -234,6 +305,22 @@ class RateLimitTable:
         for config in configs:
             root = roots.setdefault(config.domain, _Node())
             _add(config.domain, root, config.descriptors, (), quotas, names)
+        if roots:
+            # Per-request limits (`RateLimitDescriptor.limit`): one quota per unit, whose
+            # maxAmount each call replaces (`QuotaArgs.max_amount`), so every limit has its
+            # own bucket.
+            for unit, seconds in UNIT_SECONDS.items():
+                quotas.append(
+                    {
+                        "name": _OVERRIDE_QUOTA + unit,
+                        "maxAmount": 1,
+                        "validDuration": f"{seconds}s",
+                        "rateLimitAlgorithm": "FIXED_WINDOW",
+                    }
+                )
+        if epoch_windows:
+            for quota in quotas:
+                quota["alignToEpoch"] = True
         backend = "redisquota" if redis_url else "memquota"
         raw: dict[str, Any] = {"quotas": quotas}
         if redis_url:
@@ -258,22 +345,60 @@ class RateLimitTable:
         """The configured domains."""
         return frozenset(self._roots)
 
+    @property
+    def configured(self) -> bool:
+        """True when at least one rate-limit config (domain) is loaded."""
+        return bool(self._roots)
+
     def match(self, domain: str, entries: Entries) -> Rule | None:
         """The rule a request descriptor reaches in `domain`, or None."""
+        return self._walk(domain, entries)[0]
+
+    def _walk(self, domain: str, entries: Entries) -> tuple[Rule | None, dict[str, str], str]:
+        """The rule reached, the quota dimensions (a ``share_threshold`` level counts under its
+        pattern, so every matching value shares one bucket) and the request's statistics key."""
         node = self._roots.get(domain)
+        path: list[_Node] = []
         for key, value in entries:
             if node is None:
-                return None
+                return None, {}, ""
             node = node.child(key, value)
-        return node.rule if node is not None and entries else None
+            if node is not None:
+                path.append(node)
+        rule = node.rule if node is not None and entries else None
+        if rule is None:
+            return None, {}, ""
+        shared = [(k, n.pattern if n.share else v) for (k, v), n in zip(entries, path, strict=True)]
+        stat_key = rule.stat_key
+        if rule.value_stats:
+            segments = (
+                _segment(k, v, n, rule.detailed_metric)
+                for (k, v), n in zip(entries, path, strict=True)
+            )
+            stat_key = sanitize_stat(".".join((domain, *segments)))
+        return rule, _dimensions(shared), stat_key
 
     async def should_rate_limit(
         self,
         domain: str,
         descriptors: Sequence[Entries],
         hits: int | Sequence[int],
+        *,
+        shadow_mode: bool = False,
+        quota_mode: bool = False,
+        overrides: Sequence[Override | None] = (),
     ) -> Decision:
         """Count `hits` (one number, or one per descriptor) against every matched rule.
+
+        The answer is OVER_LIMIT when a descriptor outside quota mode is over its limit, or when
+        there are quota-mode descriptors and every one of them is over (envoyproxy/ratelimit's
+        ``quota_mode``; `quota_mode`, its global ``QUOTA_MODE``, puts every descriptor but the
+        unlimited ones in quota mode, unmatched ones counting as passing); `shadow_mode` (its
+        global ``SHADOW_MODE``) then turns OVER_LIMIT into OK and keeps every status.
+
+        A descriptor with an `overrides` entry (one per descriptor, or none at all) skips
+        matching and counts against that limit in a bucket of its own for its domain, entries
+        and limit, as envoyproxy/ratelimit does (the domain must still be configured).
 
         Raises `BackendUnavailable` when the quota backend cannot answer (e.g. Redis down) and
         `DispatchError` for any other backend failure; never returns an unknown code.
@@ -283,21 +408,38 @@ class RateLimitTable:
             raise ValueError("one hits value per descriptor expected")
         if domain not in self._roots:
             return Decision(Code.OK, tuple(DescriptorDecision(Code.OK) for _ in descriptors), False)
-        rules = [self.match(domain, entries) for entries in descriptors]
-        replaced = {name for r in rules if r is not None for name in r.policy.replaces}
-        rules = [None if r is not None and r.policy.name in replaced else r for r in rules]
+        walked = [
+            _override(domain, entries, overrides[i])
+            if overrides and overrides[i] is not None
+            else self._walk(domain, entries)
+            for i, entries in enumerate(descriptors)
+        ]
+        replaced = {name for r, _, _ in walked if r is not None for name in r.policy.replaces}
+        rules = [None if r is not None and r.policy.name in replaced else r for r, _, _ in walked]
         calls: list[tuple[int, Instance, QuotaArgs]] = []
-        for index, (rule, entries) in enumerate(zip(rules, descriptors, strict=True)):
+        for index, rule in enumerate(rules):
             if rule is not None and rule.quota:
-                dims = _dimensions(entries)
-                instance = Instance(rule.quota, "quota", {"dimensions": dims})
-                calls.append((index, instance, QuotaArgs(amount=max(per[index], 0))))
+                instance = Instance(rule.quota, "quota", {"dimensions": walked[index][1]})
+                args = QuotaArgs(amount=max(per[index], 0))
+                if rule.path == _OVERRIDE_PATH:
+                    args = args._replace(max_amount=rule.policy.requests_per_unit)
+                calls.append((index, instance, args))
         results = await self._allocate([(i, a) for _, i, a in calls])
         by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
         statuses = tuple(
-            _status(rule, by_index.get(index), per[index]) for index, rule in enumerate(rules)
+            _status(rule, by_index.get(index), per[index], walked[index][2])
+            for index, rule in enumerate(rules)
         )
-        over = any(s.code is Code.OVER_LIMIT for s in statuses)
+        statuses = tuple(
+            dataclasses.replace(s, in_quota=True) if _in_quota_mode(s, quota_mode) else s
+            for s in statuses
+        )
+        quota = [s for s in statuses if s.in_quota]
+        over = any(s.code is Code.OVER_LIMIT for s in statuses if not s.in_quota) or (
+            bool(quota) and all(s.code is Code.OVER_LIMIT for s in quota)
+        )
+        if over and shadow_mode:
+            return Decision(Code.OK, statuses, shadowed=True)
         return Decision(Code.OVER_LIMIT if over else Code.OK, statuses)
 
     async def _allocate(self, requests: list[tuple[Instance, QuotaArgs]]) -> list[QuotaResult]:
@@ -336,16 +478,23 @@ def _add(
     path: tuple[str, ...],
     quotas: list[dict[str, Any]],
     names: set[str],
+    stat_path: tuple[str, ...] = (),
+    value_stats_above: bool = False,
 ) -> None:
     for descriptor in descriptors:
-        node = _Node()
+        node = _Node(share=descriptor.share_threshold, to_metric=descriptor.value_to_metric)
         if not descriptor.value:
             parent.any_value[descriptor.key] = node
         elif "*" in descriptor.value:
+            node.pattern = descriptor.value
             parent.patterns.append((descriptor.key, descriptor.value, node))
         else:
+            node.exact_value = True
             parent.exact[(descriptor.key, descriptor.value)] = node
         here = (*path, _step(descriptor))
+        segment = f"{descriptor.key}_{descriptor.value}" if descriptor.value else descriptor.key
+        stat_here = (*stat_path, segment)
+        value_stats = value_stats_above or descriptor.value_to_metric
         policy = descriptor.rate_limit
         if policy is not None:
             quota = ""
@@ -364,25 +513,68 @@ def _add(
                         "rateLimitAlgorithm": "FIXED_WINDOW",
                     }
                 )
-            node.rule = Rule(domain, ";".join(here), policy, descriptor.shadow_mode, quota)
-        _add(domain, node, descriptor.descriptors, here, quotas, names)
+            node.rule = Rule(
+                domain,
+                ";".join(here),
+                policy,
+                descriptor.shadow_mode,
+                quota,
+                quota_mode=descriptor.quota_mode,
+                detailed_metric=descriptor.detailed_metric,
+                stat_key=sanitize_stat(".".join((domain, *stat_here))),
+                value_stats=value_stats or descriptor.detailed_metric,
+                metadata=descriptor.metadata,
+            )
+        _add(domain, node, descriptor.descriptors, here, quotas, names, stat_here, value_stats)
 
 
-def _status(rule: Rule | None, result: QuotaResult | None, hits: int) -> DescriptorDecision:
+def _in_quota_mode(status: DescriptorDecision, everything: bool) -> bool:
+    """Whether a descriptor takes part in quota mode (its rule's, or the global one)."""
+    rule = status.rule
+    if rule is not None and rule.policy.unlimited:
+        return False
+    return everything or (rule is not None and rule.quota_mode)
+
+
+def _override(
+    domain: str, entries: Entries, limit: Override | None
+) -> tuple[Rule | None, dict[str, str], str]:
+    """The rule of a per-request limit, its dimensions (the domain plus the entries) and its
+    statistics key (``<domain>.<k1>_<v1>.<k2>``, ``k`` alone for an empty value)."""
+    assert limit is not None
+    segments = (f"{k}_{v}" if v else k for k, v in entries)
+    quota = _OVERRIDE_QUOTA + limit.unit if limit.requests_per_unit > 0 else ""
+    rule = Rule(
+        domain,
+        _OVERRIDE_PATH,
+        RateLimitPolicy(limit.unit, limit.requests_per_unit),
+        False,
+        quota,
+        # past the statistics key bound, every override of the domain counts under this key
+        stat_key=f"{domain}.override",
+        value_stats=True,
+    )
+    dims = {"#domain": domain, **_dimensions(entries)}
+    return rule, dims, sanitize_stat(".".join((domain, *segments)))
+
+
+def _status(
+    rule: Rule | None, result: QuotaResult | None, hits: int, stat_key: str
+) -> DescriptorDecision:
     if rule is None:
         return DescriptorDecision(Code.OK)
     if rule.policy.unlimited:
-        return DescriptorDecision(Code.OK, rule, UNLIMITED_REMAINING)
+        return DescriptorDecision(Code.OK, rule, UNLIMITED_REMAINING, stat_key=stat_key)
     window = datetime.timedelta(seconds=rule.unit_seconds)
     if result is None:  # requests_per_unit 0: always over, nothing counted
         over = hits > 0
-        return DescriptorDecision(_code(over, rule), rule, 0, window)
+        return DescriptorDecision(_code(over, rule), rule, 0, window, stat_key, over)
     reset = result.reset_after
     if reset is None or reset <= datetime.timedelta(0):
         reset = window  # no window open: one would last a whole unit
     remaining = result.remaining if result.remaining is not None else 0
     over = result.status_code == RESOURCE_EXHAUSTED
-    return DescriptorDecision(_code(over, rule), rule, max(remaining, 0), reset)
+    return DescriptorDecision(_code(over, rule), rule, max(remaining, 0), reset, stat_key, over)
 
 
 def _code(over: bool, rule: Rule) -> Code:
@@ -397,6 +589,7 @@ async def build_ratelimit_table(
     registry: Mapping[str, AdapterInfo],
     calls: HandlerCalls,
     previous: RateLimitTable | None = None,
+    epoch_windows: bool = False,
 ) -> RateLimitTable:
     """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
     env = Env(
@@ -412,4 +605,5 @@ async def build_ratelimit_table(
         calls=calls,
         redis_url=redis_url,
         previous=previous,
+        epoch_windows=epoch_windows,
     )

@@ -125,7 +125,16 @@ class Application:
             peer_identity=self.settings.tls_client_ca is not None,
         )
         als = AccessLogService(holder, self.metrics, limits=limits)
-        rls = RateLimitService(holder, self.metrics, headers=self.settings.ratelimit_headers)
+        rls = RateLimitService(
+            holder,
+            self.metrics,
+            headers=self.settings.ratelimit_headers,
+            shadow_mode=self.settings.ratelimit_shadow_mode,
+            quota_mode=self.settings.ratelimit_quota_mode,
+            dynamic_metadata=self.settings.ratelimit_dynamic_metadata,
+            near_limit_ratio=self.settings.ratelimit_near_limit_ratio,
+            max_stat_keys=self.settings.ratelimit_max_stat_keys,
+        )
         return [
             (authz.handler(), AUTHZ_SERVICE),
             (als.handler(), ALS_SERVICE),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import subprocess
@@ -78,7 +79,14 @@ class Reloader:
         self.reloads = 0
 
     async def _load(self, previous: Runtime | None) -> Runtime:
-        snapshot = await asyncio.to_thread(load_snapshot, self._dir, self._settings.cel_libraries)
+        snapshot = await asyncio.to_thread(
+            functools.partial(
+                load_snapshot,
+                self._dir,
+                self._settings.cel_libraries,
+                merge_ratelimit_domains=self._settings.ratelimit_merge_domains,
+            )
+        )
         revision = await asyncio.to_thread(config_revision, self._dir)
         return await build_runtime(
             snapshot,
@@ -89,6 +97,7 @@ class Reloader:
             cache_size=self._settings.check_cache_size,
             metrics_registry=self._adapter_registry,
             redis_url=self._settings.redis_url,
+            ratelimit_epoch_windows=self._settings.ratelimit_epoch_windows,
         )
 
     async def initial(self) -> RuntimeHolder:

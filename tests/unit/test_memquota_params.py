@@ -82,6 +82,8 @@ def test_camel_and_snake_case_keys_are_accepted(parse: Parser) -> None:
         ),
         (quota(overrides="none"), "quotas[0].overrides"),
         (quota(maxAmounts=5), "quotas[0].maxAmounts"),
+        (quota(rateLimitAlgorithm="TOKEN_BUCKET", alignToEpoch=True), "quotas[0].alignToEpoch"),
+        (quota(rateLimitAlgorithm="FIXED_WINDOW", alignToEpoch="yes"), "quotas[0].alignToEpoch"),
         ({**quota(), "minDeduplicationDuration": "0s"}, "minDeduplicationDuration"),
         ({**quota(), "bogus": 1}, "bogus"),
         (

@@ -361,3 +361,81 @@ async def test_rate_limit_calls_are_counted_per_handler(make: Make) -> None:
     labels = {"adapter": "memquota", "handler": "rls.test", "error": "false"}
     # Two descriptors, one quota_many call on memquota.
     assert metrics.registry.get_sample_value("mixer_runtime_dispatches_total", labels) == 1
+
+
+# --- envoyproxy/ratelimit's statistics keys and header choice ---------------------------------
+
+
+def rdesc(key: str, value: str = "", rate_limit: RateLimitPolicy | None = None, **kw: Any) -> Any:
+    return RateLimitDescriptor(key, value, rate_limit, **kw)
+
+
+async def test_statistics_keys_as_ratelimit_builds_them(make: Make) -> None:
+    table = make(
+        config(
+            "d",
+            rdesc("db", "users", limit(10)),
+            rdesc("user", "u*", limit(10), value_to_metric=True),
+            rdesc("path", "/p/*", limit(10), share_threshold=True, value_to_metric=True),
+            rdesc("ip", "", limit(10), value_to_metric=True),
+            rdesc("client", "", limit(10), detailed_metric=True),
+            rdesc("tenant", descriptors=(rdesc("path", "/x", limit(10)),)),
+        )
+    )
+    decision = await ask(
+        table,
+        [("db", "users")],
+        [("user", "u7")],
+        [("path", "/p/1")],
+        [("ip", "10.0.0.1:80|x")],
+        [("client", "")],
+        [("tenant", "t1"), ("path", "/x")],
+    )
+    assert [s.stat_key for s in decision.statuses] == [
+        "d.db_users",  # the config path
+        "d.user_u7",  # value_to_metric on a wildcard: the request's value
+        "d.path_/p/*",  # share_threshold wins: the pattern
+        "d.ip_10_0_0_1_80_x",  # IPv4 dots, ':' and '|' sanitized
+        "d.client_",  # detailed_metric: key_value even when empty
+        "d.tenant.path_/x",  # key-only level without value_to_metric: the key alone
+    ]
+
+
+def _status(code: Code, remaining: int, requests: int, in_quota: bool = False) -> Any:
+    from mixer.runtime.ratelimit import DescriptorDecision, Rule
+
+    policy = RateLimitPolicy("minute", requests)
+    rule = Rule("d", "k=*", policy, False, "q", quota_mode=in_quota)
+    reset = datetime.timedelta(seconds=5)
+    return DescriptorDecision(code, rule, remaining, reset, in_quota=in_quota)
+
+
+def test_ratelimit_headers_pick_the_descriptor_as_ratelimit_does() -> None:
+    from mixer.api.ratelimit_servicer import ratelimit_headers
+
+    least = _status(OK, 1, 10)
+    first_over = _status(OVER, 0, 20)
+    last_over = _status(OVER, 0, 30)
+    quota_over = _status(OVER, 0, 40, in_quota=True)
+    assert dict(ratelimit_headers([_status(OK, 5, 7), least])) == {
+        "RateLimit-Limit": "10",
+        "RateLimit-Remaining": "1",
+        "RateLimit-Reset": "5",
+    }
+    # an over-limit descriptor takes over, the last one wins; a quota-mode one does not
+    assert (
+        dict(ratelimit_headers([least, first_over, last_over, quota_over]))["RateLimit-Limit"]
+        == "30"
+    )
+    assert dict(ratelimit_headers([quota_over, least]))["RateLimit-Limit"] == "40"
+    assert ratelimit_headers([]) == []
+
+
+async def test_global_quota_mode_marks_every_descriptor_but_unlimited_ones(make: Make) -> None:
+    table = make(config("d", desc("a", "", limit(1)), desc("u", "", limit(0, "", unlimited=True))))
+    decision = await table.should_rate_limit(
+        "d", [[("a", "1")], [("u", "1")], [("none", "1")]], 1, quota_mode=True
+    )
+    assert [s.in_quota for s in decision.statuses] == [True, False, True]
+    plain = await table.should_rate_limit("d", [[("a", "2")]], 1)
+    assert [s.in_quota for s in plain.statuses] == [False]
