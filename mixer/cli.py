@@ -110,6 +110,13 @@ def _serve_parser(sub: Any) -> None:
         help="rate-limit response headers of the RLS API: x-ratelimit-* (draft), IETF, or none",
     )
     p.add_argument(
+        "--authz-dedup-header",
+        default=env_default("AUTHZ_DEDUP_HEADER", ""),
+        metavar="NAME",
+        help="ext_authz: the request header that is the quota deduplication id (default: none;"
+        " set it only when the proxy sets or overwrites that header)",
+    )
+    p.add_argument(
         "--tls-cert",
         type=Path,
         default=_path_env("TLS_CERT"),
@@ -207,6 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
         enable_debug=args.enable_debug,
         redis_url=args.redis_url,
         ratelimit_headers=args.ratelimit_headers,
+        authz_dedup_header=args.authz_dedup_header.strip().lower(),
         max_message_bytes=args.max_message_bytes,
         max_concurrent_streams=args.max_concurrent_streams,
         tls_cert=args.tls_cert,

@@ -41,6 +41,9 @@ class Settings:
     enable_debug: bool = False
     redis_url: str = ""
     ratelimit_headers: str = "draft"
+    # ext_authz: the request header whose value is the quota deduplication id; empty: none,
+    # since a header such as x-request-id can come from the end user (see the threat model).
+    authz_dedup_header: str = ""
     check_cache_size: int = 100_000
     max_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_streams: int = 1000

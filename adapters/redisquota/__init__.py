@@ -44,7 +44,8 @@ server's (``TIME``), not the replica's, so replicas sharing a bucket share its c
 * ``TOKEN_BUCKET``: capacity ``burst`` (default ``maxAmount``), starts full, refills continuously
   at ``maxAmount`` per ``validDuration``. ``reset_after`` is the time until full.
 
-Keys: ``mixer:{<bucket key>}:<fw|rw|rwi|tb>`` and ``mixer:{<bucket key>}:dd:<dedup id>`` where
+Keys: ``mixer:{<bucket key>}:<fw|rw|rwi|tb>`` and
+``mixer:{<bucket key>}:dd:<amount>:<best effort 0|1>:<dedup id>`` where
 the bucket key is Istio's ``<quota name>;<dim>=<value>;…`` (dimension names sorted; ``{``, ``}``
 and ``%`` percent-encoded). The braces make all keys of one bucket share a cluster slot, while
 different buckets (e.g. per client IP) spread over the cluster.
@@ -53,7 +54,8 @@ Results: best effort grants what is left, otherwise all or nothing; a denial is 
 with ``RESOURCE_EXHAUSTED`` ``"redisquota: Resource exhausted"``; a grant carries the configured
 ``validDuration``; ``limit``/``remaining``/``reset_after`` describe the bucket. Amounts <= 0
 grant nothing (OK) and only report the bucket. A request with a ``dedup_id`` already seen (on
-any replica) within the dedup TTL replays the first answer without charging.
+any replica) within the dedup TTL for the same charge (the same bucket, amount and best-effort
+flag) replays the first answer without charging; on another bucket or amount it is a new charge.
 
 Round trips: all quota requests of one check (`RedisQuotaHandler.quota_many`; ``quota`` is
 ``quota_many`` of one) go to Redis as one EVALSHA per cluster slot, one in all for a single

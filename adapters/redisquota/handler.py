@@ -114,9 +114,9 @@ def redis_keys(key: str, algorithm: Algorithm) -> tuple[str, ...]:
     return (state, state + "i") if algorithm is Algorithm.ROLLING_WINDOW else (state,)
 
 
-def dedup_key(key: str, dedup_id: str) -> str:
-    """The Redis key remembering the answer to `dedup_id` on bucket `key`."""
-    return f"{_key_base(key)}:dd:{dedup_id}"
+def dedup_key(key: str, dedup_id: str, amount: int = 1, best_effort: bool = False) -> str:
+    """The Redis key remembering the answer to `dedup_id` charging `amount` on bucket `key`."""
+    return f"{_key_base(key)}:dd:{amount}:{1 if best_effort else 0}:{dedup_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -542,7 +542,7 @@ class RedisQuotaHandler:
             f"{_LUA_CODE[algorithm]},{limit.max_amount},{window_us},{buckets},{bucket_us},"
             f"{limit.burst}"
         )
-        found = _Bucket(keys, dedup_key(key, ""), self._backend.slot(keys[0]), limit, static)
+        found = _Bucket(keys, f"{_key_base(key)}:dd:", self._backend.slot(keys[0]), limit, static)
         if len(self._buckets) >= _BUCKET_CACHE_SIZE:
             self._buckets.clear()  # crude but bounded; refilling costs only CPU
         self._buckets[key] = found
@@ -564,9 +564,13 @@ class RedisQuotaHandler:
         amount = max(args.amount, 0)  # Redis quotas are rates: nothing to release
         keys = bucket.keys
         ttl = 0
+        best_effort = 1 if args.best_effort else 0
         if args.dedup_id:
-            keys, ttl = (*keys, bucket.dedup_prefix + args.dedup_id), self._dedup_ttl_ms
-        arg = f"[{amount},{1 if args.best_effort else 0},{ttl},{bucket.static_args}]"
+            # A retry of the same charge only: the bucket is in the key's hash tag, and the
+            # amount and best-effort flag are in its name (memquota keys its ids the same way).
+            dedup = f"{bucket.dedup_prefix}{args.amount}:{best_effort}:{args.dedup_id}"
+            keys, ttl = (*keys, dedup), self._dedup_ttl_ms
+        arg = f"[{amount},{best_effort},{ttl},{bucket.static_args}]"
         return _Item(bucket, amount, keys, arg)
 
     async def _send(self, batch: list[_Group]) -> None:

@@ -57,6 +57,8 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         *(["--tls-client-ca", str(settings.tls_client_ca)] if settings.tls_client_ca else []),
         "--ratelimit-headers",
         settings.ratelimit_headers,
+        "--authz-dedup-header",
+        settings.authz_dedup_header,
         "--max-message-bytes",
         str(settings.max_message_bytes),
         "--max-concurrent-streams",

@@ -283,6 +283,24 @@ async def test_retry_with_same_dedup_id_returns_first_grant_without_charging() -
     assert (await take(h, dedup_id="req-3")).granted == 0
 
 
+async def test_a_dedup_id_replays_only_on_its_own_bucket() -> None:
+    h = make(FakeClock(), maxAmount=1, validDuration="10s")
+    assert (await take(h, dims={"user": "alice"}, dedup_id="id-1")).granted == 1
+    assert (await take(h, dims={"user": "bob"}, dedup_id="id-2")).granted == 1
+    # bob's bucket is empty: alice's id is a new charge on it, not a replay of her grant
+    stolen = await take(h, dims={"user": "bob"}, dedup_id="id-1")
+    assert (stolen.granted, stolen.status_code) == (0, RESOURCE_EXHAUSTED)
+    assert (await take(h, dims={"user": "alice"}, dedup_id="id-1")).granted == 1  # her retry
+
+
+async def test_a_dedup_id_replays_only_the_same_amount() -> None:
+    h = make(FakeClock(), maxAmount=5, validDuration="10s")
+    assert (await take(h, 1, dedup_id="id")).granted == 1
+    assert (await take(h, 3, dedup_id="id")).granted == 3  # another charge: counted
+    assert (await take(h, 1, dedup_id="id")).granted == 1  # the first one's retry
+    assert (await take(h, 0)).remaining == 1
+
+
 async def test_dedup_ids_are_remembered_one_to_two_periods() -> None:
     clock = FakeClock()
     h = make(clock, maxAmount=10, minDeduplicationDuration="1s")
