@@ -16,6 +16,8 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
           - dimensions: {destination: ratings}
             maxAmount: 10
             validDuration: 1s       # optional, default the quota's
+            burst: 10               # TOKEN_BUCKET only; default the override's maxAmount
+                                    # (never the quota's burst)
     minDeduplicationDuration: 1s    # default 1s, must be > 0
 
 Algorithms, per bucket (a bucket is one quota name plus one set of dimension values):
@@ -151,7 +153,7 @@ def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
         if all(dims.get(k) == v for k, v in o.dimensions.items()):
             max_amount = o.max_amount
             valid = o.valid_duration if o.valid_duration is not None else valid
-            burst = o.burst if o.burst is not None else burst
+            burst = o.burst  # TOKEN_BUCKET: always set (the override's own), else None
             break
     seconds = valid.total_seconds()
     if q.algorithm is Algorithm.ROLLING_WINDOW:

@@ -13,6 +13,7 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
           - dimensions: {destination: reviews}
             maxAmount: 1
             validDuration: 5s       # optional (an extension; Istio's overrides had none)
+            burst: 1                # TOKEN_BUCKET only; default the override's maxAmount
     redisServerUrl: localhost:6379  # see below; default localhost:6379
     connectionPoolSize: 10          # redis-py paths: batches in flight (connections, per
                                     # node for a cluster); 0 = default 10

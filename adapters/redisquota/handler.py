@@ -132,7 +132,7 @@ def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
             return _Limit(
                 o.max_amount,
                 o.valid_duration or q.valid_duration,
-                o.burst or q.burst or o.max_amount,
+                o.burst or o.max_amount,  # the override's own burst (parse_quotas)
             )
     return _Limit(q.max_amount, q.valid_duration, q.burst or q.max_amount)
 

@@ -202,6 +202,22 @@ async def test_zero_amount_reports_the_bucket_without_charging() -> None:
     assert (await take(h, 0)).remaining == 3
 
 
+async def test_a_token_bucket_override_without_burst_holds_its_own_max_amount() -> None:
+    h = make(
+        FakeClock(),
+        maxAmount=100,
+        validDuration="1s",
+        rateLimitAlgorithm="TOKEN_BUCKET",
+        burst=200,
+        overrides=[{"dimensions": {"destination": "ratings"}, "maxAmount": 20}],
+    )
+    # the clock stands still: no refill, so the grants are the bucket's capacity
+    ratings = [(await take(h, dims={"destination": "ratings"})).granted for _ in range(30)]
+    others = [(await take(h, dims={"destination": "reviews"})).granted for _ in range(210)]
+    assert sum(ratings) == 20
+    assert sum(others) == 200
+
+
 async def test_overrides_match_only_when_every_dimension_equals() -> None:
     h = make(
         FakeClock(),

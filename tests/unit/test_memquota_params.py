@@ -210,3 +210,30 @@ def test_redis_settings_are_parsed() -> None:
     assert p.timeout == datetime.timedelta(milliseconds=20)
     assert p.fail_open is True
     assert (p.batch_window, p.batch_max_items) == (datetime.timedelta(0), 8)
+
+
+@BOTH
+def test_an_override_without_burst_gets_its_own_max_amount_not_the_quotas_burst(
+    parse: Parser,
+) -> None:
+    raw = quota(
+        rateLimitAlgorithm="TOKEN_BUCKET",
+        maxAmount=100,
+        burst=200,
+        overrides=[
+            {"dimensions": {"destination": "ratings"}, "maxAmount": 20},
+            {"dimensions": {"destination": "reviews"}, "maxAmount": 30, "burst": 60},
+        ],
+    )
+    (q,) = parse(raw).quotas
+    assert q.burst == 200
+    assert [(o.max_amount, o.burst) for o in q.overrides] == [(20, 20), (30, 60)]
+
+
+@BOTH
+def test_an_override_has_no_burst_without_a_token_bucket(parse: Parser) -> None:
+    raw = quota(
+        rateLimitAlgorithm="FIXED_WINDOW", overrides=[{"dimensions": {"d": "x"}, "maxAmount": 2}]
+    )
+    (q,) = parse(raw).quotas
+    assert q.overrides[0].burst is None
