@@ -17,8 +17,12 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
     redisServerUrl: localhost:6379  # see below; default localhost:6379
     connectionPoolSize: 10          # redis-py paths: batches in flight (connections, per
                                     # node for a cluster); 0 = default 10
-    timeout: 50ms                   # per quota call, all included (the first call also
-                                    # connects / discovers the cluster); default 50ms
+    timeout: 50ms                   # Redis is down when it answers nothing for this long
+                                    # while requests wait, or a connection takes longer;
+                                    # default 50ms (see "Timeouts")
+    requestTimeout: 0s              # the most one quota call waits in all, Redis answering
+                                    # or not; 0 (default): no bound of its own (mixer's
+                                    # --handler-timeout bounds the call); else >= timeout
     failOpen: false                 # on Redis failure: false = UNAVAILABLE, true = grant
     minDeduplicationDuration: 1s    # dedup ids kept in Redis for 2 x this
     batchWindow: 1ms                # redis-py paths (see "Connections"); 0..100ms
@@ -74,10 +78,26 @@ call that meets a connection error is retried once on a fresh connection (stale 
 restart); a script that had run before the connection broke is then replayed for requests with a
 dedup id, not charged twice. Cluster calls are not retried.
 
-Failures (connection errors, timeouts, script errors) never raise: with ``failOpen`` the request
-is granted, otherwise it gets ``UNAVAILABLE``; either way the counter
-``mixer_quota_backend_errors_total{handler}`` counts it. Every call is bounded by ``timeout``.
-The client reconnects by itself once Redis is back.
+Timeouts tell a dead Redis from a busy one. ``timeout`` is about liveness: on the pipelined
+connection, Redis is declared down when requests wait and nothing at all has arrived for
+``timeout`` (a stopped or hung server), and every waiting call fails at once; a connection
+attempt (connect, AUTH, SELECT) is bounded by ``timeout`` too, and a refused one fails at once.
+While replies keep arriving — a burst of thousands of checks queued on the connection, or
+mixer's own event loop busy for a while — no call fails for being behind in the queue: the
+deadline of a call in the queue moves with the queue, since every reply resets it. So with Redis
+stopped a call fails within ``timeout`` of Redis's last reply (plus the event loop's own lag;
+a loop held up for longer than ``timeout`` gives Redis one more ``timeout`` to answer), and with
+Redis killed as soon as the connection is refused. The whole call is bounded by mixer's
+``--handler-timeout`` (a call cut off there fails the check with INTERNAL, whatever
+``failOpen`` says); ``requestTimeout``, when set (at least ``timeout``, below
+``--handler-timeout``), bounds it sooner and hands it to the fail policy. On redis-py's paths
+(TLS, clusters) ``timeout`` is redis-py's socket timeout (per read and per connect) and
+``requestTimeout`` also bounds a call's wait in the batch queue.
+
+Failures (connection errors, stalls, timeouts, script errors) never raise: with ``failOpen`` the
+request is granted, otherwise it gets ``UNAVAILABLE``; either way the counter
+``mixer_quota_backend_errors_total{handler}`` counts it. The client reconnects by itself once
+Redis is back.
 """
 
 from __future__ import annotations

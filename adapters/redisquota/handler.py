@@ -3,11 +3,12 @@
 Flow: `quota_many` resolves each request to a bucket (quota config, override, dimensions); the
 check's requests form one group, sent as one EVALSHA per cluster slot (a single server is one
 "slot"). Over the pipelined connection of plain URLs (`_Lean`) the group is written at once,
-and concurrent checks share the connection. On redis-py's paths (`_Standalone`, `_Cluster`) a
-`_Batcher` sends the group at once when nothing is in flight, and otherwise merges it with the
-groups of concurrent checks into one batch, pipelined per node. The caller waits at most
-`timeout`; an error or timeout becomes the handler's fail policy (grant, or UNAVAILABLE) and is
-counted.
+and concurrent checks share the connection, which fails its waiting calls when Redis goes
+silent for `timeout`. On redis-py's paths (`_Standalone`, `_Cluster`) a `_Batcher` sends the
+group at once when nothing is in flight, and otherwise merges it with the groups of concurrent
+checks into one batch, pipelined per node. The caller waits at most `requestTimeout` when set;
+an error, a stall or that timeout becomes the handler's fail policy (grant, or UNAVAILABLE) and
+is counted.
 """
 
 from __future__ import annotations
@@ -229,8 +230,9 @@ class _Lean:
     """One Redis server over one pipelined connection (`resp`): plain ``redis://`` and
     ``unix://`` URLs. Concurrent checks share the connection instead of a pool."""
 
-    def __init__(self, address: LeanAddress) -> None:
-        self._connection = RespConnection(address)
+    def __init__(self, address: LeanAddress, timeout: float) -> None:
+        # Liveness, not per-reply latency: see the package docstring ("Timeouts").
+        self._connection = RespConnection(address, timeout, stall_timeout=timeout)
 
     def slot(self, key: str) -> int:
         return 0
@@ -287,7 +289,7 @@ def _backend(params: RedisQuotaParams, timeout: float) -> _Backend:
         return _Cluster(params.target, params.connection_pool_size, timeout)
     lean = lean_address(params.target.url)
     if lean is not None:
-        return _Lean(lean)
+        return _Lean(lean, timeout)
     return _Standalone(params.target, params.connection_pool_size, timeout)
 
 
@@ -450,6 +452,10 @@ class RedisQuotaHandler:
         self._handler_name = env.handler_name
         self._log = env.logger
         self._timeout = params.timeout.total_seconds()
+        # None: no bound of the handler's own; the caller (mixer's handler timeout) bounds it
+        self._request_timeout = (
+            params.request_timeout.total_seconds() if params.request_timeout else None
+        )
         self._dedup_ttl_ms = math.ceil(2 * params.min_deduplication_duration.total_seconds() * 1000)
         self._script = load_script()
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
@@ -516,7 +522,9 @@ class RedisQuotaHandler:
             await self._batcher.send_now(group)  # bounded by `timeout` inside `_send`
             return group.future.result()
         self._batcher.submit(group)
-        timer = loop.call_later(self._timeout, _expire, group, self._timeout)
+        if self._request_timeout is None:
+            return await group.future  # a cancelled wait leaves the group out of its batch
+        timer = loop.call_later(self._request_timeout, _expire, group, self._request_timeout)
         try:
             return await group.future
         finally:
@@ -590,7 +598,7 @@ class RedisQuotaHandler:
             calls.append((keys, ["[" + ",".join(item.arg for _, _, item in entries) + "]"]))
         replies: list[Any]
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._request_timeout):
                 replies = await self._backend.evalsha(self._sha, calls)
                 missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
                 if missing:  # first use, or the server restarted or flushed its scripts

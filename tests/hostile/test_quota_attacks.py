@@ -1,4 +1,4 @@
-"""Attacks on quotas (issue 20, findings 1-4), each from one client on loopback against a
+"""Attacks on quotas (issue 20, findings 1-4 and 15), each from one client on loopback against a
 real `mixer serve`, bounded in count and time, asserting the bound that holds.
 
 1. ext_authz with one fixed ``x-request-id``: every check is charged (no dedup header by default).
@@ -6,20 +6,27 @@ real `mixer serve`, bounded in count and time, asserting the bound that holds.
    (memquota and redisquota alike).
 3. The shipped rules' per-client quota: varying ``x-forwarded-for`` does not multiply it.
 4. The shipped ``ratings`` override: its own burst (20), not the default's 200.
+15. A burst of 1,500 concurrent checks with Redis healthy: no UNAVAILABLE; Redis stopped or
+    killed: UNAVAILABLE within the documented time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 
-from mixer.client import MixerClient
+from adapters import redisquota
+from adapters.base import Env, Instance, QuotaArgs, QuotaResult
+from mixer.client import MixerClient, decode_check_response
 from mixer.envoy.service.auth.v3 import external_auth_pb2
+from mixer.v1 import mixer_pb2
 from tests.mixer_process import MixerProcess
 from tests.redis_server import RedisServer
 
@@ -27,12 +34,14 @@ pytestmark = pytest.mark.integration
 
 Start = Callable[..., MixerProcess]
 
-OK, RESOURCE_EXHAUSTED = 0, 8
+OK, CANCELLED, RESOURCE_EXHAUSTED, UNAVAILABLE = 0, 1, 8, 14
 AUTHZ_CHECK = "/envoy.service.auth.v3.Authorization/Check"
+MIXER_CHECK = "/istio.mixer.v1.Mixer/Check"
 # The shipped rules/quota.yaml: 100 a second per client and destination, burst 200; ratings 20.
 RATE, BURST = 100, 200
 RATINGS_RATE, RATINGS_BURST = 20, 20
 ATTACK_SECONDS = 60.0  # no attack below may run longer than this
+RPC_ERROR = 1000  # added to the code of a call that failed as a whole (not a Check answer)
 
 
 @pytest.fixture(params=["memquota", "redis"])
@@ -72,6 +81,10 @@ def authz_code(reply: bytes) -> int:
     return code
 
 
+def mixer_code(reply: bytes) -> int:
+    return decode_check_response(mixer_pb2.CheckResponse.FromString(reply)).status_code
+
+
 async def fire(
     address: str,
     method: str,
@@ -83,8 +96,10 @@ async def fire(
     timeout: float = 10.0,
 ) -> tuple[list[int], float]:
     """Send `requests` with at most `in_flight` outstanding over `channels` connections; the
-    status code of each (gRPC errors as their code) and the seconds it all took."""
-    chans = [grpc.aio.insecure_channel(address) for _ in range(channels)]
+    status code of each (a gRPC error as `RPC_ERROR` + its code) and the seconds it all took."""
+    # A local subchannel pool each: channels to one target would otherwise share a connection.
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    chans = [grpc.aio.insecure_channel(address, options=options) for _ in range(channels)]
     calls: list[grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]]
     calls = [c.unary_unary(method) for c in chans]
     gate = asyncio.Semaphore(in_flight)
@@ -94,7 +109,7 @@ async def fire(
             try:
                 return decode(await calls[i % channels](body, timeout=timeout))
             except grpc.aio.AioRpcError as err:
-                return int(err.code().value[0])
+                return RPC_ERROR + int(err.code().value[0])
 
     start = time.monotonic()
     try:
@@ -227,3 +242,46 @@ async def test_the_shipped_ratings_override_allows_its_own_burst(
     bound = RATINGS_BURST + RATINGS_RATE * seconds + 1
     print(f"\nratings: {granted(codes)} of {len(codes)} granted in {seconds:.2f} s")
     assert granted(codes) <= bound, (granted(codes), bound)
+
+
+# --- finding 15: a busy Redis is not a dead one -------------------------------------------------
+# (the same burst through a whole server, and Redis stopped or killed: test_redisquota_outage.py)
+
+
+async def test_a_burst_behind_a_busy_event_loop_is_not_taken_for_an_outage(
+    own_redis_server: RedisServer,
+) -> None:
+    """The same burst inside one handler, made deterministic: 1,500 quota calls are written to
+    Redis, then the event loop is held for 0.2 s (mixer's loop busy with other requests) while
+    Redis answers them all. Nothing was lost, so nothing may fail."""
+    registry = CollectorRegistry()
+    params = redisquota.parse_params(
+        {
+            "redisServerUrl": own_redis_server.address,  # the defaults: timeout 50ms
+            "quotas": [{"name": "rq.instance.ns", "maxAmount": 10**6, "validDuration": "60s"}],
+        }
+    )
+    env = Env("burst.handler.ns", logging.getLogger("test"), registry, time.monotonic)
+    handler = redisquota.build(params, env)
+    try:
+
+        async def one(i: int) -> QuotaResult:
+            instance = Instance("rq.instance.ns", "quota", {"dimensions": {"client": str(i)}})
+            return await handler.quota(instance, QuotaArgs(1, dedup_id=f"call-{i}"))
+
+        assert (await one(-1)).granted == 1  # connected, script loaded
+        async with asyncio.timeout(ATTACK_SECONDS):
+            calls = [asyncio.ensure_future(one(i)) for i in range(1500)]
+            await asyncio.sleep(0)  # every call writes its EVALSHA
+            time.sleep(0.2)  # the loop is busy; Redis answers meanwhile
+            results = await asyncio.gather(*calls)
+    finally:
+        await handler.close()
+    codes = [r.status_code for r in results]
+    counts = {code: codes.count(code) for code in set(codes)}
+    print(f"\n1,500 calls behind a 0.2 s busy loop: {counts}")
+    assert counts == {OK: 1500}
+    assert (
+        registry.get_sample_value("mixer_quota_backend_errors_total", {"handler": env.handler_name})
+        is None
+    )

@@ -137,6 +137,7 @@ def test_redisquota_defaults_are_istio_redisquota() -> None:
     assert not p.target.cluster
     assert (p.connection_pool_size, p.fail_open) == (10, False)
     assert p.timeout == datetime.timedelta(milliseconds=50)
+    assert p.request_timeout is None  # the caller's handler timeout bounds a call
 
 
 def test_redisquota_requires_a_valid_duration() -> None:
@@ -189,6 +190,8 @@ def test_bad_redis_server_urls_are_rejected(url: Any) -> None:
         ("connectionPoolSize", -1),
         ("batchWindow", "1s"),
         ("batchMaxItems", 0),
+        ("requestTimeout", "10ms"),  # shorter than timeout (50ms)
+        ("requestTimeout", "-1s"),
     ],
 )
 def test_bad_redis_settings_name_the_field(field: str, value: Any) -> None:
@@ -204,8 +207,10 @@ def test_redis_settings_are_parsed() -> None:
             "failOpen": "true",
             "batchWindow": "0s",
             "batchMaxItems": 8,
+            "requestTimeout": "300ms",
         }
     )
+    assert p.request_timeout == datetime.timedelta(milliseconds=300)
     assert p.connection_pool_size == 10  # Istio: 0 means the default
     assert p.timeout == datetime.timedelta(milliseconds=20)
     assert p.fail_open is True
