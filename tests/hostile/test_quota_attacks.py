@@ -6,8 +6,9 @@ real `mixer serve`, bounded in count and time, asserting the bound that holds.
    (memquota and redisquota alike).
 3. The shipped rules' per-client quota: varying ``x-forwarded-for`` does not multiply it.
 4. The shipped ``ratings`` override: its own burst (20), not the default's 200.
-15. A burst of 1,500 concurrent checks with Redis healthy: no UNAVAILABLE; Redis stopped or
-    killed: UNAVAILABLE within the documented time.
+15. A burst of 1,500 quota calls held up by a busy event loop while Redis answers: no
+    UNAVAILABLE. (Redis stopped or killed, and the burst through a whole server:
+    tests/integration/test_redisquota_outage.py.)
 """
 
 from __future__ import annotations
