@@ -86,8 +86,10 @@ While replies keep arriving — a burst of thousands of checks queued on the con
 mixer's own event loop busy for a while — no call fails for being behind in the queue: the
 deadline of a call in the queue moves with the queue, since every reply resets it. So with Redis
 stopped a call fails within ``timeout`` of Redis's last reply (plus the event loop's own lag;
-a loop held up for longer than ``timeout`` gives Redis one more ``timeout`` to answer), and with
-Redis killed as soon as the connection is refused. The whole call is bounded by mixer's
+after a loop held up for longer than ``timeout``, Redis gets a further ``timeout`` to answer),
+and with Redis killed as soon as the connection is refused. Set ``timeout`` above the pauses
+Redis itself may see (CPU throttling, a fork for a snapshot): a Redis silent for that long looks
+hung. The whole call is bounded by mixer's
 ``--handler-timeout`` (a call cut off there fails the check with INTERNAL, whatever
 ``failOpen`` says); ``requestTimeout``, when set (at least ``timeout``, below
 ``--handler-timeout``), bounds it sooner and hands it to the fail policy. On redis-py's paths

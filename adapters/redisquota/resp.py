@@ -17,8 +17,10 @@ takes: Redis is declared stalled when requests wait and *nothing* has arrived on
 for `stall_timeout` seconds. Under a burst, the replies to thousands of queued commands keep
 arriving, so no request fails however long the queue, while a stopped Redis fails every waiting
 request within `stall_timeout` of the last sign of life. When this process's own event loop was
-held up for longer than `stall_timeout` (so its reads may have missed replies), Redis gets one
-more `stall_timeout` of a responsive loop before it is judged.
+held up for longer than `stall_timeout` (so its reads may have missed replies), Redis is judged
+only after a further `stall_timeout` of a responsive loop. The timeout must still exceed the
+pauses Redis itself may see (CPU throttling of its container, a fork for a snapshot): a Redis
+that sends nothing for that long cannot be told from a hung one.
 """
 
 from __future__ import annotations
@@ -120,7 +122,6 @@ class _Protocol(asyncio.Protocol):
         self._progress = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
         self._watch_due = 0.0
-        self._grace = True  # one look after a late watchdog, per silence (see `_watch`)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -130,7 +131,6 @@ class _Protocol(asyncio.Protocol):
         # asyncio runs I/O callbacks before the timers due in the same loop iteration, so
         # replies that arrived while the loop was busy count before the watchdog looks.
         self._progress = self._loop.time()
-        self._grace = True
         self._reader.feed(data)
         waiting = self._waiting
         while True:
@@ -176,7 +176,6 @@ class _Protocol(asyncio.Protocol):
         future: asyncio.Future[list[Any]] = self._loop.create_future()
         if not self._waiting:
             self._progress = self._loop.time()  # the clock starts with the first request
-            self._grace = True
             if self._watchdog is None and self._stall_timeout is not None:
                 self._schedule(self._progress + self._stall_timeout)
         self._waiting.append(_Waiter(future, len(commands)))
@@ -197,11 +196,11 @@ class _Protocol(asyncio.Protocol):
         if now < deadline:
             self._schedule(deadline)
             return
-        if self._grace and now - self._watch_due > self._stall_timeout:
-            # This process, not Redis, was late: the loop was busy for longer than the stall
-            # timeout, and its reads may have missed what Redis sent meanwhile. Redis gets one
-            # more stall timeout of a responsive loop; a silent one is dropped then.
-            self._grace = False
+        if now - self._watch_due > self._stall_timeout:
+            # This process, not Redis, was late: the loop (or the whole process) was held up
+            # for longer than the stall timeout, so it may not have read what Redis sent
+            # meanwhile. Redis is judged only after a stall timeout of a responsive loop; a
+            # loop that is never responsive leaves the call to its caller's own deadline.
             self._schedule(now + self._stall_timeout)
             return
         self._drop(
