@@ -17,6 +17,8 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
           - dimensions: {destination: ratings}
             maxAmount: 10
             validDuration: 1s       # optional, default the quota's
+            burst: 10               # TOKEN_BUCKET only; default the override's maxAmount
+                                    # (never the quota's burst)
     minDeduplicationDuration: 1s    # default 1s, must be > 0
 
 Algorithms, per bucket (a bucket is one quota name plus one set of dimension values):
@@ -47,7 +49,9 @@ Override selection: the first override whose every dimension equals (as text) th
 dimension value; otherwise the quota's defaults.
 
 Deduplication: a request with a non-empty ``dedup_id`` seen within 1 to 2 x
-``minDeduplicationDuration`` returns the first result again without charging. Ids live in two
+``minDeduplicationDuration`` for the same charge (the same bucket, amount and best-effort flag)
+returns the first result again without charging; the same id on another bucket or with another
+amount is a new charge (as in redisquota). Ids live in two
 generations swapped every ``minDeduplicationDuration``; a generation holds at most 100 000 ids
 (more ids swap it early), so memory stays bounded. Idle buckets (nothing in use) are dropped on
 the same schedule.
@@ -154,7 +158,7 @@ def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
         if all(dims.get(k) == v for k, v in o.dimensions.items()):
             max_amount = o.max_amount
             valid = o.valid_duration if o.valid_duration is not None else valid
-            burst = o.burst if o.burst is not None else burst
+            burst = o.burst  # TOKEN_BUCKET: always set (the override's own), else None
             break
     seconds = valid.total_seconds()
     if q.algorithm is Algorithm.ROLLING_WINDOW:
@@ -370,10 +374,11 @@ class MemQuotaHandler:
         self._period = params.min_deduplication_duration.total_seconds()
         # bucket key -> (the limit it was built for, its state); rebuilt if the limit changes
         self._buckets: dict[str, tuple[_Limit, _Bucket]] = {}
-        self._recent: dict[tuple[str, str], QuotaResult] = {}
+        # (bucket key, amount, best effort, dedup id) -> the first answer
+        self._recent: dict[tuple[str, int, bool, str], QuotaResult] = {}
         self._resolved: dict[tuple[object, ...], tuple[_Limit, str]] = {}
         self._by_instance: dict[int, tuple[Instance, tuple[_Limit, str]]] = {}
-        self._old: dict[tuple[str, str], QuotaResult] = {}
+        self._old: dict[tuple[str, int, bool, str], QuotaResult] = {}
         self._next_rotation = clock() + self._period
 
     async def quota(self, instance: Instance, args: QuotaArgs) -> QuotaResult:
@@ -404,13 +409,21 @@ class MemQuotaHandler:
                 status_code=INTERNAL,
                 message=f"memquota: no quota configured for instance {instance.name!r}",
             )
+        limit, key = self._resolve(quota, instance)
+        if args.max_amount is not None:
+            # a per-call limit: its own bucket, so callers with other limits never share one
+            limit = replace(limit, max_amount=args.max_amount, capacity=args.max_amount)
+            key = f"{key};#max={args.max_amount}"
         if not args.dedup_id:
-            return self._charge(quota, instance, args, now)
-        dedup = (instance.name, args.dedup_id)
+            return self._charge(limit, key, args, now)
+        # The id answers a retry of the same charge only: the same bucket (quota name and
+        # dimension values) and the same request. Keyed by the id alone, another client's id
+        # would replay that client's grant against an exhausted bucket.
+        dedup = (key, args.amount, args.best_effort, args.dedup_id)
         seen = self._recent.get(dedup) or self._old.get(dedup)
         if seen is not None:
             return seen
-        result = self._charge(quota, instance, args, now)
+        result = self._charge(limit, key, args, now)
         if len(self._recent) >= _MAX_DEDUP_IDS_PER_GENERATION:
             self._rotate()
         self._recent[dedup] = result
@@ -442,14 +455,7 @@ class MemQuotaHandler:
         self._by_instance[id(instance)] = (instance, resolved)  # holding it keeps the id unique
         return resolved
 
-    def _charge(
-        self, quota: QuotaConfig, instance: Instance, args: QuotaArgs, now: float
-    ) -> QuotaResult:
-        limit, key = self._resolve(quota, instance)
-        if args.max_amount is not None:
-            # a per-call limit: its own bucket, so callers with other limits never share one
-            limit = replace(limit, max_amount=args.max_amount, capacity=args.max_amount)
-            key = f"{key};#max={args.max_amount}"
+    def _charge(self, limit: _Limit, key: str, args: QuotaArgs, now: float) -> QuotaResult:
         entry = self._buckets.get(key)
         if entry is None or (entry[0] is not limit and entry[0] != limit):
             entry = (limit, _new_bucket(limit, self._epoch_offset))

@@ -155,6 +155,13 @@ def _serve_parser(sub: Any) -> None:
         help="request-valued rate-limit statistics keys kept before folding into the rule's",
     )
     p.add_argument(
+        "--authz-dedup-header",
+        default=env_default("AUTHZ_DEDUP_HEADER", ""),
+        metavar="NAME",
+        help="ext_authz: the request header that is the quota deduplication id (default: none;"
+        " set it only when the proxy sets or overwrites that header)",
+    )
+    p.add_argument(
         "--tls-cert",
         type=Path,
         default=_path_env("TLS_CERT"),
@@ -292,6 +299,7 @@ def _serve(args: argparse.Namespace) -> int:
         ratelimit_dynamic_metadata=args.ratelimit_dynamic_metadata,
         ratelimit_max_stat_keys=args.ratelimit_max_stat_keys,
         ratelimit_epoch_windows=args.ratelimit_epoch_windows,
+        authz_dedup_header=args.authz_dedup_header.strip().lower(),
         max_message_bytes=args.max_message_bytes,
         max_concurrent_streams=args.max_concurrent_streams,
         tls_cert=args.tls_cert,

@@ -73,6 +73,9 @@ class Settings:
     """Rate-limit windows at multiples of their unit since the epoch (as envoyproxy/ratelimit)."""
     ratelimit_max_stat_keys: int = 10_000
     """Distinct request-valued statistics keys kept before folding into the rule's key."""
+    # ext_authz: the request header whose value is the quota deduplication id; empty: none,
+    # since a header such as x-request-id can come from the end user (see the threat model).
+    authz_dedup_header: str = ""
     check_cache_size: int = 100_000
     max_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_streams: int = 1000

@@ -14,11 +14,16 @@ Params (camelCase or snake_case keys; unknown keys are errors)::
           - dimensions: {destination: reviews}
             maxAmount: 1
             validDuration: 5s       # optional (an extension; Istio's overrides had none)
+            burst: 1                # TOKEN_BUCKET only; default the override's maxAmount
     redisServerUrl: localhost:6379  # see below; default localhost:6379
     connectionPoolSize: 10          # redis-py paths: batches in flight (connections, per
                                     # node for a cluster); 0 = default 10
-    timeout: 50ms                   # per quota call, all included (the first call also
-                                    # connects / discovers the cluster); default 50ms
+    timeout: 50ms                   # Redis is down when it answers nothing for this long
+                                    # while requests wait, or a connection takes longer;
+                                    # default 50ms (see "Timeouts")
+    requestTimeout: 0s              # the most one quota call waits in all, Redis answering
+                                    # or not; 0 (default): no bound of its own (mixer's
+                                    # --handler-timeout bounds the call); else >= timeout
     failOpen: false                 # on Redis failure: false = UNAVAILABLE, true = grant
     minDeduplicationDuration: 1s    # dedup ids kept in Redis for 2 x this
     batchWindow: 1ms                # redis-py paths (see "Connections"); 0..100ms
@@ -45,7 +50,8 @@ server's (``TIME``), not the replica's, so replicas sharing a bucket share its c
 * ``TOKEN_BUCKET``: capacity ``burst`` (default ``maxAmount``), starts full, refills continuously
   at ``maxAmount`` per ``validDuration``. ``reset_after`` is the time until full.
 
-Keys: ``mixer:{<bucket key>}:<fw|rw|rwi|tb>`` and ``mixer:{<bucket key>}:dd:<dedup id>`` where
+Keys: ``mixer:{<bucket key>}:<fw|rw|rwi|tb>`` and
+``mixer:{<bucket key>}:dd:<amount>:<best effort 0|1>:<dedup id>`` where
 the bucket key is Istio's ``<quota name>;<dim>=<value>;…`` (dimension names sorted; ``{``, ``}``
 and ``%`` percent-encoded). The braces make all keys of one bucket share a cluster slot, while
 different buckets (e.g. per client IP) spread over the cluster.
@@ -54,7 +60,8 @@ Results: best effort grants what is left, otherwise all or nothing; a denial is 
 with ``RESOURCE_EXHAUSTED`` ``"redisquota: Resource exhausted"``; a grant carries the configured
 ``validDuration``; ``limit``/``remaining``/``reset_after`` describe the bucket. Amounts <= 0
 grant nothing (OK) and only report the bucket. A request with a ``dedup_id`` already seen (on
-any replica) within the dedup TTL replays the first answer without charging.
+any replica) within the dedup TTL for the same charge (the same bucket, amount and best-effort
+flag) replays the first answer without charging; on another bucket or amount it is a new charge.
 
 Round trips: all quota requests of one check (`RedisQuotaHandler.quota_many`; ``quota`` is
 ``quota_many`` of one) go to Redis as one EVALSHA per cluster slot, one in all for a single
@@ -72,10 +79,28 @@ call that meets a connection error is retried once on a fresh connection (stale 
 restart); a script that had run before the connection broke is then replayed for requests with a
 dedup id, not charged twice. Cluster calls are not retried.
 
-Failures (connection errors, timeouts, script errors) never raise: with ``failOpen`` the request
-is granted, otherwise it gets ``UNAVAILABLE``; either way the counter
-``mixer_quota_backend_errors_total{handler}`` counts it. Every call is bounded by ``timeout``.
-The client reconnects by itself once Redis is back.
+Timeouts tell a dead Redis from a busy one. ``timeout`` is about liveness: on the pipelined
+connection, Redis is declared down when requests wait and nothing at all has arrived for
+``timeout`` (a stopped or hung server), and every waiting call fails at once; a connection
+attempt (connect, AUTH, SELECT) is bounded by ``timeout`` too, and a refused one fails at once.
+While replies keep arriving — a burst of thousands of checks queued on the connection, or
+mixer's own event loop busy for a while — no call fails for being behind in the queue: the
+deadline of a call in the queue moves with the queue, since every reply resets it. So with Redis
+stopped a call fails within ``timeout`` of Redis's last reply (plus the event loop's own lag;
+after a loop held up for longer than ``timeout``, Redis gets a further ``timeout`` to answer),
+and with Redis killed as soon as the connection is refused. Set ``timeout`` above the pauses
+Redis itself may see (CPU throttling, a fork for a snapshot): a Redis silent for that long looks
+hung. The whole call is bounded by mixer's
+``--handler-timeout`` (a call cut off there fails the check with INTERNAL, whatever
+``failOpen`` says); ``requestTimeout``, when set (at least ``timeout``, below
+``--handler-timeout``), bounds it sooner and hands it to the fail policy. On redis-py's paths
+(TLS, clusters) ``timeout`` is redis-py's socket timeout (per read and per connect) and
+``requestTimeout`` also bounds a call's wait in the batch queue.
+
+Failures (connection errors, stalls, timeouts, script errors) never raise: with ``failOpen`` the
+request is granted, otherwise it gets ``UNAVAILABLE``; either way the counter
+``mixer_quota_backend_errors_total{handler}`` counts it. The client reconnects by itself once
+Redis is back.
 """
 
 from __future__ import annotations

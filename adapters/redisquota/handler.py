@@ -3,11 +3,12 @@
 Flow: `quota_many` resolves each request to a bucket (quota config, override, dimensions); the
 check's requests form one group, sent as one EVALSHA per cluster slot (a single server is one
 "slot"). Over the pipelined connection of plain URLs (`_Lean`) the group is written at once,
-and concurrent checks share the connection. On redis-py's paths (`_Standalone`, `_Cluster`) a
-`_Batcher` sends the group at once when nothing is in flight, and otherwise merges it with the
-groups of concurrent checks into one batch, pipelined per node. The caller waits at most
-`timeout`; an error or timeout becomes the handler's fail policy (grant, or UNAVAILABLE) and is
-counted.
+and concurrent checks share the connection, which fails its waiting calls when Redis goes
+silent for `timeout`. On redis-py's paths (`_Standalone`, `_Cluster`) a `_Batcher` sends the
+group at once when nothing is in flight, and otherwise merges it with the groups of concurrent
+checks into one batch, pipelined per node. The caller waits at most `requestTimeout` when set;
+an error, a stall or that timeout becomes the handler's fail policy (grant, or UNAVAILABLE) and
+is counted.
 """
 
 from __future__ import annotations
@@ -116,9 +117,9 @@ def redis_keys(key: str, algorithm: Algorithm) -> tuple[str, ...]:
     return (state, state + "i") if algorithm is Algorithm.ROLLING_WINDOW else (state,)
 
 
-def dedup_key(key: str, dedup_id: str) -> str:
-    """The Redis key remembering the answer to `dedup_id` on bucket `key`."""
-    return f"{_key_base(key)}:dd:{dedup_id}"
+def dedup_key(key: str, dedup_id: str, amount: int = 1, best_effort: bool = False) -> str:
+    """The Redis key remembering the answer to `dedup_id` charging `amount` on bucket `key`."""
+    return f"{_key_base(key)}:dd:{amount}:{1 if best_effort else 0}:{dedup_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,7 @@ def _limit(q: QuotaConfig, dims: Mapping[str, str]) -> _Limit:
             return _Limit(
                 o.max_amount,
                 o.valid_duration or q.valid_duration,
-                o.burst or q.burst or o.max_amount,
+                o.burst or o.max_amount,  # the override's own burst (parse_quotas)
             )
     return _Limit(q.max_amount, q.valid_duration, q.burst or q.max_amount)
 
@@ -231,8 +232,9 @@ class _Lean:
     """One Redis server over one pipelined connection (`resp`): plain ``redis://`` and
     ``unix://`` URLs. Concurrent checks share the connection instead of a pool."""
 
-    def __init__(self, address: LeanAddress) -> None:
-        self._connection = RespConnection(address)
+    def __init__(self, address: LeanAddress, timeout: float) -> None:
+        # Liveness, not per-reply latency: see the package docstring ("Timeouts").
+        self._connection = RespConnection(address, timeout, stall_timeout=timeout)
 
     def slot(self, key: str) -> int:
         return 0
@@ -289,7 +291,7 @@ def _backend(params: RedisQuotaParams, timeout: float) -> _Backend:
         return _Cluster(params.target, params.connection_pool_size, timeout)
     lean = lean_address(params.target.url)
     if lean is not None:
-        return _Lean(lean)
+        return _Lean(lean, timeout)
     return _Standalone(params.target, params.connection_pool_size, timeout)
 
 
@@ -452,6 +454,10 @@ class RedisQuotaHandler:
         self._handler_name = env.handler_name
         self._log = env.logger
         self._timeout = params.timeout.total_seconds()
+        # None: no bound of the handler's own; the caller (mixer's handler timeout) bounds it
+        self._request_timeout = (
+            params.request_timeout.total_seconds() if params.request_timeout else None
+        )
         self._dedup_ttl_ms = math.ceil(2 * params.min_deduplication_duration.total_seconds() * 1000)
         self._script = load_script()
         self._sha = hashlib.sha1(self._script.encode()).hexdigest()
@@ -518,7 +524,9 @@ class RedisQuotaHandler:
             await self._batcher.send_now(group)  # bounded by `timeout` inside `_send`
             return group.future.result()
         self._batcher.submit(group)
-        timer = loop.call_later(self._timeout, _expire, group, self._timeout)
+        if self._request_timeout is None:
+            return await group.future  # a cancelled wait leaves the group out of its batch
+        timer = loop.call_later(self._request_timeout, _expire, group, self._request_timeout)
         try:
             return await group.future
         finally:
@@ -551,7 +559,7 @@ class RedisQuotaHandler:
         if quota.align_to_epoch:
             code = _LUA_EPOCH_FIXED_WINDOW
         static = f"{code},{limit.max_amount},{window_us},{buckets},{bucket_us},{limit.burst}"
-        found = _Bucket(keys, dedup_key(key, ""), self._backend.slot(keys[0]), limit, static)
+        found = _Bucket(keys, f"{_key_base(key)}:dd:", self._backend.slot(keys[0]), limit, static)
         if len(self._buckets) >= _BUCKET_CACHE_SIZE:
             self._buckets.clear()  # crude but bounded; refilling costs only CPU
         self._buckets[key] = found
@@ -575,9 +583,13 @@ class RedisQuotaHandler:
         amount = max(args.amount, 0)  # Redis quotas are rates: nothing to release
         keys = bucket.keys
         ttl = 0
+        best_effort = 1 if args.best_effort else 0
         if args.dedup_id:
-            keys, ttl = (*keys, bucket.dedup_prefix + args.dedup_id), self._dedup_ttl_ms
-        arg = f"[{amount},{1 if args.best_effort else 0},{ttl},{bucket.static_args}]"
+            # A retry of the same charge only: the bucket is in the key's hash tag, and the
+            # amount and best-effort flag are in its name (memquota keys its ids the same way).
+            dedup = f"{bucket.dedup_prefix}{args.amount}:{best_effort}:{args.dedup_id}"
+            keys, ttl = (*keys, dedup), self._dedup_ttl_ms
+        arg = f"[{amount},{best_effort},{ttl},{bucket.static_args}]"
         return _Item(bucket, amount, keys, arg)
 
     async def _send(self, batch: list[_Group]) -> None:
@@ -597,7 +609,7 @@ class RedisQuotaHandler:
             calls.append((keys, ["[" + ",".join(item.arg for _, _, item in entries) + "]"]))
         replies: list[Any]
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(self._request_timeout):
                 replies = await self._backend.evalsha(self._sha, calls)
                 missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
                 if missing:  # first use, or the server restarted or flushed its scripts

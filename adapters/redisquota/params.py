@@ -69,6 +69,7 @@ class RedisQuotaParams:
     target: RedisTarget = field(default_factory=lambda: RedisTarget(url="redis://localhost:6379"))
     connection_pool_size: int = 10
     timeout: datetime.timedelta = datetime.timedelta(milliseconds=50)
+    request_timeout: datetime.timedelta | None = None
     fail_open: bool = False
     min_deduplication_duration: datetime.timedelta = datetime.timedelta(seconds=1)
     batch_window: datetime.timedelta = datetime.timedelta(milliseconds=1)
@@ -160,6 +161,7 @@ _TOP_FIELDS = frozenset(
         "redisServerUrl",
         "connectionPoolSize",
         "timeout",
+        "requestTimeout",
         "failOpen",
         "minDeduplicationDuration",
         "batchWindow",
@@ -181,11 +183,18 @@ def parse_params(raw: Mapping[str, Any]) -> RedisQuotaParams:
     window = duration_param(f.get("batchWindow", "1ms"), "batchWindow")
     if not datetime.timedelta(0) <= window <= datetime.timedelta(milliseconds=100):
         raise ParamError("batchWindow", "must be between 0 and 100ms")
+    timeout = positive_duration_param(f.get("timeout", "50ms"), "timeout")
+    request_timeout = duration_param(f.get("requestTimeout", "0s"), "requestTimeout")
+    if datetime.timedelta(0) < request_timeout < timeout:
+        raise ParamError("requestTimeout", "must be 0 (no bound of its own) or at least timeout")
+    if request_timeout < datetime.timedelta(0):
+        raise ParamError("requestTimeout", "must not be negative")
     return RedisQuotaParams(
         quotas=parsed,
         target=_target(f.get("redisServerUrl", "localhost:6379"), "redisServerUrl"),
         connection_pool_size=pool or 10,  # Istio: 0 means the client's default
-        timeout=positive_duration_param(f.get("timeout", "50ms"), "timeout"),
+        timeout=timeout,
+        request_timeout=request_timeout or None,
         fail_open=_bool(f.get("failOpen", False), "failOpen"),
         min_deduplication_duration=positive_duration_param(
             f.get("minDeduplicationDuration", "1s"), "minDeduplicationDuration"

@@ -10,7 +10,17 @@ Plain ``redis://`` and ``unix://`` URLs with a password and a database only (`le
 TLS and redis-py's other URL options stay on redis-py. Errors are redis-py's exception types,
 so callers handle both paths alike: an error reply is a `ResponseError` (`NoScriptError` for
 NOSCRIPT) in the reply list; a connection that cannot be made or is lost raises
-`redis.exceptions.ConnectionError`.
+`redis.exceptions.ConnectionError` (`RedisStalled` when Redis stopped answering).
+
+A dead Redis is told from a busy one by the connection's liveness, not by how long one reply
+takes: Redis is declared stalled when requests wait and *nothing* has arrived on the connection
+for `stall_timeout` seconds. Under a burst, the replies to thousands of queued commands keep
+arriving, so no request fails however long the queue, while a stopped Redis fails every waiting
+request within `stall_timeout` of the last sign of life. When this process's own event loop was
+held up for longer than `stall_timeout` (so its reads may have missed replies), Redis is judged
+only after a further `stall_timeout` of a responsive loop. The timeout must still exceed the
+pauses Redis itself may see (CPU throttling of its container, a fork for a snapshot): a Redis
+that sends nothing for that long cannot be told from a hung one.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["LeanAddress", "RespConnection", "lean_address"]
+__all__ = ["LeanAddress", "RedisStalled", "RespConnection", "lean_address"]
 
 Command = tuple[str | int | bytes, ...]
 
@@ -73,6 +83,10 @@ def lean_address(url: str) -> LeanAddress | None:
     )
 
 
+class RedisStalled(RedisConnectionError):
+    """Requests waited and Redis sent nothing for the stall timeout: it is stopped or hung."""
+
+
 def _reply(value: Any) -> Any:
     """hiredis's reply, with an error reply as redis-py's exception (returned, not raised)."""
     if isinstance(value, hiredis.ReplyError):
@@ -93,20 +107,30 @@ class _Waiter:
 
 
 class _Protocol(asyncio.Protocol):
-    """Matches replies to requests in order; fails every waiting request when the line drops."""
+    """Matches replies to requests in order; fails every waiting request when the line drops,
+    or when requests wait and nothing arrives for `stall_timeout` seconds (None: never)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stall_timeout: float | None = None) -> None:
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
         self._reader = hiredis.Reader()
         self._waiting: deque[_Waiter] = deque()
-        self.received = 0  # replies so far: tells a slow server from a stuck one
+        self._stall_timeout = stall_timeout
+        self._loop = asyncio.get_running_loop()
+        # Loop time of the last bytes received, or of the request that found nothing waiting:
+        # the connection's last sign of life while requests wait.
+        self._progress = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_due = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        # asyncio runs I/O callbacks before the timers due in the same loop iteration, so
+        # replies that arrived while the loop was busy count before the watchdog looks.
+        self._progress = self._loop.time()
         self._reader.feed(data)
         waiting = self._waiting
         while True:
@@ -120,7 +144,6 @@ class _Protocol(asyncio.Protocol):
             if not waiting:
                 self._drop(RedisConnectionError("Redis sent a reply nobody asked for"))
                 return
-            self.received += 1
             waiter = waiting[0]
             waiter.replies.append(reply)
             if len(waiter.replies) == waiter.count:
@@ -129,6 +152,9 @@ class _Protocol(asyncio.Protocol):
                     waiter.future.set_result([_reply(r) for r in waiter.replies])
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.lost is None:
             self.lost = RedisConnectionError(
                 f"connection to Redis lost: {exc}" if exc else "Redis closed the connection"
@@ -147,10 +173,42 @@ class _Protocol(asyncio.Protocol):
         """Write `commands`; the future gets their replies, in order."""
         if self.lost is not None or self.transport is None or self.transport.is_closing():
             raise self.lost or RedisConnectionError("connection to Redis is closed")
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
+        if not self._waiting:
+            self._progress = self._loop.time()  # the clock starts with the first request
+            if self._watchdog is None and self._stall_timeout is not None:
+                self._schedule(self._progress + self._stall_timeout)
         self._waiting.append(_Waiter(future, len(commands)))
         self.transport.write(b"".join([_pack(c) for c in commands]))
         return future
+
+    def _schedule(self, when: float) -> None:
+        self._watch_due = when
+        self._watchdog = self._loop.call_at(when, self._watch)
+
+    def _watch(self) -> None:
+        """The watchdog: drop the connection if requests wait and it has gone silent."""
+        self._watchdog = None
+        if not self._waiting or self.lost is not None or self._stall_timeout is None:
+            return
+        deadline = self._progress + self._stall_timeout
+        now = self._loop.time()
+        if now < deadline:
+            self._schedule(deadline)
+            return
+        if now - self._watch_due > self._stall_timeout:
+            # This process, not Redis, was late: the loop (or the whole process) was held up
+            # for longer than the stall timeout, so it may not have read what Redis sent
+            # meanwhile. Redis is judged only after a stall timeout of a responsive loop; a
+            # loop that is never responsive leaves the call to its caller's own deadline.
+            self._schedule(now + self._stall_timeout)
+            return
+        self._drop(
+            RedisStalled(
+                f"Redis answered nothing for {now - self._progress:.3f}s "
+                f"with {len(self._waiting)} requests waiting"
+            )
+        )
 
     def close(self) -> None:
         if self.transport is not None:
@@ -161,16 +219,25 @@ class RespConnection:
     """A pipelined connection to one Redis server, made on first use and remade after a loss.
 
     `call` retries once on a fresh connection when the connection fails (as the redis-py path
-    does): after a Redis restart the old connection is stale. A call that is cancelled (its
-    caller's timeout) when no reply at all came while it waited closes the connection: the
-    server is stuck, and requests must not queue up on it without bound. Replies still owed to
-    a call cancelled while the server was merely slow are read and dropped. Callers bound their
-    own waits; `connect_timeout` bounds a connection attempt that nobody waits for any more.
+    does): after a Redis restart the old connection is stale. A stall is not retried: with
+    `stall_timeout` set, when requests wait and nothing arrives for that long, every waiting
+    call fails with `RedisStalled` at once and the connection is dropped (the next call makes a
+    new one), so a stopped Redis costs a call at most `stall_timeout` of waiting plus
+    `connect_timeout` to reconnect. A call cancelled by its caller leaves the connection alone:
+    the replies still owed to it are read and dropped. `connect_timeout` bounds a connection
+    attempt (connect, AUTH, SELECT).
     """
 
-    def __init__(self, address: LeanAddress, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        address: LeanAddress,
+        connect_timeout: float = 5.0,
+        *,
+        stall_timeout: float | None = None,
+    ) -> None:
         self._address = address
         self._connect_timeout = connect_timeout
+        self._stall_timeout = stall_timeout
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._closed = False
@@ -181,7 +248,6 @@ class RespConnection:
             protocol = self._protocol
             if protocol is None or protocol.lost is not None or self._closed:
                 protocol = await self._connected()
-            received = protocol.received
             try:
                 future = protocol.send(commands)
             except RedisConnectionError:
@@ -191,15 +257,13 @@ class RespConnection:
                 continue
             try:
                 return await future
+            except RedisStalled:
+                self._forget(protocol)
+                raise  # a fresh connection to a stopped server would stall again
             except RedisConnectionError:
                 self._forget(protocol)
                 if attempt == 2:
                     raise
-            except asyncio.CancelledError:
-                if protocol.received == received:
-                    self._forget(protocol)
-                    protocol.close()
-                raise
         raise AssertionError("unreachable")
 
     def _forget(self, protocol: _Protocol) -> None:
@@ -252,10 +316,14 @@ class RespConnection:
         """Connect, then AUTH and SELECT as the URL asks; the protocol is closed on failure."""
         loop = asyncio.get_running_loop()
         address = self._address
+
+        def factory() -> _Protocol:
+            return _Protocol(self._stall_timeout)
+
         if address.path:
-            _, protocol = await loop.create_unix_connection(_Protocol, address.path)
+            _, protocol = await loop.create_unix_connection(factory, address.path)
         else:
-            _, protocol = await loop.create_connection(_Protocol, address.host, address.port)
+            _, protocol = await loop.create_connection(factory, address.host, address.port)
         setup: list[Command] = []
         if address.password is not None:
             if address.username:

@@ -30,7 +30,11 @@ class RateLimitAlgorithm(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Override:
-    """Limits for instances whose dimensions equal all of `dimensions`."""
+    """Limits for instances whose dimensions equal all of `dimensions`.
+
+    `burst` is set exactly when the quota's algorithm is TOKEN_BUCKET: the override's own
+    ``burst``, else its own `max_amount`, never the quota's burst (see `parse_quotas`).
+    """
 
     dimensions: Mapping[str, str]
     max_amount: int
@@ -133,11 +137,16 @@ def _override(
     valid: datetime.timedelta | None = None
     if "validDuration" in f:
         valid = _valid_duration(f["validDuration"], f"{path}.validDuration", algorithm, positive)
+    burst = _burst(f, path, algorithm)
+    if burst is None and algorithm is RateLimitAlgorithm.TOKEN_BUCKET:
+        # An override that lowers maxAmount must not keep the default's larger burst: its
+        # bucket holds what it says, as a quota's bucket without `burst` holds maxAmount.
+        burst = max_amount
     return Override(
         dimensions=MappingProxyType({str(k): dimension_text(v) for k, v in dims.items()}),
         max_amount=max_amount,
         valid_duration=valid,
-        burst=_burst(f, path, algorithm),
+        burst=burst,
     )
 
 
@@ -193,8 +202,10 @@ def parse_quotas(
     ``validDuration`` since the Unix epoch. With `require_valid_duration` (Istio's redisquota),
     ``validDuration`` is required
     and every ``validDuration`` must be > 0; otherwise (Istio's memquota) it defaults to 0 and
-    must be > 0 only when an algorithm is set. ``burst`` needs TOKEN_BUCKET; ``bucketDuration``
-    must lie between 1ms and ``validDuration`` for ROLLING_WINDOW.
+    must be > 0 only when an algorithm is set. ``burst`` needs TOKEN_BUCKET and defaults to
+    ``maxAmount``; an override's ``burst`` defaults to the override's own ``maxAmount``, never
+    to the quota's ``burst``. ``bucketDuration`` must lie between 1ms and ``validDuration`` for
+    ROLLING_WINDOW.
     """
     if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
         raise ParamError(path, "required: a non-empty list of quotas")

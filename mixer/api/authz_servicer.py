@@ -15,6 +15,7 @@ from mixer import codes
 from mixer.api.check_encoding import PartTable
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
+from mixer.attributes.bag import Bag, StringMap
 from mixer.attributes.envoy import bag_from_check_request
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_bag
 from mixer.envoy.config.core.v3 import base_pb2
@@ -119,14 +120,29 @@ class AuthorizationService:
         *,
         limits: Limits = DEFAULT_LIMITS,
         peer_identity: bool = False,
+        dedup_header: str = "",
     ) -> None:
+        """`dedup_header` (lower case) names the request header whose value deduplicates quota
+        charges; empty: none, every check is charged."""
         self._holder = holder
+        self._dedup_header = dedup_header
         self._metrics = metrics
         self._limits = limits
         self._peer_identity = peer_identity
         self._results = Children(metrics.check_results)
         # Answers repeat (the same rule, headers and status): each is encoded once.
         self._encoded = PartTable()
+
+    def _dedup_id(self, bag: Bag) -> str:
+        """The configured header's value, or "" (no deduplication). Only the operator knows
+        whether the proxy sets that header itself: Envoy keeps an ``x-request-id`` that an edge
+        client sent unless told otherwise, and a client choosing its id would have every
+        request after the first answered from the first, uncharged."""
+        if not self._dedup_header:
+            return ""
+        headers = bag.get("request.headers")
+        value = headers.get(self._dedup_header) if isinstance(headers, StringMap) else None
+        return value if isinstance(value, str) else ""
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.auth.v3.Authorization/Check."""
@@ -159,9 +175,7 @@ class AuthorizationService:
                 name: QuotaRequest(amount)
                 for name, amount in rt.quota_selector.quotas_for(bag).items()
             }
-            # x-request-id when Envoy sends one: a retried request is then not charged twice.
-            request_id = bag.get("request.id")
-            dedup = request_id if isinstance(request_id, str) else ""
+            dedup = self._dedup_id(bag) if quotas else ""
             outcome = await rt.dispatcher.check(bag, quotas, dedup)
         self._results.get(
             "ext_authz",

@@ -123,6 +123,7 @@ class Application:
             self.metrics,
             limits=limits,
             peer_identity=self.settings.tls_client_ca is not None,
+            dedup_header=self.settings.authz_dedup_header,
         )
         als = AccessLogService(holder, self.metrics, limits=limits)
         rls = RateLimitService(

@@ -66,6 +66,8 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         str(settings.ratelimit_near_limit_ratio),
         "--ratelimit-max-stat-keys",
         str(settings.ratelimit_max_stat_keys),
+        "--authz-dedup-header",
+        settings.authz_dedup_header,
         "--max-message-bytes",
         str(settings.max_message_bytes),
         "--max-concurrent-streams",

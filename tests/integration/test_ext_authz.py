@@ -232,7 +232,24 @@ def test_quota_from_quota_spec_maps_exhaustion_to_429(mixer: MixerProcess) -> No
     assert all(check(mixer, request("/free"))["status"]["code"] == 0 for _ in range(3))
 
 
-def test_a_retry_with_the_same_request_id_is_not_charged_twice(mixer: MixerProcess) -> None:
+def test_by_default_a_reused_request_id_is_charged_every_time(mixer: MixerProcess) -> None:
+    # x-request-id may come from the end user: without --authz-dedup-header it is no dedup id
+    first = request("/limited/retry")
+    results = run_envoy_client(mixer.address, "check", [first] * 4)
+    assert [r["response"]["status"]["code"] for r in results] == [0, 0, 8, 8]
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_retry_with_the_configured_dedup_header_is_not_charged_twice(
+    start_mixer: Start, tmp_path: Path, how: str
+) -> None:
+    rules = tmp_path / "authz-rules"
+    rules.mkdir()
+    (rules / "authz.yaml").write_text(RULES)
+    if how == "flag":
+        mixer = start_mixer(rules, extra_args=["--authz-dedup-header", "X-Request-Id"])
+    else:
+        mixer = start_mixer(rules, env={"MIXER_AUTHZ_DEDUP_HEADER": "x-request-id"})
     first = request("/limited/retry")
     # Envoy retrying one request four times, on one channel, well within the dedup window
     results = run_envoy_client(mixer.address, "check", [first] * 4)

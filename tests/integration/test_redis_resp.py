@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from adapters.redisquota.resp import LeanAddress, RespConnection, lean_address
+from adapters.redisquota.resp import LeanAddress, RedisStalled, RespConnection, lean_address
 from tests.redis_server import RedisServer, free_port
 
 pytestmark = pytest.mark.integration
@@ -124,21 +125,55 @@ async def test_refused_connection_names_the_address() -> None:
             await conn.call([("PING",)])
 
 
-async def test_a_hung_server_times_out_then_recovers_on_a_new_connection() -> None:
+async def test_a_hung_server_stalls_every_waiting_call_then_recovers_on_a_new_connection() -> None:
     with RedisServer() as hung:
-        async with connection(address_of(hung)) as conn:
+        address = address_of(hung)
+        async with connection(RespConnection(address, 0.5, stall_timeout=0.1)) as conn:
             (first,) = await conn.call([("CLIENT", "ID")])
             hung.pause()
             try:
                 for _ in range(3):
-                    with pytest.raises(TimeoutError):
-                        async with asyncio.timeout(0.2):
-                            await conn.call([("PING",)])
+                    start = time.monotonic()
+                    waiting = [asyncio.ensure_future(conn.call([("PING",)])) for _ in range(5)]
+                    outcomes = await asyncio.wait_for(
+                        asyncio.gather(*waiting, return_exceptions=True), 5
+                    )
+                    # all at once, after the stall timeout, and not retried into a second stall
+                    assert all(isinstance(o, RedisStalled) for o in outcomes), outcomes
+                    assert 0.09 <= time.monotonic() - start < 0.5
             finally:
                 hung.resume()
             echo, second = await conn.call([("ECHO", "back"), ("CLIENT", "ID")])
             assert echo == b"back"
             assert second != first  # the stuck connection was dropped
+
+
+async def test_without_a_stall_timeout_a_cancelled_call_keeps_the_connection() -> None:
+    with RedisServer() as slow:
+        async with connection(address_of(slow)) as conn:
+            (first,) = await conn.call([("CLIENT", "ID")])
+            slow.pause()
+            try:
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await conn.call([("PING",)])
+            finally:
+                slow.resume()
+            # the PING's reply is read and dropped; the connection serves the next call
+            (again,) = await conn.call([("CLIENT", "ID")])
+            assert again == first
+
+
+async def test_replies_that_arrive_while_the_loop_is_busy_are_not_a_stall(
+    server: RedisServer,
+) -> None:
+    async with connection(RespConnection(address_of(server), 0.5, stall_timeout=0.05)) as conn:
+        await conn.call([("PING",)])
+        calls = [asyncio.ensure_future(conn.call([("INCR", "resp:busy")])) for _ in range(1000)]
+        await asyncio.sleep(0)  # all written
+        time.sleep(0.2)  # the loop is busy for 4 stall timeouts; Redis answers meanwhile
+        replies = await asyncio.wait_for(asyncio.gather(*calls), 10)
+    assert sorted(r for (r,) in replies) == list(range(1, 1001))
 
 
 async def test_a_call_cancelled_while_replies_flow_keeps_the_connection(

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,18 @@ from adapters import redisquota
 from adapters.base import OK, RESOURCE_EXHAUSTED, UNAVAILABLE, Env, Instance, QuotaArgs, QuotaResult
 from adapters.redisquota.handler import RedisQuotaHandler, bucket_key, redis_keys
 from adapters.redisquota.params import Algorithm
+from mixer.client import MixerClient
+from mixer.codes import CANCELLED
+from tests.hostile.test_quota_attacks import (
+    MIXER_CHECK,
+    RPC_ERROR,
+    authz_code,
+    authz_request,
+    fire,
+    mixer_code,
+    warm_up,
+)
+from tests.mixer_process import MixerProcess
 from tests.redis_server import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.integration
@@ -311,3 +324,102 @@ async def test_cluster_node_outage_fails_closed_then_recovers(
         used = 0 if c in on_dead_node else 1 + down[c].granted
         granted = [(await check(c)).granted for _ in range(4)]
         assert granted == [1] * (3 - used) + [0] * (1 + used), (c, used, granted)
+
+
+async def default_replica(server: RedisServer) -> Replica:
+    """A handler on the default timeouts (timeout 50ms, no requestTimeout)."""
+    registry = CollectorRegistry()
+    params = redisquota.parse_params(
+        {
+            "redisServerUrl": server.address,
+            "quotas": [{"name": LOAD, "maxAmount": 10**9, "validDuration": "60s"}],
+        }
+    )
+    env = Env("default.handler.ns", logging.getLogger("test"), registry, time.monotonic)
+    return Replica(redisquota.build(params, env), registry, "default.handler.ns")
+
+
+async def burst(handler: RedisQuotaHandler, n: int) -> list[tuple[QuotaResult, float]]:
+    """`n` concurrent calls, each with its own bucket: (result, seconds) of each."""
+
+    async def one(i: int) -> tuple[QuotaResult, float]:
+        start = time.monotonic()
+        inst = Instance(LOAD, "quota", {"dimensions": {"client": str(i)}})
+        result = await handler.quota(inst, QuotaArgs(1, dedup_id=f"b{i}"))
+        return result, time.monotonic() - start
+
+    async with asyncio.timeout(30):
+        return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+@pytest.mark.parametrize("fault", ["stopped", "killed"])
+async def test_on_default_timeouts_a_stopped_or_killed_redis_fails_a_burst_fast(
+    own_redis_server: RedisServer, replicas: list[Replica], fault: str
+) -> None:
+    replica = await default_replica(own_redis_server)
+    replicas.append(replica)
+    healthy = await burst(replica.handler, 500)
+    assert {r.status_code for r, _ in healthy} == {OK}
+    lag = LagMonitor()
+    if fault == "stopped":
+        own_redis_server.pause()  # accepts connections, never answers: hung
+    else:
+        own_redis_server.kill()  # connections refused
+    try:
+        down = await burst(replica.handler, 500)
+        again = await burst(replica.handler, 500)  # and the calls after the first failure
+        await asyncio.sleep(0.02)
+    finally:
+        own_redis_server.resume()
+        await lag.stop()
+    worst = max(seconds for _, seconds in down + again)
+    print(f"\nRedis {fault}: 1,000 calls UNAVAILABLE, worst {worst * 1000:.0f} ms")
+    assert {r.status_code for r, _ in down + again} == {UNAVAILABLE}
+    # the documented bound: `timeout` (50 ms) after the last reply, plus the loop's own lag
+    assert worst <= TIMEOUT + SLACK + lag.worst, (worst, lag.worst)
+    assert replica.errors() == 1000
+
+
+# --- a burst through a whole server -------------------------------------------------------------
+
+
+HEADERS = 200
+
+
+def mixer_checks(n: int, first_ip: int = 0x0A640000) -> list[bytes]:
+    """`n` Mixer Checks of one unit of the shipped requestcountquota, each from its own address
+    (so each has a bucket of its own: every answer is a grant unless Redis fails)."""
+    with MixerClient("127.0.0.1:1", timeout=1) as client:
+        return [
+            client.check_request(
+                {
+                    "source.ip": ipaddress.ip_address(first_ip + i).packed,
+                    "destination.service.name": "productpage",
+                    # a realistic request's worth of headers: decoding takes the loop a while
+                    "request.headers": {f"x-h{k}": f"value {k} of {i}" for k in range(HEADERS)},
+                },
+                {"requestcountquota": 1},
+            ).SerializeToString()
+            for i in range(n)
+        ]
+
+
+async def test_a_burst_through_the_server_with_redis_healthy_gets_no_unavailable(
+    start_mixer: Callable[..., MixerProcess], own_redis_server: RedisServer
+) -> None:
+    """Issue 20, finding 15, end to end: 1,500 concurrent Mixer Checks on the shipped rules with
+    --redis-url (each its own bucket). The deterministic form of this attack, which failed every
+    call before the liveness timeout, is in tests/hostile/test_quota_attacks.py."""
+    mixer = start_mixer(extra_args=["--redis-url", own_redis_server.url])
+    await warm_up(mixer, authz_request("10.4.0.1"), authz_code)
+    burst = mixer_checks(1500)
+    # 3 connections of 500 streams: below the server's 1,000 concurrent streams per connection
+    codes, seconds = await fire(
+        mixer.address, MIXER_CHECK, burst, mixer_code, in_flight=1500, channels=3
+    )
+    counts = {code: codes.count(code) for code in set(codes)}
+    print(f"\n1,500 concurrent checks, Redis healthy: {counts} in {seconds:.2f} s")
+    assert UNAVAILABLE not in counts and RPC_ERROR + UNAVAILABLE not in counts, counts
+    # Every check was answered OK, but for calls gRPC itself cancelled before mixer saw them:
+    # its backlog of calls not yet taken by the server's loop is bounded (not a quota matter).
+    assert set(counts) <= {OK, RPC_ERROR + CANCELLED}, counts

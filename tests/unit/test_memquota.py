@@ -202,6 +202,22 @@ async def test_zero_amount_reports_the_bucket_without_charging() -> None:
     assert (await take(h, 0)).remaining == 3
 
 
+async def test_a_token_bucket_override_without_burst_holds_its_own_max_amount() -> None:
+    h = make(
+        FakeClock(),
+        maxAmount=100,
+        validDuration="1s",
+        rateLimitAlgorithm="TOKEN_BUCKET",
+        burst=200,
+        overrides=[{"dimensions": {"destination": "ratings"}, "maxAmount": 20}],
+    )
+    # the clock stands still: no refill, so the grants are the bucket's capacity
+    ratings = [(await take(h, dims={"destination": "ratings"})).granted for _ in range(30)]
+    others = [(await take(h, dims={"destination": "reviews"})).granted for _ in range(210)]
+    assert sum(ratings) == 20
+    assert sum(others) == 200
+
+
 async def test_overrides_match_only_when_every_dimension_equals() -> None:
     h = make(
         FakeClock(),
@@ -281,6 +297,24 @@ async def test_retry_with_same_dedup_id_returns_first_grant_without_charging() -
     assert again == first
     assert (await take(h, dedup_id="req-2")).granted == 1  # the retry did not use the 2nd unit
     assert (await take(h, dedup_id="req-3")).granted == 0
+
+
+async def test_a_dedup_id_replays_only_on_its_own_bucket() -> None:
+    h = make(FakeClock(), maxAmount=1, validDuration="10s")
+    assert (await take(h, dims={"user": "alice"}, dedup_id="id-1")).granted == 1
+    assert (await take(h, dims={"user": "bob"}, dedup_id="id-2")).granted == 1
+    # bob's bucket is empty: alice's id is a new charge on it, not a replay of her grant
+    stolen = await take(h, dims={"user": "bob"}, dedup_id="id-1")
+    assert (stolen.granted, stolen.status_code) == (0, RESOURCE_EXHAUSTED)
+    assert (await take(h, dims={"user": "alice"}, dedup_id="id-1")).granted == 1  # her retry
+
+
+async def test_a_dedup_id_replays_only_the_same_amount() -> None:
+    h = make(FakeClock(), maxAmount=5, validDuration="10s")
+    assert (await take(h, 1, dedup_id="id")).granted == 1
+    assert (await take(h, 3, dedup_id="id")).granted == 3  # another charge: counted
+    assert (await take(h, 1, dedup_id="id")).granted == 1  # the first one's retry
+    assert (await take(h, 0)).remaining == 1
 
 
 async def test_dedup_ids_are_remembered_one_to_two_periods() -> None:

@@ -139,6 +139,7 @@ def test_redisquota_defaults_are_istio_redisquota() -> None:
     assert not p.target.cluster
     assert (p.connection_pool_size, p.fail_open) == (10, False)
     assert p.timeout == datetime.timedelta(milliseconds=50)
+    assert p.request_timeout is None  # the caller's handler timeout bounds a call
 
 
 def test_redisquota_requires_a_valid_duration() -> None:
@@ -191,6 +192,8 @@ def test_bad_redis_server_urls_are_rejected(url: Any) -> None:
         ("connectionPoolSize", -1),
         ("batchWindow", "1s"),
         ("batchMaxItems", 0),
+        ("requestTimeout", "10ms"),  # shorter than timeout (50ms)
+        ("requestTimeout", "-1s"),
     ],
 )
 def test_bad_redis_settings_name_the_field(field: str, value: Any) -> None:
@@ -206,9 +209,38 @@ def test_redis_settings_are_parsed() -> None:
             "failOpen": "true",
             "batchWindow": "0s",
             "batchMaxItems": 8,
+            "requestTimeout": "300ms",
         }
     )
+    assert p.request_timeout == datetime.timedelta(milliseconds=300)
     assert p.connection_pool_size == 10  # Istio: 0 means the default
     assert p.timeout == datetime.timedelta(milliseconds=20)
     assert p.fail_open is True
     assert (p.batch_window, p.batch_max_items) == (datetime.timedelta(0), 8)
+
+
+@BOTH
+def test_an_override_without_burst_gets_its_own_max_amount_not_the_quotas_burst(
+    parse: Parser,
+) -> None:
+    raw = quota(
+        rateLimitAlgorithm="TOKEN_BUCKET",
+        maxAmount=100,
+        burst=200,
+        overrides=[
+            {"dimensions": {"destination": "ratings"}, "maxAmount": 20},
+            {"dimensions": {"destination": "reviews"}, "maxAmount": 30, "burst": 60},
+        ],
+    )
+    (q,) = parse(raw).quotas
+    assert q.burst == 200
+    assert [(o.max_amount, o.burst) for o in q.overrides] == [(20, 20), (30, 60)]
+
+
+@BOTH
+def test_an_override_has_no_burst_without_a_token_bucket(parse: Parser) -> None:
+    raw = quota(
+        rateLimitAlgorithm="FIXED_WINDOW", overrides=[{"dimensions": {"d": "x"}, "maxAmount": 2}]
+    )
+    (q,) = parse(raw).quotas
+    assert q.overrides[0].burst is None
