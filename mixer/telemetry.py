@@ -77,6 +77,7 @@ class ServerMetrics:
     reports_received: LabelledCounter
     check_results: LabelledCounter
     quota_results: LabelledCounter
+    limit_exceeded: LabelledCounter
     build: Gauge
 
     @classmethod
@@ -173,6 +174,13 @@ class ServerMetrics:
                 "mixer_quota_results",
                 "Quota allocations, by quota name and result (granted, exhausted, error).",
                 ["quota", "result"],
+                reg,
+            ),
+            limit_exceeded=LabelledCounter(
+                "mixer_limit_exceeded",
+                "Crossings of a resource bound, by the bound's flag (requests refused, cache "
+                "entries evicted early, admin connections turned away, reloads stopped).",
+                ["limit"],
                 reg,
             ),
         )

@@ -15,9 +15,10 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from mixer.api.status import unary_handler
+from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
-from mixer.errors import BadRequest
+from mixer.errors import BadRequest, LimitExceeded
 from mixer.runtime.ratelimit import UNIT_SECONDS, Code, Decision, DescriptorDecision, RateLimitTable
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
@@ -143,12 +144,14 @@ class RateLimitService:
         *,
         headers: str = "draft",
         table_of: TableOf | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if headers not in HEADER_MODES:
             raise ValueError(f"headers must be one of {', '.join(HEADER_MODES)}, got {headers!r}")
         self._holder = holder
         self._metrics = metrics
         self._headers = headers
+        self._limits = limits
         self._table_of: TableOf = table_of or _runtime_table
 
     def handler(self) -> grpc.GenericRpcHandler:
@@ -176,11 +179,7 @@ class RateLimitService:
             raise BadRequest("rate limit domain must not be empty")
         if not request.descriptors:
             raise BadRequest("rate limit descriptor list must not be empty")
-        descriptors: list[Entries] = []
-        for index, d in enumerate(request.descriptors):
-            if not d.entries:
-                raise BadRequest(f"descriptors[{index}] has no entries")
-            descriptors.append([(e.key, e.value) for e in d.entries])
+        descriptors = _descriptors(request, self._limits)
         with self._holder.use() as rt:
             table = self._table_of(rt)
             decision = await table.should_rate_limit(request.domain, descriptors, _hits(request))
@@ -189,6 +188,39 @@ class RateLimitService:
                 result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
                 self._metrics.quota_results.labels(status.rule.quota, result).inc()
         return rls_response(decision, self._headers)
+
+
+def _descriptors(request: rls_pb2.RateLimitRequest, limits: Limits) -> list[Entries]:
+    """The request's descriptors as (key, value) lists; `LimitExceeded` past a bound (checked
+    before anything is matched or counted, so a refused request holds no bucket)."""
+    if len(request.descriptors) > limits.max_descriptors:
+        raise LimitExceeded(
+            f"descriptors: {len(request.descriptors)} descriptors is more than the limit of "
+            f"{limits.max_descriptors}",
+            "max_descriptors",
+        )
+    longest = limits.max_descriptor_bytes
+    descriptors: list[Entries] = []
+    for index, d in enumerate(request.descriptors):
+        if not d.entries:
+            raise BadRequest(f"descriptors[{index}] has no entries")
+        if len(d.entries) > limits.max_descriptor_entries:
+            raise LimitExceeded(
+                f"descriptors[{index}]: {len(d.entries)} entries is more than the limit of "
+                f"{limits.max_descriptor_entries}",
+                "max_descriptor_entries",
+            )
+        entries = [(e.key, e.value) for e in d.entries]
+        for number, (key, value) in enumerate(entries):
+            size = max(len(key.encode()), len(value.encode()))
+            if size > longest:
+                raise LimitExceeded(
+                    f"descriptors[{index}].entries[{number}]: {size} bytes is more than the "
+                    f"limit of {longest}",
+                    "max_descriptor_bytes",
+                )
+        descriptors.append(entries)
+    return descriptors
 
 
 def _runtime_table(rt: Runtime) -> RateLimitTable:

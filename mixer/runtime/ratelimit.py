@@ -397,13 +397,16 @@ async def build_ratelimit_table(
     registry: Mapping[str, AdapterInfo],
     calls: HandlerCalls,
     previous: RateLimitTable | None = None,
+    max_quota_bytes: int = 64 * 1024 * 1024,
 ) -> RateLimitTable:
-    """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
+    """The table for a config snapshot (see `RateLimitTable.from_configs`); its in-memory
+    buckets hold at most `max_quota_bytes`."""
     env = Env(
         handler_name=HANDLER_NAME,
         logger=logging.getLogger("adapters.ratelimit"),
         registry=metrics_registry,
         clock=time.monotonic,
+        max_quota_bytes=max_quota_bytes,
     )
     return RateLimitTable.from_configs(
         snapshot.rate_limit_configs,

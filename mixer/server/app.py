@@ -125,7 +125,9 @@ class Application:
             peer_identity=self.settings.tls_client_ca is not None,
         )
         als = AccessLogService(holder, self.metrics, limits=limits)
-        rls = RateLimitService(holder, self.metrics, headers=self.settings.ratelimit_headers)
+        rls = RateLimitService(
+            holder, self.metrics, headers=self.settings.ratelimit_headers, limits=limits
+        )
         return [
             (authz.handler(), AUTHZ_SERVICE),
             (als.handler(), ALS_SERVICE),

@@ -87,6 +87,9 @@ class Reloader:
             previous=previous,
             handler_timeout=self._settings.handler_timeout,
             cache_size=self._settings.check_cache_size,
+            cache_bytes=self._settings.check_cache_bytes,
+            max_series=self._settings.max_series,
+            max_quota_bytes=self._settings.max_quota_bucket_bytes,
             metrics_registry=self._adapter_registry,
             redis_url=self._settings.redis_url,
         )
