@@ -19,13 +19,12 @@ it, until one of those hits again.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mixer.attributes.shapes import ShapeSet, plain
+from mixer.attributes.shapes import ShapeSet, estimated_size, plain
 from mixer.attributes.tracking import References
 
 # Lookups per hit-rate window, the fewest hits in a window that keep every check using the cache,
@@ -36,18 +35,6 @@ _SPARSE_EVERY = 64
 
 # What an entry costs besides its key: the _Entry, the OrderedDict link and the cached answer.
 _ENTRY_OVERHEAD = 256
-_OBJECT = 32
-
-
-def _size(value: object) -> int:
-    """An estimate of the memory `value` (a key, or part of one) holds, in bytes."""
-    if isinstance(value, str | bytes):
-        return sys.getsizeof(value)
-    if isinstance(value, tuple):
-        return sys.getsizeof(value) + sum(map(_size, value))
-    if isinstance(value, Mapping):
-        return sys.getsizeof(value) + sum(_size(k) + _size(v) for k, v in value.items())
-    return _OBJECT
 
 
 @dataclass(slots=True)
@@ -142,7 +129,7 @@ class CheckCache:
         key = shape.key(plain(bag))
         if key is None:
             return
-        size = _size(key) + _ENTRY_OVERHEAD
+        size = estimated_size(key) + _ENTRY_OVERHEAD
         if size > self._max_bytes:
             if self._on_evict is not None:
                 self._on_evict()

@@ -92,10 +92,11 @@ class Application:
             self.metrics.registry,
             ready=lambda: self._ready,
             debug=self._debug_routes() if self.settings.enable_debug else None,
+            **self._admin_bounds(),
         )
         mhost, mport = split_address(self.settings.metrics_address)
         self.adapter_metrics = AdminServer(
-            mhost, mport, self.adapter_registry, ready=lambda: self._ready
+            mhost, mport, self.adapter_registry, ready=lambda: self._ready, **self._admin_bounds()
         )
         await self.server.start()
         self.admin.start()
@@ -115,6 +116,14 @@ class Application:
                 "revision": self.holder.current.revision,
             },
         )
+
+    def _admin_bounds(self) -> dict[str, Any]:
+        crossed = self.metrics.limit_exceeded
+        return {
+            "timeout": self.settings.admin_timeout,
+            "max_connections": self.settings.admin_max_connections,
+            "on_limit": lambda flag: crossed.labels(flag).inc(),
+        }
 
     def _envoy_services(self, holder: RuntimeHolder) -> list[tuple[grpc.GenericRpcHandler, str]]:
         limits = self.settings.limits
