@@ -9,6 +9,7 @@ status per request descriptor in request order, and rate-limit response headers 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 
@@ -46,6 +47,8 @@ _CODES = {
 }
 
 Entries = list[tuple[str, str]]
+# Descriptors handled between two yields to the event loop (see `mixer.runtime.ratelimit`).
+_SLICE = 64
 TableOf = Callable[[Runtime], RateLimitTable]
 
 
@@ -179,20 +182,23 @@ class RateLimitService:
             raise BadRequest("rate limit domain must not be empty")
         if not request.descriptors:
             raise BadRequest("rate limit descriptor list must not be empty")
-        descriptors = _descriptors(request, self._limits)
+        descriptors = await _descriptors(request, self._limits)
         with self._holder.use() as rt:
             table = self._table_of(rt)
             decision = await table.should_rate_limit(request.domain, descriptors, _hits(request))
-        for status in decision.statuses:
+        for index, status in enumerate(decision.statuses):
+            if index and index % _SLICE == 0:
+                await asyncio.sleep(0)
             if status.rule is not None:
                 result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
                 self._metrics.quota_results.labels(status.rule.quota, result).inc()
         return rls_response(decision, self._headers)
 
 
-def _descriptors(request: rls_pb2.RateLimitRequest, limits: Limits) -> list[Entries]:
+async def _descriptors(request: rls_pb2.RateLimitRequest, limits: Limits) -> list[Entries]:
     """The request's descriptors as (key, value) lists; `LimitExceeded` past a bound (checked
-    before anything is matched or counted, so a refused request holds no bucket)."""
+    before anything is matched or counted, so a refused request holds no bucket). Yields to
+    the event loop every `_SLICE` descriptors."""
     if len(request.descriptors) > limits.max_descriptors:
         raise LimitExceeded(
             f"descriptors: {len(request.descriptors)} descriptors is more than the limit of "
@@ -202,6 +208,8 @@ def _descriptors(request: rls_pb2.RateLimitRequest, limits: Limits) -> list[Entr
     longest = limits.max_descriptor_bytes
     descriptors: list[Entries] = []
     for index, d in enumerate(request.descriptors):
+        if index and index % _SLICE == 0:
+            await asyncio.sleep(0)
         if not d.entries:
             raise BadRequest(f"descriptors[{index}] has no entries")
         if len(d.entries) > limits.max_descriptor_entries:

@@ -27,6 +27,7 @@ epoch), and a hit that would go over the limit is denied without being counted.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import enum
 import logging
@@ -85,6 +86,11 @@ HANDLER_NAME = "rls.ratelimit"
 
 Entries = Sequence[tuple[str, str]]
 """One request descriptor: its (key, value) entries in order."""
+
+
+# Descriptors matched, and quotas allocated, between two yields to the event loop: with
+# --max-descriptors raised, one request could otherwise hold every other call behind it.
+_SLICE = 64
 
 
 class Code(enum.IntEnum):
@@ -283,7 +289,13 @@ class RateLimitTable:
             raise ValueError("one hits value per descriptor expected")
         if domain not in self._roots:
             return Decision(Code.OK, tuple(DescriptorDecision(Code.OK) for _ in descriptors), False)
-        rules = [self.match(domain, entries) for entries in descriptors]
+        rules: list[Rule | None] = []
+        for start in range(0, len(descriptors), _SLICE):
+            if start:
+                await asyncio.sleep(0)  # a long request never holds the event loop for long
+            rules.extend(
+                self.match(domain, entries) for entries in descriptors[start : start + _SLICE]
+            )
         replaced = {name for r in rules if r is not None for name in r.policy.replaces}
         rules = [None if r is not None and r.policy.name in replaced else r for r in rules]
         calls: list[tuple[int, Instance, QuotaArgs]] = []
@@ -292,7 +304,11 @@ class RateLimitTable:
                 dims = _dimensions(entries)
                 instance = Instance(rule.quota, "quota", {"dimensions": dims})
                 calls.append((index, instance, QuotaArgs(amount=max(per[index], 0))))
-        results = await self._allocate([(i, a) for _, i, a in calls])
+        results: list[QuotaResult] = []
+        for start in range(0, len(calls), _SLICE):
+            if start:
+                await asyncio.sleep(0)
+            results += await self._allocate([(i, a) for _, i, a in calls[start : start + _SLICE]])
         by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
         statuses = tuple(
             _status(rule, by_index.get(index), per[index]) for index, rule in enumerate(rules)

@@ -401,3 +401,19 @@ def test_admin_client_disconnects_are_one_line(mixer: MixerProcess) -> None:
     log = mixer.log()[start:]
     assert "Traceback" not in log
     assert "BrokenPipeError" not in log or "admin client" in log
+
+
+def test_a_large_legal_rls_request_yields_to_concurrent_checks(
+    start_mixer: Callable[..., MixerProcess],
+) -> None:
+    """With --max-descriptors raised, a long request is matched and counted in slices: a
+    concurrent Check never waits for the whole of it (a ratio, so that machine load cancels)."""
+    proc = start_mixer(extra_args=["--max-descriptors", "20000"])
+    big = rls_request([[("remote_address", f"10.{i >> 8}.{i & 255}.1")] for i in range(20_000)])
+    with CheckProbe(proc) as probe:
+        start = time.perf_counter()
+        answer = call(proc, RLS, big, rls_pb2.RateLimitResponse)
+        took = time.perf_counter() - start
+    print(f"20,000 descriptors answered in {took * 1000:.0f} ms")
+    assert len(answer.statuses) == 20_000  # type: ignore[attr-defined]
+    assert max(probe.latencies) < took / 3
