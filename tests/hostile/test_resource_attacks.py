@@ -7,6 +7,7 @@ metric, RSS growth, a concurrent Check's latency, what the log holds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import shutil
 import socket
@@ -50,12 +51,59 @@ HTTP = {"context.protocol": "http", "request.path": "/", "source.ip": b"\x7f\x00
 
 @pytest.fixture(scope="module")
 def mixer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MixerProcess]:
+    """One server for the module's attacks, one after another, with ordinary Checks running
+    beside them all the while: their p99 and the server's peak RSS are printed and bounded."""
     base = tmp_path_factory.mktemp("hostile")
     shutil.copytree(ROOT / "rules", base / "rules")
     proc = MixerProcess(base / "rules", base / "mixer.log", extra_args=FLAGS)
     proc.start()
-    yield proc
-    proc.stop()
+    stream = _Stream(proc)
+    stream.start()
+    try:
+        yield proc
+    finally:
+        stream.stop()
+        proc.stop()
+    latencies = sorted(stream.latencies)
+    p99 = latencies[int(len(latencies) * 0.99)] if latencies else 0.0
+    print(
+        f"\nordinary Checks beside the attacks: {len(latencies)}, p99 {p99 * 1000:.1f} ms, "
+        f"errors {stream.errors}; peak RSS {stream.peak_rss:.0f} MiB"
+    )
+    assert latencies and stream.errors == 0
+    assert stream.peak_rss < 400
+    assert p99 < 0.05
+
+
+class _Stream(threading.Thread):
+    """A steady stream of ordinary Checks (20 a second at most) and RSS samples."""
+
+    def __init__(self, proc: MixerProcess) -> None:
+        super().__init__(daemon=True)
+        self._proc = proc
+        self._stop_event = threading.Event()
+        self.latencies: list[float] = []
+        self.errors = 0
+        self.peak_rss = 0.0
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 300
+        with MixerClient(self._proc.address, timeout=10) as client:
+            while not self._stop_event.is_set() and time.monotonic() < deadline:
+                start = time.perf_counter()
+                try:
+                    ok = client.check(HTTP).status_code == 0
+                except grpc.RpcError:
+                    ok = False
+                self.latencies.append(time.perf_counter() - start)
+                self.errors += not ok
+                with contextlib.suppress(OSError):
+                    self.peak_rss = max(self.peak_rss, rss_mib(self._proc))
+                self._stop_event.wait(0.05)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=15)
 
 
 def rss_mib(proc: MixerProcess) -> float:
