@@ -76,14 +76,16 @@ def check_compressed(
             if len(word) > longest:
                 raise LimitExceeded(
                     f"{where}.words[{i}]: {len(word)} characters is more than the limit of "
-                    f"{longest}"
+                    f"{longest}",
+                    "max_string_length",
                 )
     raw_bytes = msg.bytes
     for index in raw_bytes:
         raw = raw_bytes[index]
         if len(raw) > longest:
             raise LimitExceeded(
-                f"{where}.bytes[{index}]: {len(raw)} bytes is more than the limit of {longest}"
+                f"{where}.bytes[{index}]: {len(raw)} bytes is more than the limit of {longest}",
+                "max_string_length",
             )
 
 
@@ -115,7 +117,9 @@ def check_bag(attributes: Mapping[str, object], limits: Limits, where: str) -> N
             continue
         if isinstance(value, _TEXT):
             if len(value) > longest:
-                raise LimitExceeded(f"{where}: {name} is longer than the limit of {longest}")
+                raise LimitExceeded(
+                    f"{where}: {name} is longer than the limit of {longest}", "max_string_length"
+                )
         elif isinstance(value, Mapping):
             count += len(value)
             # One C-level pass over the lengths; the offending entry is looked for on failure.
@@ -126,7 +130,8 @@ def check_bag(attributes: Mapping[str, object], limits: Limits, where: str) -> N
                 for key, item in value.items():
                     if len(key) > longest or len(str(item)) > longest:
                         raise LimitExceeded(
-                            f"{where}: {name}[{key[:40]!r}] is longer than the limit of {longest}"
+                            f"{where}: {name}[{key[:40]!r}] is longer than the limit of {longest}",
+                            "max_string_length",
                         )
     if count > limits.max_attributes:
         raise _too_many(
