@@ -145,6 +145,13 @@ class Env:
     logger: logging.Logger
     registry: CollectorRegistry
     clock: Callable[[], float]
+    max_series: int = 2000
+    """Most label sets one metric of the handler may hold (``--max-series``); the rest share
+    one series whose every label is empty but ``overflow="true"`` (as OpenTelemetry's
+    cardinality limit)."""
+    max_quota_bytes: int = 64 * 1024 * 1024
+    """Most bytes of quota buckets an in-memory quota handler may hold
+    (``--max-quota-bucket-bytes``); past it a new bucket is refused, never an old one reset."""
 
 
 @runtime_checkable

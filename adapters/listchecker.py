@@ -343,8 +343,10 @@ def _regex_error(exc: Exception) -> str:
     return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
 
 
-# Values whose regex answer a matcher remembers (cleared when full: values come from requests).
+# Values whose regex answer a matcher remembers (cleared when full: values come from requests),
+# and the longest one remembered (4,096 values of 64 KiB each would hold 256 MiB).
 _MAX_REMEMBERED = 4096
+_MAX_REMEMBERED_LENGTH = 1024
 
 
 class _RegexMatcher:
@@ -375,6 +377,8 @@ class _RegexMatcher:
         found = self._seen.get(text)
         if found is None:
             found = self._regex is not None and self._regex.search(text) is not None
+            if len(text) > _MAX_REMEMBERED_LENGTH:
+                return found
             if len(self._seen) >= _MAX_REMEMBERED:
                 self._seen.clear()
             self._seen[text] = found

@@ -55,12 +55,19 @@ amount is a new charge (as in redisquota). Ids live in two
 generations swapped every ``minDeduplicationDuration``; a generation holds at most 100 000 ids
 (more ids swap it early), so memory stays bounded. Idle buckets (nothing in use) are dropped on
 the same schedule.
+
+Memory: the buckets of one handler hold at most ``Env.max_quota_bytes`` (``--max-quota-bucket-
+bytes``; each bucket is charged its key plus a fixed overhead). A request that needs a new
+bucket past that bound is denied (``RESOURCE_EXHAUSTED``, ``memquota: too many buckets``) and
+counted in ``mixer_quota_buckets_refused_total``; existing buckets are never dropped early, since
+dropping one would reset a client's count.
 """
 
 from __future__ import annotations
 
 import datetime
 import math
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -78,6 +85,7 @@ from adapters.base import (
     QuotaArgs,
     QuotaResult,
 )
+from adapters.toolkit import limit_counter
 from adapters.toolkit.params import duration_param, param_fields
 from adapters.toolkit.quota import (
     Override,
@@ -107,6 +115,12 @@ _EXHAUSTED = "memquota: Resource exhausted"
 _NO_TIME = datetime.timedelta(0)
 # Distinct dimension sets whose limit and bucket key are remembered (cleared when full).
 _MAX_RESOLVED = 10_000
+# What a bucket costs besides its key: the dict slot, the (limit, state) tuple and the state.
+_BUCKET_OVERHEAD = 320
+_SWEEP_SECONDS = 0.1
+_TOO_MANY_BUCKETS = "memquota: too many buckets (--max-quota-bucket-bytes)"
+_REFUSED = "mixer_quota_buckets_refused"
+_REFUSED_HELP = "Quota requests denied because a new bucket would cross --max-quota-bucket-bytes"
 
 
 Algorithm = RateLimitAlgorithm
@@ -366,8 +380,20 @@ class MemQuotaHandler:
 
     answers_inline = True
 
-    def __init__(self, params: MemQuotaParams, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        params: MemQuotaParams,
+        clock: Callable[[], float],
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        on_refuse: Callable[[], None] | None = None,
+    ) -> None:
         self._names = QuotaNames(params.quotas)
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._on_refuse = on_refuse
+        self._next_sweep = -math.inf
+        self._release: Callable[[], None] | None = None
         self._clock = clock
         # Unix time minus the clock's, for windows aligned to the epoch
         self._epoch_offset = time.time() - clock()
@@ -395,7 +421,11 @@ class MemQuotaHandler:
 
     async def close(self) -> None:
         """Drop all state."""
+        if self._release is not None:
+            self._release()
+            self._release = None
         self._buckets.clear()
+        self._bytes = 0
         self._resolved.clear()
         self._by_instance.clear()
         self._recent.clear()
@@ -457,7 +487,13 @@ class MemQuotaHandler:
 
     def _charge(self, limit: _Limit, key: str, args: QuotaArgs, now: float) -> QuotaResult:
         entry = self._buckets.get(key)
+        if entry is None and not self._room(key, now):
+            if self._on_refuse is not None:
+                self._on_refuse()
+            return QuotaResult(0, _NO_TIME, RESOURCE_EXHAUSTED, _TOO_MANY_BUCKETS)
         if entry is None or (entry[0] is not limit and entry[0] != limit):
+            if entry is None:
+                self._bytes += _bucket_size(key)
             entry = (limit, _new_bucket(limit, self._epoch_offset))
             self._buckets[key] = entry
         bucket = entry[1]
@@ -495,17 +531,44 @@ class MemQuotaHandler:
         else:
             self._rotate()
         self._next_rotation += due * self._period
+        self._drop_idle(now)
+
+    def _drop_idle(self, now: float) -> None:
         idle = [k for k, (_, b) in self._buckets.items() if b.idle(now)]
         for k in idle:
             del self._buckets[k]
+            self._bytes -= _bucket_size(k)
+
+    def _room(self, key: str, now: float) -> bool:
+        """Whether a new bucket for `key` fits; when not, idle buckets are dropped first (at
+        most every `_SWEEP_SECONDS`: a sweep visits every bucket)."""
+        if self._bytes + _bucket_size(key) <= self._max_bytes:
+            return True
+        if now >= self._next_sweep:
+            self._next_sweep = now + _SWEEP_SECONDS
+            self._drop_idle(now)
+        return self._bytes + _bucket_size(key) <= self._max_bytes
 
     def _rotate(self) -> None:
         self._old, self._recent = self._recent, {}
 
 
+def _bucket_size(key: str) -> int:
+    return sys.getsizeof(key) + _BUCKET_OVERHEAD
+
+
 def build(params: MemQuotaParams, env: Env) -> MemQuotaHandler:
-    """Build a memquota handler; time comes from `env.clock` (monotonic seconds)."""
-    return MemQuotaHandler(params, env.clock)
+    """Build a memquota handler; time comes from `env.clock` (monotonic seconds), its bucket
+    bound from `env.max_quota_bytes`."""
+    counter = limit_counter.acquire(env.registry, _REFUSED, _REFUSED_HELP)
+    handler = MemQuotaHandler(
+        params,
+        env.clock,
+        max_bytes=env.max_quota_bytes,
+        on_refuse=counter.labels(env.handler_name).inc,
+    )
+    handler._release = lambda: limit_counter.release(env.registry, _REFUSED, env.handler_name)
+    return handler
 
 
 INFO = AdapterInfo(

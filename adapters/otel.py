@@ -27,7 +27,9 @@ SDK's background threads (periodic reader, batch processors), so ``report`` only
   strings parsed); counters take ``add``, gauges ``set``, distributions ``record`` into a histogram
   whose bucket bounds come from a View. Attribute sets beyond ``cardinalityLimit`` are folded by the
   SDK into one ``otel.metric.overflow=true`` point; the adapter logs a warning the first time an
-  instrument reaches the limit, so the overflow is never silent.
+  instrument reaches the limit and counts each folded record in
+  ``mixer_series_overflow_total{metric}``, so the overflow is never silent. The server's
+  ``--max-series`` (``Env.max_series``) caps ``cardinalityLimit``.
 - Log entries become log records: timestamp and severity from the instance (severity numbers from
   stdio's mapping, unknown severities INFO), body the instance name, attributes the variables.
 - Trace spans keep their trace, span and parent ids (hex, as in B3 headers; a 64-bit trace id is
@@ -66,6 +68,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AnyValue
 
 from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError
+from adapters.toolkit import limit_counter
 from adapters.toolkit.params import (
     duration_param,
     histogram_buckets,
@@ -79,6 +82,10 @@ from adapters.toolkit.text import go_duration, ip_text, metric_value, zap_time
 __all__ = ["INFO", "Kind", "MetricInfo", "Params", "Protocol", "build", "parse_params"]
 
 DEFAULT_CARDINALITY_LIMIT: Final = 10_000
+OVERFLOW_METRIC: Final = "mixer_series_overflow"
+OVERFLOW_HELP: Final = (
+    "Reports recorded in a metric's overflow series (past --max-series), by metric"
+)
 _INSTRUMENT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-/]{0,254}$")
 _SCOPE: Final = "mixer.adapters.otel"
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -420,8 +427,15 @@ class OtelHandler:
     """Records instances into per-handler OTel providers that export over OTLP."""
 
     def __init__(self, params: Params, env: Env) -> None:
+        # The server's --max-series caps what a config asks for: attribute values come from
+        # requests, so each instrument's memory must have a bound the operator sets.
+        self._limit = min(params.cardinality_limit, env.max_series)
         self._params = params
         self._log = env.logger
+        self._registry = env.registry
+        self._overflow = limit_counter.acquire(
+            env.registry, OVERFLOW_METRIC, OVERFLOW_HELP, "metric"
+        )
         resource = Resource.create({"service.name": "mixer", **params.resource_attributes})
         # The SDK's own self-metrics would otherwise go to the global meter provider.
         no_meter = NoOpMeterProvider()
@@ -430,7 +444,7 @@ class OtelHandler:
         self._bindings: dict[str, _Binding | None] = {}
         self._by_short: dict[tuple[str, str], _Binding] = {}
         if params.metrics:
-            limit = params.cardinality_limit
+            limit = self._limit
             reader = PeriodicExportingMetricReader(
                 _metric_exporter(params),
                 export_interval_millis=params.export_interval * 1000,
@@ -551,10 +565,12 @@ class OtelHandler:
     ) -> Mapping[str, AttributeValue]:
         names = binding.info.label_names
         attributes = dict(zip(names, key, strict=True)) if names else dict(key)
-        limit = self._params.cardinality_limit
+        limit = self._limit
         if len(binding.attributes) < limit:
             binding.attributes[key] = attributes
-        elif not binding.warned:
+            return attributes
+        self._overflow.labels(binding.info.name).inc()
+        if not binding.warned:
             binding.warned = True
             self._log.warning(
                 "otel metric %s reached cardinalityLimit %d; further attribute sets are folded "
@@ -646,6 +662,7 @@ class OtelHandler:
         if self._closed:
             return
         self._closed = True
+        limit_counter.release(self._registry, OVERFLOW_METRIC, "")
 
         def work() -> None:
             if self._meters is not None:

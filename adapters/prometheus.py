@@ -17,8 +17,13 @@ Where the series live (the design the server relies on):
   as an attribute of the registry object, so there is no module state). The server owns that
   registry (``mixer.runtime.build``'s ``metrics_registry``), keeps it for the life of the
   process and serves it on Mixer's adapter port (``:42422/metrics``) from its own thread.
-  Handlers never register anything themselves, so building a new handler while the old one
-  still runs cannot raise ``DuplicateTimeseries``.
+  Handlers register nothing else but the one ``mixer_series_overflow_total`` counter they share
+  (`adapters.toolkit.limit_counter`), so building a new handler while the old one still runs
+  cannot raise ``DuplicateTimeseries``.
+- A metric holds at most ``Env.max_series`` label sets (``--max-series``). Reports with a new
+  label set past that go to one series whose only label is ``overflow="true"`` (as
+  OpenTelemetry's cardinality limit does), each counted in
+  ``mixer_series_overflow_total{metric}``; a label set that expires frees its place.
 - A metric is identified by its exposed name and its whole definition (kind, labels, buckets,
   help). A new handler with an unchanged definition adopts the existing series, so counters stay
   monotonic across config swaps, provided the new handler is built before the old one is closed.
@@ -58,6 +63,7 @@ from prometheus_client.metrics_core import (
 )
 
 from adapters.base import TEMPLATES, AdapterInfo, Env, Instance, ParamError
+from adapters.toolkit import limit_counter
 from adapters.toolkit.params import (
     duration_param,
     enum_param,
@@ -93,6 +99,11 @@ _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SANITIZE = str.maketrans({"/": "_", ".": "_", " ": "_", "-": None})
 _STORE_ATTRIBUTE: Final = "_mixer_prometheus_store"
 _NO_DIMENSIONS: Final[Mapping[str, Any]] = {}
+
+
+DEFAULT_MAX_SERIES = 2000
+_OVERFLOW = "mixer_series_overflow"
+_OVERFLOW_HELP = "Reports recorded in a metric's overflow series (past --max-series), by metric"
 
 
 class Kind(enum.Enum):
@@ -342,7 +353,10 @@ class _Family:
         "info",
         "labelled",
         "le",
+        "max_series",
         "next_sweep",
+        "on_overflow",
+        "overflow",
         "refs",
         "series",
     )
@@ -362,12 +376,19 @@ class _Family:
         self.expiry: ExpirationPolicy | None = None
         self.next_sweep = 0.0
         self._lock = threading.Lock()
+        # Past `max_series` label sets, new ones share `overflow` (exposed with the single
+        # label overflow="true", as OpenTelemetry's cardinality limit), never remembered.
+        self.max_series = DEFAULT_MAX_SERIES
+        self.overflow: _Cell | None = None
+        self.on_overflow: Callable[[], None] | None = None
         if not info.label_names:
             self.add_series(None, (), 0.0)  # exposed from the start, as prometheus_client does
 
     def add_series(self, raw: tuple[Any, ...] | None, labels: tuple[str, ...], now: float) -> _Cell:
         """The cell for `labels`, remembered under the raw dimension values too (if hashable)."""
         cell = self.labelled.get(labels)
+        if cell is None and len(self.labelled) >= self.max_series:
+            return self._overflow(now)
         if cell is None:
             kind = self.info.kind
             series: _Series
@@ -385,8 +406,34 @@ class _Family:
             self.labelled[labels] = cell
         else:
             cell[1] = now
-        self.series[raw if raw is not None else labels] = cell
+        if len(self.series) < 2 * self.max_series:  # several raw forms may share one label set
+            self.series[raw if raw is not None else labels] = cell
         return cell
+
+    def _overflow(self, now: float) -> _Cell:
+        if self.on_overflow is not None:
+            self.on_overflow()
+        cell = self.overflow
+        if cell is None:
+            series = self._new_series()
+            operation: Callable[[float], None]
+            if isinstance(series, HistogramSeries):
+                operation = series.observe
+            elif isinstance(series, GaugeSeries):
+                operation = series.set
+            else:
+                operation = series.inc
+            # cell[4] False: the handler's per-object memo never keeps it (see `report`).
+            cell = self.overflow = [operation, now, ("true",), series, False]
+        return cell
+
+    def _new_series(self) -> _Series:
+        kind = self.info.kind
+        if kind is Kind.COUNTER:
+            return CounterSeries()
+        if kind is Kind.GAUGE:
+            return GaugeSeries()
+        return HistogramSeries(self._bounds)
 
     def collect(self) -> Metric:
         """The family as prometheus_client exposes it, without ``_created`` samples."""
@@ -397,16 +444,37 @@ class _Family:
             counter = CounterMetricFamily(info.name, info.description, labels=names)
             for cell in cells:
                 counter.add_metric(cell[2], cell[3].value)
+            self._add_overflow(counter)
             return counter
         if info.kind is Kind.GAUGE:
             gauge = GaugeMetricFamily(info.name, info.description, labels=names)
             for cell in cells:
                 gauge.add_metric(cell[2], cell[3].value)
+            self._add_overflow(gauge)
             return gauge
         histogram = HistogramMetricFamily(info.name, info.description, labels=names)
         for cell in cells:
             histogram.add_metric(cell[2], cell[3].buckets(self.le), cell[3].sum)
+        self._add_overflow(histogram)
         return histogram
+
+    def _add_overflow(self, family: Metric) -> None:
+        """Append the overflow series, whose only label is overflow="true"."""
+        cell = self.overflow
+        if cell is None:
+            return
+        info = self.info
+        extra: CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily
+        if info.kind is Kind.COUNTER:
+            extra = CounterMetricFamily(info.name, info.description, labels=["overflow"])
+            extra.add_metric(["true"], cell[3].value)
+        elif info.kind is Kind.GAUGE:
+            extra = GaugeMetricFamily(info.name, info.description, labels=["overflow"])
+            extra.add_metric(["true"], cell[3].value)
+        else:
+            extra = HistogramMetricFamily(info.name, info.description, labels=["overflow"])
+            extra.add_metric(["true"], cell[3].buckets(self.le), cell[3].sum)
+        family.samples.extend(extra.samples)
 
     def sweep(self, now: float) -> int:
         """Remove series unused for the expiry duration; returns how many went.
@@ -464,9 +532,15 @@ class MetricStore:
         return store
 
     def acquire(
-        self, info: MetricInfo, expiry: ExpirationPolicy | None, log: logging.Logger
+        self,
+        info: MetricInfo,
+        expiry: ExpirationPolicy | None,
+        log: logging.Logger,
+        max_series: int = DEFAULT_MAX_SERIES,
+        on_overflow: Callable[[], None] | None = None,
     ) -> _Family:
-        """The family for `info`, shared with other handlers if they define it identically."""
+        """The family for `info`, shared with other handlers if they define it identically;
+        it holds at most `max_series` label sets (`on_overflow` counts each report past it)."""
         with self._lock:
             family = self._families.get(info.family_name)
             if family is None or family.info.definition != info.definition:
@@ -478,6 +552,8 @@ class MetricStore:
                 self._families[info.family_name] = family
             family.refs += 1
             family.expiry = expiry
+            family.max_series = max_series
+            family.on_overflow = on_overflow
             return family
 
     def release(self, family: _Family) -> None:
@@ -554,8 +630,16 @@ class PrometheusHandler:
         self._families: list[_Family] = []
         self._bindings: dict[str, _Binding | None] = {}
         self._by_short: dict[tuple[str, str], _Binding] = {}
+        self._registry = env.registry
+        overflow = limit_counter.acquire(env.registry, _OVERFLOW, _OVERFLOW_HELP, "metric")
         for info in params.metrics:
-            family = self._store.acquire(info, params.expiration, env.logger)
+            family = self._store.acquire(
+                info,
+                params.expiration,
+                env.logger,
+                env.max_series,
+                overflow.labels(info.name).inc,
+            )
             self._families.append(family)
             keys = info.dimension_keys
             binding = _Binding(family, family.series, keys, _getter(keys))
@@ -649,6 +733,8 @@ class PrometheusHandler:
         self._closed = True
         for family in self._families:
             self._store.release(family)
+        # The overflow counts stay (a counter must not restart) until no handler uses them.
+        limit_counter.release(self._registry, _OVERFLOW, "")
 
 
 def build(params: Params, env: Env) -> PrometheusHandler:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer import __version__
-from mixer.attributes.limits import Limits
+from mixer.attributes.limits import LIMIT_FLAGS, Limits
 from mixer.expr import CEL_LIBRARIES
 from mixer.settings import Settings, env_default, parse_cel_libraries
 
@@ -174,19 +174,38 @@ def _serve_parser(sub: Any) -> None:
         default=_path_env("TLS_CLIENT_CA"),
         help="require client certificates signed by this CA bundle (mutual TLS)",
     )
-    limits = Limits()
     for flag, default, text in (
         ("max-message-bytes", 4 * 1024 * 1024, "largest gRPC message accepted"),
         ("max-concurrent-streams", 1000, "concurrent streams per connection"),
-        ("max-attributes", limits.max_attributes, "attributes plus map entries per bag"),
-        ("max-words", limits.max_words, "message words per CompressedAttributes"),
-        ("max-string-length", limits.max_string_length, "longest string or bytes value"),
-        ("max-report-entries", limits.max_report_entries, "entries per Report batch"),
-        ("max-als-entries", limits.max_als_entries, "entries per access-log message"),
+        ("check-cache-size", Settings.check_cache_size, "check cache entries"),
+        ("check-cache-bytes", Settings.check_cache_bytes, "check cache size in bytes (estimated)"),
+        ("max-series", Settings.max_series, "label sets per adapter metric (then overflow)"),
+        (
+            "max-quota-bucket-bytes",
+            Settings.max_quota_bucket_bytes,
+            "bytes of in-memory quota buckets per handler (then new buckets are refused)",
+        ),
+        ("max-config-nodes", Settings.max_config_nodes, "nodes per config document, expanded"),
+        ("admin-max-connections", Settings.admin_max_connections, "open admin HTTP connections"),
     ):
         env = flag.upper().replace("-", "_")
         p.add_argument(
             f"--{flag}", type=int, default=int(env_default(env, str(default))), help=text
+        )
+    p.add_argument(
+        "--admin-timeout",
+        type=float,
+        default=float(env_default("ADMIN_TIMEOUT", str(Settings.admin_timeout))),
+        help="seconds an admin HTTP connection may take to send a request",
+    )
+    limits = Limits()
+    for name, text in LIMIT_FLAGS:
+        flag = name.replace("_", "-")
+        p.add_argument(
+            f"--{flag}",
+            type=int,
+            default=int(env_default(name.upper(), str(getattr(limits, name)))),
+            help=text,
         )
     p.add_argument(
         "--no-watch",
@@ -244,6 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=_bool_env("RATELIMIT_MERGE_DOMAINS"),
         help="as mixer serve's flag: rate-limit files of one domain are merged",
     )
+    v.add_argument(
+        "--max-config-nodes",
+        type=int,
+        default=int(env_default("MAX_CONFIG_NODES", str(Settings.max_config_nodes))),
+        help="nodes per config document, aliases expanded",
+    )
     for name, help_text in (("check", "send a Check"), ("report", "send a Report")):
         c = sub.add_parser(name, help=help_text)
         c.add_argument("--address", default=env_default("CLIENT_ADDRESS", "127.0.0.1:9091"))
@@ -265,6 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(args)
     if args.command == "validate":
+        from mixer.config.source import set_max_nodes
+
+        set_max_nodes(args.max_config_nodes)
         return _validate(
             args.directory,
             args.format,
@@ -275,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from mixer.config.source import set_max_nodes
     from mixer.server import logs
 
     settings = Settings(
@@ -305,13 +334,14 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
-        limits=Limits(
-            max_attributes=args.max_attributes,
-            max_words=args.max_words,
-            max_string_length=args.max_string_length,
-            max_report_entries=args.max_report_entries,
-            max_als_entries=args.max_als_entries,
-        ),
+        check_cache_size=args.check_cache_size,
+        check_cache_bytes=args.check_cache_bytes,
+        max_series=args.max_series,
+        max_quota_bucket_bytes=args.max_quota_bucket_bytes,
+        max_config_nodes=args.max_config_nodes,
+        admin_timeout=args.admin_timeout,
+        admin_max_connections=args.admin_max_connections,
+        limits=Limits(**{name: getattr(args, name) for name, _ in LIMIT_FLAGS}),
         cel_libraries=_cel_libraries(args, "serve"),
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
@@ -329,6 +359,7 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.redis_url:
         os.environ["MIXER_REDIS_URL"] = settings.redis_url
     logs.configure(settings.log_level, settings.log_format)
+    set_max_nodes(settings.max_config_nodes)
     if settings.workers > 1:
         from mixer.server.workers import run_workers
 

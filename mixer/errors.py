@@ -24,7 +24,15 @@ class DictionaryMismatch(MixerError):
 
 
 class LimitExceeded(MixerError):
-    """A request crossed a configured bound (gRPC RESOURCE_EXHAUSTED)."""
+    """A request crossed a configured bound (gRPC RESOURCE_EXHAUSTED).
+
+    `limit` names the bound (its `mixer serve` flag without dashes), the label under which
+    the crossing is counted in ``mixer_limit_exceeded_total``.
+    """
+
+    def __init__(self, message: str, limit: str = "request") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class DispatchError(MixerError):

@@ -77,6 +77,12 @@ class Settings:
     # since a header such as x-request-id can come from the end user (see the threat model).
     authz_dedup_header: str = ""
     check_cache_size: int = 100_000
+    check_cache_bytes: int = 64 * 1024 * 1024
+    max_series: int = 2000
+    max_quota_bucket_bytes: int = 64 * 1024 * 1024
+    max_config_nodes: int = 100_000
+    admin_timeout: float = 10.0
+    admin_max_connections: int = 32
     max_message_bytes: int = 4 * 1024 * 1024
     max_concurrent_streams: int = 1000
     tls_cert: Path | None = None

@@ -82,6 +82,7 @@ class ServerMetrics:
     reports_received: LabelledCounter
     check_results: LabelledCounter
     quota_results: LabelledCounter
+    limit_exceeded: LabelledCounter
     build: Gauge
     ratelimit_rule: Mapping[str, LabelledCounter]
     """envoyproxy/ratelimit's per-rule statistics, by statistic name."""
@@ -205,6 +206,13 @@ class ServerMetrics:
                 "RLS statistics counted under their rule's config key because the number of "
                 "keys built from request values reached --ratelimit-max-stat-keys.",
                 [],
+                reg,
+            ),
+            limit_exceeded=LabelledCounter(
+                "mixer_limit_exceeded",
+                "Crossings of a resource bound, by the bound's flag (requests refused, cache "
+                "entries evicted early, admin connections turned away, reloads stopped).",
+                ["limit"],
                 reg,
             ),
         )

@@ -71,7 +71,8 @@ class AccessLogService:
             if entries > self._limits.max_als_entries:
                 raise LimitExceeded(
                     f"{entries} access log entries in one message is more than the limit of "
-                    f"{self._limits.max_als_entries}"
+                    f"{self._limits.max_als_entries}",
+                    "max_als_entries",
                 )
             try:
                 bags = bags_from_access_logs(message, identifier)

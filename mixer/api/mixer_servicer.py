@@ -66,6 +66,12 @@ class MixerService:
         """The serialized CheckResponse (`CheckEncoder`)."""
         check_word_count(request.global_word_count)
         requested = request.quotas  # read key by key: a protobuf map's items() is Python-level
+        if len(requested) > self._limits.max_quotas:
+            raise LimitExceeded(
+                f"quotas: {len(requested)} quota names is more than the limit of "
+                f"{self._limits.max_quotas}",
+                "max_quotas",
+            )
         quotas = {
             name: QuotaRequest(requested[name].amount, requested[name].best_effort)
             for name in requested
@@ -92,7 +98,8 @@ class MixerService:
         if len(request.attributes) > self._limits.max_report_entries:
             raise LimitExceeded(
                 f"attributes: {len(request.attributes)} report entries is more than the limit of "
-                f"{self._limits.max_report_entries}"
+                f"{self._limits.max_report_entries}",
+                "max_report_entries",
             )
         with self._holder.use() as rt:
             debug = logger.isEnabledFor(logging.DEBUG)

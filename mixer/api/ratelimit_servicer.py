@@ -9,6 +9,7 @@ status per request descriptor in request order, and rate-limit response headers 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,10 +18,11 @@ import grpc
 
 from mixer.api.ratelimit_stats import RuleStats
 from mixer.api.status import unary_handler
+from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
-from mixer.errors import BadRequest, NotConfigured
+from mixer.errors import BadRequest, LimitExceeded, NotConfigured
 from mixer.runtime.ratelimit import (
     UNIT_SECONDS,
     Code,
@@ -56,6 +58,8 @@ _CODES = {
 }
 
 Entries = list[tuple[str, str]]
+# Descriptors handled between two yields to the event loop (see `mixer.runtime.ratelimit`).
+_SLICE = 64
 TableOf = Callable[[Runtime], RateLimitTable]
 
 
@@ -255,6 +259,7 @@ class RateLimitService:
         dynamic_metadata: bool = False,
         near_limit_ratio: float = 0.8,
         max_stat_keys: int = 10_000,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         if headers not in HEADER_MODES:
             raise ValueError(f"headers must be one of {', '.join(HEADER_MODES)}, got {headers!r}")
@@ -263,6 +268,7 @@ class RateLimitService:
         self._holder = holder
         self._metrics = metrics
         self._headers = headers
+        self._limits = limits
         self._table_of: TableOf = table_of or _runtime_table
         self._shadow_mode = shadow_mode
         self._quota_mode = quota_mode
@@ -294,13 +300,11 @@ class RateLimitService:
             raise BadRequest("rate limit domain must not be empty")
         if not request.descriptors:
             raise BadRequest("rate limit descriptor list must not be empty")
-        descriptors: list[Entries] = []
-        overrides: list[Override | None] = []
-        for index, d in enumerate(request.descriptors):
-            if not d.entries:
-                raise BadRequest(f"descriptors[{index}] has no entries")
-            descriptors.append([(e.key, e.value) for e in d.entries])
-            overrides.append(_override(index, d) if d.HasField("limit") else None)
+        descriptors = await _descriptors(request, self._limits)
+        overrides: list[Override | None] = [
+            _override(index, d) if d.HasField("limit") else None
+            for index, d in enumerate(request.descriptors)
+        ]
         hits = _hits(request)
         with self._holder.use() as rt:
             table = self._table_of(rt)
@@ -315,7 +319,9 @@ class RateLimitService:
                 overrides=overrides if any(overrides) else (),
             )
         self._stats.record(decision, hits)
-        for status in decision.statuses:
+        for index, status in enumerate(decision.statuses):
+            if index and index % _SLICE == 0:
+                await asyncio.sleep(0)
             if status.rule is not None:
                 result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
                 self._metrics.quota_results.labels(status.rule.quota, result).inc()
@@ -323,6 +329,42 @@ class RateLimitService:
         if self._dynamic_metadata:
             response.dynamic_metadata.update(dynamic_metadata(request, decision))
         return response
+
+
+async def _descriptors(request: rls_pb2.RateLimitRequest, limits: Limits) -> list[Entries]:
+    """The request's descriptors as (key, value) lists; `LimitExceeded` past a bound (checked
+    before anything is matched or counted, so a refused request holds no bucket). Yields to
+    the event loop every `_SLICE` descriptors."""
+    if len(request.descriptors) > limits.max_descriptors:
+        raise LimitExceeded(
+            f"descriptors: {len(request.descriptors)} descriptors is more than the limit of "
+            f"{limits.max_descriptors}",
+            "max_descriptors",
+        )
+    longest = limits.max_descriptor_bytes
+    descriptors: list[Entries] = []
+    for index, d in enumerate(request.descriptors):
+        if index and index % _SLICE == 0:
+            await asyncio.sleep(0)
+        if not d.entries:
+            raise BadRequest(f"descriptors[{index}] has no entries")
+        if len(d.entries) > limits.max_descriptor_entries:
+            raise LimitExceeded(
+                f"descriptors[{index}]: {len(d.entries)} entries is more than the limit of "
+                f"{limits.max_descriptor_entries}",
+                "max_descriptor_entries",
+            )
+        entries = [(e.key, e.value) for e in d.entries]
+        for number, (key, value) in enumerate(entries):
+            size = max(len(key.encode()), len(value.encode()))
+            if size > longest:
+                raise LimitExceeded(
+                    f"descriptors[{index}].entries[{number}]: {size} bytes is more than the "
+                    f"limit of {longest}",
+                    "max_descriptor_bytes",
+                )
+        descriptors.append(entries)
+    return descriptors
 
 
 def _runtime_table(rt: Runtime) -> RateLimitTable:

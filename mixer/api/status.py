@@ -57,6 +57,7 @@ class _Guard:
         self.handled = {
             code: metrics.handled.labels(service, method, code.name) for code in grpc.StatusCode
         }
+        self.limits = metrics.limit_exceeded
 
     async def run(
         self, call: Awaitable[Resp], context: grpc.aio.ServicerContext[Req, Resp]
@@ -67,6 +68,8 @@ class _Guard:
             return await call
         except MixerError as exc:
             code = status_code_for(exc)
+            if isinstance(exc, LimitExceeded):
+                self.limits.labels(exc.limit).inc()
             await context.abort(code, str(exc))
             raise  # abort() raises; this satisfies the type checker
         except grpc.aio.AbortError:

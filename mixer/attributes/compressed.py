@@ -16,8 +16,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from mixer.attributes.bag import Bag, StringMap, Value
 from mixer.attributes.dictionary import GLOBAL_INDEX, GLOBAL_WORD_COUNT, GLOBAL_WORDS
-from mixer.attributes.limits import Limits, check_compressed
-from mixer.errors import BadRequest, DictionaryMismatch
+from mixer.attributes.limits import Limits, check_compressed, check_words
+from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded
 from mixer.v1 import attributes_pb2, mixer_pb2
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -299,10 +299,17 @@ def decode_report(
     `limits`, an entry crossing them raises LimitExceeded.
     """
     check_word_count(req.global_word_count)
+    if limits is not None:
+        check_words(req.default_words, limits, "default_words")
     default_words = list(req.default_words)
     delta = req.repeated_attributes_semantics == mixer_pb2.ReportRequest.DELTA_ENCODING
     bags: list[Bag] = []
     current: dict[str, Value] = {}
+    # A DELTA entry of two bytes repeats every attribute before it: the expansion, not the
+    # message size, is what the batch costs, so it is bounded (a copy costs at most what the
+    # previous entry was counted for).
+    budget = limits.max_report_values if limits is not None else -1
+    expanded = 0
     for i, entry in enumerate(req.attributes):
         where = f"attributes[{i}]"
         current = dict(current) if delta else {}
@@ -315,6 +322,12 @@ def decode_report(
             wanted=wanted,
             limits=limits,
         )
+        expanded += len(current)
+        if 0 <= budget < expanded:
+            raise LimitExceeded(
+                f"{where}: the report expands to more than the limit of {budget} attribute values",
+                "max_report_values",
+            )
         bags.append(Bag._adopt(current))
     return bags
 

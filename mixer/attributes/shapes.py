@@ -10,6 +10,7 @@ this way.
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
@@ -34,6 +35,22 @@ def shape_of(references: References) -> Shape:
     )
     whole = {name for name, key, present in shape if key is None and present}
     return tuple(r for r in shape if r[1] is None or r[0] not in whole)
+
+
+_OBJECT = 32
+
+
+def estimated_size(value: object) -> int:
+    """An estimate of the memory `value` (a shape key, or part of one) holds, in bytes."""
+    if isinstance(value, str | bytes):
+        return sys.getsizeof(value)
+    if isinstance(value, tuple):
+        return sys.getsizeof(value) + sum(map(estimated_size, value))
+    if isinstance(value, Mapping):
+        return sys.getsizeof(value) + sum(
+            estimated_size(k) + estimated_size(v) for k, v in value.items()
+        )
+    return _OBJECT
 
 
 def plain(bag: Mapping[str, object]) -> Mapping[str, object]:

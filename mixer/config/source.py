@@ -29,6 +29,45 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 Path_ = tuple[PathPart, ...]
 
+DEFAULT_MAX_NODES = 100_000
+_max_nodes = DEFAULT_MAX_NODES
+
+
+def set_max_nodes(limit: int) -> None:
+    """Set the most nodes one document may hold once its aliases are expanded (the process's
+    ``--max-config-nodes``). Everything after reading (validation, freezing, building) walks
+    the expanded tree, so a few nested aliases would otherwise cost time and memory
+    exponential in the file's size."""
+    global _max_nodes
+    _max_nodes = limit
+
+
+def expanded_size(node: Node, limit: int) -> int:
+    """The number of nodes under `node` with every alias expanded, counted in linear time;
+    stops counting once past `limit` (the result is then larger than `limit`). Assumes no
+    recursive alias (`_Walker` refuses those first)."""
+    sizes: dict[int, int] = {}
+
+    def size(n: Node) -> int:
+        known = sizes.get(id(n))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(n, MappingNode):
+            for key, value in n.value:
+                total += size(key) + size(value)
+                if total > limit:
+                    break
+        elif isinstance(n, SequenceNode):
+            for item in n.value:
+                total += size(item)
+                if total > limit:
+                    break
+        sizes[id(n)] = total
+        return total
+
+    return size(node)
+
 
 @dataclass(frozen=True)
 class Document:
@@ -92,6 +131,18 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
             if not walker.walk(node, ()):
                 problems.append(
                     ConfigProblem(shown_as, start, "", "", "invalid YAML: recursive alias")
+                )
+                continue
+            if expanded_size(node, _max_nodes) > _max_nodes:
+                problems.append(
+                    ConfigProblem(
+                        shown_as,
+                        start,
+                        "",
+                        "",
+                        f"invalid YAML: the document expands (aliases included) to more than "
+                        f"{_max_nodes} nodes (--max-config-nodes)",
+                    )
                 )
                 continue
             try:

@@ -94,6 +94,9 @@ async def build_runtime(
     previous: Runtime | None = None,
     handler_timeout: float = 1.0,
     cache_size: int = 100_000,
+    cache_bytes: int = 64 * 1024 * 1024,
+    max_series: int = 2000,
+    max_quota_bytes: int = 64 * 1024 * 1024,
     metrics_registry: CollectorRegistry | None = None,
     redis_url: str = "",
     ratelimit_epoch_windows: bool = False,
@@ -121,6 +124,8 @@ async def build_runtime(
                     logger=logging.getLogger(f"adapters.{adapter}"),
                     registry=metrics_registry if metrics_registry is not None else metrics.registry,
                     clock=time.monotonic,
+                    max_series=max_series,
+                    max_quota_bytes=max_quota_bytes,
                 )
                 handler = registry[adapter].build(params, env)
                 built.append(handler)
@@ -145,7 +150,15 @@ async def build_runtime(
     rules = tuple(_rule(r, snapshot, by_name) for r in snapshot.rules)
     routes = RoutingTable(default_namespace=snapshot.default_namespace, rules=rules)
     dispatcher = Dispatcher(
-        routes, workers, metrics, handler_timeout=handler_timeout, cache=CheckCache(cache_size)
+        routes,
+        workers,
+        metrics,
+        handler_timeout=handler_timeout,
+        cache=CheckCache(
+            cache_size,
+            max_bytes=cache_bytes,
+            on_evict=metrics.limit_exceeded.labels("check_cache_bytes").inc,
+        ),
     )
     summary = {
         "handlers": len(snapshot.handlers),
@@ -162,6 +175,7 @@ async def build_runtime(
         calls=dispatcher.calls,
         previous=previous.ratelimit if previous is not None else None,
         epoch_windows=ratelimit_epoch_windows,
+        max_quota_bytes=max_quota_bytes,
     )
     return Runtime(
         revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit

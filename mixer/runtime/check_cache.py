@@ -6,6 +6,12 @@ shape, every present-read is present, every absent-read is absent, and the value
 present-reads equal the cached ones. Entries expire after `valid_duration` or `valid_use_count`
 hits; the whole cache belongs to one runtime, so a config swap starts an empty one.
 
+It holds at most `max_entries` entries and about `max_bytes` bytes: a key holds the values the
+evaluation read, which the client chooses (a user agent of 60 KB is as cacheable as one of 60
+bytes), so each entry is charged its key's estimated size plus a fixed overhead, and the least
+recently used entries go first when either bound is crossed (`on_evict` is called for each
+entry evicted by the byte bound).
+
 A lookup costs a key per known shape, a miss a key more. When hits are rare (fewer than 1 in
 64 lookups over the last 1,024) the cache costs more than it saves, so only 1 check in 64 uses
 it, until one of those hits again.
@@ -18,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from mixer.attributes.shapes import ShapeSet, plain
+from mixer.attributes.shapes import ShapeSet, estimated_size, plain
 from mixer.attributes.tracking import References
 
 # Lookups per hit-rate window, the fewest hits in a window that keep every check using the cache,
@@ -27,12 +33,16 @@ _WINDOW = 1024
 _MIN_HITS = _WINDOW // 64
 _SPARSE_EVERY = 64
 
+# What an entry costs besides its key: the _Entry, the OrderedDict link and the cached answer.
+_ENTRY_OVERHEAD = 256
+
 
 @dataclass(slots=True)
 class _Entry:
     value: object
     expires: float
     uses_left: int
+    size: int
 
 
 class CheckCache:
@@ -43,10 +53,16 @@ class CheckCache:
         max_entries: int = 100_000,
         max_shapes: int = 256,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        on_evict: Callable[[], None] | None = None,
     ) -> None:
         self._entries: OrderedDict[tuple[object, ...], _Entry] = OrderedDict()
         self._shapes = ShapeSet(max_shapes)
         self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._on_evict = on_evict
         self._clock = clock
         self._lookups = 0
         self._hits = 0
@@ -55,6 +71,11 @@ class CheckCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        """The estimated bytes the entries hold."""
+        return self._bytes
 
     def in_use(self) -> bool:
         """Whether this check should use the cache (`get`, then `put` on a miss): always, or
@@ -84,6 +105,7 @@ class CheckCache:
         for key, entry in self._shapes.found(self._entries, data):
             if entry.expires <= now or entry.uses_left <= 0:
                 del self._entries[key]
+                self._bytes -= entry.size
                 continue
             entry.uses_left -= 1
             self._entries.move_to_end(key)
@@ -107,10 +129,23 @@ class CheckCache:
         key = shape.key(plain(bag))
         if key is None:
             return
+        size = estimated_size(key) + _ENTRY_OVERHEAD
+        if size > self._max_bytes:
+            if self._on_evict is not None:
+                self._on_evict()
+            return
         try:
-            self._entries[key] = _Entry(value, self._clock() + valid_seconds, valid_uses)
+            old = self._entries.get(key)
         except TypeError:
             return
+        if old is not None:
+            self._bytes -= old.size
+        self._entries[key] = _Entry(value, self._clock() + valid_seconds, valid_uses, size)
+        self._bytes += size
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+            self._bytes -= self._entries.popitem(last=False)[1].size
+        while self._bytes > self._max_bytes:
+            self._bytes -= self._entries.popitem(last=False)[1].size
+            if self._on_evict is not None:
+                self._on_evict()

@@ -32,6 +32,7 @@ is denied without being counted.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import enum
@@ -108,6 +109,11 @@ class Override:
     requests_per_unit: int
     unit: str
     """One of `UNIT_SECONDS`."""
+
+
+# Descriptors matched, and quotas allocated, between two yields to the event loop: with
+# --max-descriptors raised, one request could otherwise hold every other call behind it.
+_SLICE = 64
 
 
 class Code(enum.IntEnum):
@@ -408,12 +414,16 @@ class RateLimitTable:
             raise ValueError("one hits value per descriptor expected")
         if domain not in self._roots:
             return Decision(Code.OK, tuple(DescriptorDecision(Code.OK) for _ in descriptors), False)
-        walked = [
-            _override(domain, entries, overrides[i])
-            if overrides and overrides[i] is not None
-            else self._walk(domain, entries)
-            for i, entries in enumerate(descriptors)
-        ]
+        walked: list[tuple[Rule | None, dict[str, str], str]] = []
+        for start in range(0, len(descriptors), _SLICE):
+            if start:
+                await asyncio.sleep(0)  # a long request never holds the event loop for long
+            walked.extend(
+                _override(domain, entries, overrides[i])
+                if overrides and overrides[i] is not None
+                else self._walk(domain, entries)
+                for i, entries in enumerate(descriptors[start : start + _SLICE], start)
+            )
         replaced = {name for r, _, _ in walked if r is not None for name in r.policy.replaces}
         rules = [None if r is not None and r.policy.name in replaced else r for r, _, _ in walked]
         calls: list[tuple[int, Instance, QuotaArgs]] = []
@@ -424,7 +434,11 @@ class RateLimitTable:
                 if rule.path == _OVERRIDE_PATH:
                     args = args._replace(max_amount=rule.policy.requests_per_unit)
                 calls.append((index, instance, args))
-        results = await self._allocate([(i, a) for _, i, a in calls])
+        results: list[QuotaResult] = []
+        for start in range(0, len(calls), _SLICE):
+            if start:
+                await asyncio.sleep(0)
+            results += await self._allocate([(i, a) for _, i, a in calls[start : start + _SLICE]])
         by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
         statuses = tuple(
             _status(rule, by_index.get(index), per[index], walked[index][2])
@@ -590,13 +604,16 @@ async def build_ratelimit_table(
     calls: HandlerCalls,
     previous: RateLimitTable | None = None,
     epoch_windows: bool = False,
+    max_quota_bytes: int = 64 * 1024 * 1024,
 ) -> RateLimitTable:
-    """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
+    """The table for a config snapshot (see `RateLimitTable.from_configs`); its in-memory
+    buckets hold at most `max_quota_bytes`."""
     env = Env(
         handler_name=HANDLER_NAME,
         logger=logging.getLogger("adapters.ratelimit"),
         registry=metrics_registry,
         clock=time.monotonic,
+        max_quota_bytes=max_quota_bytes,
     )
     return RateLimitTable.from_configs(
         snapshot.rate_limit_configs,

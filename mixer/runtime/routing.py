@@ -24,7 +24,7 @@ from adapters.base import (
     answers_inline,
 )
 from mixer.attributes.bag import Bag
-from mixer.attributes.shapes import ShapeSet
+from mixer.attributes.shapes import ShapeSet, estimated_size
 from mixer.attributes.tracking import TrackingBag
 from mixer.errors import DispatchError
 from mixer.expr.predicates import Equality
@@ -123,6 +123,9 @@ _MEMO_MIN_PROGRAMS = 4
 # Per map field: distinct read shapes, and remembered results (all dropped when full).
 _MEMO_MAX_SHAPES = 16
 _MEMO_MAX_ENTRIES = 4096
+# A result read from values larger than this is not remembered: values come from requests, and
+# 4,096 of 64 KiB each would hold hundreds of MiB. Real series repeat short values.
+_MEMO_MAX_KEY_BYTES = 4096
 
 
 class MapFieldMemo:
@@ -151,7 +154,7 @@ class MapFieldMemo:
         value = MappingProxyType(_run(self._plan, tracking, None))
         learned = self._shapes.of(tracking.refs)
         key = learned.key(data) if learned is not None else None
-        if key is not None:
+        if key is not None and estimated_size(key) <= _MEMO_MAX_KEY_BYTES:
             if len(self._table) >= _MEMO_MAX_ENTRIES:
                 self._table.clear()
             with contextlib.suppress(TypeError):  # an unhashable value read

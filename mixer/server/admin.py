@@ -2,11 +2,18 @@
 
 It runs in its own thread so that a slow scrape never holds up the gRPC event loop's turn
 order more than the GIL forces it to.
+
+Bounds (a client that opens connections and sends nothing must not hold threads): at most
+`max_connections` connections are served at once, one more is closed at once; a connection
+that sends nothing for `timeout` seconds is closed. Each is counted through `on_limit` (the
+flag's name) and a client that goes away is one log line, not a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +23,59 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from mixer import __version__
+
+logger = logging.getLogger(__name__)
+
+# What a client that goes away or stalls raises in the serving thread.
+_CLIENT_GONE = (ConnectionError, TimeoutError)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `max_connections` of them."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        max_connections: int,
+        on_limit: Callable[[str], None],
+    ) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._on_limit = on_limit
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._on_limit("admin_max_connections")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, _CLIENT_GONE):
+            if isinstance(error, TimeoutError):
+                self._on_limit("admin_timeout")
+            logger.info(
+                "admin client %s: %s",
+                "timed out" if isinstance(error, TimeoutError) else "disconnected",
+                type(error).__name__,
+                extra={"peer": str(client_address[0]) if client_address else ""},
+            )
+            return
+        logger.error("admin request failed: %s: %s", type(error).__name__, error)
 
 
 class AdminServer:
@@ -29,6 +89,9 @@ class AdminServer:
         *,
         ready: Callable[[], bool],
         debug: dict[str, Callable[[], Any]] | None = None,
+        timeout: float = 10.0,
+        max_connections: int = 32,
+        on_limit: Callable[[str], None] = lambda flag: None,
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
@@ -61,8 +124,15 @@ class AdminServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+            def log_error(self, format: str, *args: Any) -> None:
+                # The base class closes a connection whose request stalls past `timeout` and
+                # says so here; other errors (bad request lines) are the client's and unlogged.
+                if format.startswith("Request timed out"):
+                    on_limit("admin_timeout")
+                    logger.info("admin client timed out", extra={"peer": self.client_address[0]})
+
+        Handler.timeout = timeout  # set on each connection's socket by StreamRequestHandler
+        self._server = _BoundedServer((host, port), Handler, max_connections, on_limit)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="admin-http", daemon=True

@@ -92,10 +92,11 @@ class Application:
             self.metrics.registry,
             ready=lambda: self._ready,
             debug=self._debug_routes() if self.settings.enable_debug else None,
+            **self._admin_bounds(),
         )
         mhost, mport = split_address(self.settings.metrics_address)
         self.adapter_metrics = AdminServer(
-            mhost, mport, self.adapter_registry, ready=lambda: self._ready
+            mhost, mport, self.adapter_registry, ready=lambda: self._ready, **self._admin_bounds()
         )
         await self.server.start()
         self.admin.start()
@@ -116,6 +117,14 @@ class Application:
             },
         )
 
+    def _admin_bounds(self) -> dict[str, Any]:
+        crossed = self.metrics.limit_exceeded
+        return {
+            "timeout": self.settings.admin_timeout,
+            "max_connections": self.settings.admin_max_connections,
+            "on_limit": lambda flag: crossed.labels(flag).inc(),
+        }
+
     def _envoy_services(self, holder: RuntimeHolder) -> list[tuple[grpc.GenericRpcHandler, str]]:
         limits = self.settings.limits
         authz = AuthorizationService(
@@ -135,6 +144,7 @@ class Application:
             dynamic_metadata=self.settings.ratelimit_dynamic_metadata,
             near_limit_ratio=self.settings.ratelimit_near_limit_ratio,
             max_stat_keys=self.settings.ratelimit_max_stat_keys,
+            limits=limits,
         )
         return [
             (authz.handler(), AUTHZ_SERVICE),

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from mixer.attributes.limits import LIMIT_FLAGS
 from mixer.settings import Settings, split_address
 
 
@@ -72,16 +73,25 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         str(settings.max_message_bytes),
         "--max-concurrent-streams",
         str(settings.max_concurrent_streams),
-        "--max-attributes",
-        str(settings.limits.max_attributes),
-        "--max-words",
-        str(settings.limits.max_words),
-        "--max-string-length",
-        str(settings.limits.max_string_length),
-        "--max-report-entries",
-        str(settings.limits.max_report_entries),
-        "--max-als-entries",
-        str(settings.limits.max_als_entries),
+        "--check-cache-size",
+        str(settings.check_cache_size),
+        "--check-cache-bytes",
+        str(settings.check_cache_bytes),
+        "--max-series",
+        str(settings.max_series),
+        "--max-quota-bucket-bytes",
+        str(settings.max_quota_bucket_bytes),
+        "--max-config-nodes",
+        str(settings.max_config_nodes),
+        "--admin-timeout",
+        str(settings.admin_timeout),
+        "--admin-max-connections",
+        str(settings.admin_max_connections),
+        *(
+            item
+            for name, _ in LIMIT_FLAGS
+            for item in ("--" + name.replace("_", "-"), str(getattr(settings.limits, name)))
+        ),
         "--cel-libraries",
         ",".join(settings.cel_libraries) or "none",
     ]

@@ -166,3 +166,18 @@ async def test_concurrent_streams_per_connection_are_capped(mixer: MixerProcess)
         await asyncio.gather(*idle)
         resp = await check(mixer_pb2.CheckRequest(), timeout=5)
         assert resp.precondition.valid_use_count == 10000
+
+
+def test_each_crossing_is_counted_under_its_flag(mixer: MixerProcess) -> None:
+    """mixer_limit_exceeded_total{limit} names the bound crossed (the flag, underscored)."""
+    with MixerClient(mixer.address) as client:
+        error_of(lambda: client.check({"request.path": "x" * 17}))
+        error_of(
+            lambda: client.check(
+                {"request.path": "/", "request.host": "h"},
+                {"a": 1} | {f"q{i}": 1 for i in range(64)},
+            )
+        )
+    _, text = mixer.admin_get("/metrics")
+    assert 'mixer_limit_exceeded_total{limit="max_string_length"} 1.0' in text
+    assert 'mixer_limit_exceeded_total{limit="max_quotas"} 1.0' in text

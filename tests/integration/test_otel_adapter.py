@@ -39,12 +39,13 @@ def http_receiver() -> Iterator[HttpReceiver]:
     receiver.stop()
 
 
-def make_env() -> Env:
+def make_env(max_series: int = 2000) -> Env:
     return Env(
         handler_name="otel.handler.istio-system",
         logger=logging.getLogger("test.otel"),
         registry=CollectorRegistry(),
         clock=time.monotonic,
+        max_series=max_series,
     )
 
 
@@ -322,7 +323,8 @@ async def test_default_limit_keeps_more_than_the_sdks_2000_series(
     params = otel.parse_params(
         {"endpoint": grpc_receiver.endpoint, "insecure": True, "metrics": METRICS[:1]}
     )
-    handler = otel.build(params, make_env())
+    # The server's --max-series (default 2000) caps cardinalityLimit; raised here.
+    handler = otel.build(params, make_env(max_series=20_000))
     await handler.report(
         [
             metric("requestcount.instance.istio-system", 1, response_code=c, source_ip="a")
@@ -334,6 +336,30 @@ async def test_default_limit_keeps_more_than_the_sdks_2000_series(
     points = find_metric(grpc_receiver, "istio.requests").sum.data_points
     assert len(points) == 3000
     assert not [p for p in points if attributes(p.attributes).get("otel.metric.overflow")]
+
+
+async def test_server_max_series_caps_the_limit_and_counts_the_overflow(
+    grpc_receiver: GrpcReceiver,
+) -> None:
+    params = otel.parse_params(
+        {"endpoint": grpc_receiver.endpoint, "insecure": True, "metrics": METRICS[:1]}
+    )
+    env = make_env(max_series=5)
+    handler = otel.build(params, env)
+    await handler.report(
+        [
+            metric("requestcount.instance.istio-system", 1, response_code=c, source_ip="a")
+            for c in range(10)
+        ]
+    )
+    overflowed = env.registry.get_sample_value(
+        "mixer_series_overflow_total", {"metric": "istio.requests"}
+    )
+    await handler.close()
+
+    points = find_metric(grpc_receiver, "istio.requests").sum.data_points
+    assert len(points) == 6  # five attribute sets plus the overflow point
+    assert overflowed == 5
 
 
 async def test_handlers_never_touch_the_global_providers(grpc_receiver: GrpcReceiver) -> None:

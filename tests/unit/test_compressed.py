@@ -15,7 +15,7 @@ from mixer.attributes.compressed import (
     encode_report,
 )
 from mixer.attributes.dictionary import GLOBAL_INDEX
-from mixer.attributes.limits import Limits, check_compressed
+from mixer.attributes.limits import Limits, check_compressed, check_words
 from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded
 from mixer.v1 import attributes_pb2, mixer_pb2
 
@@ -274,7 +274,14 @@ def test_report_limits_counted_while_decoding_agree_with_check_compressed(
     limits = Limits(max_attributes=max_attributes, max_string_length=max_string_length)
     req = encode_report(batch, delta=False)
     expected: str | None = None
+    # The batch's default_words come first, under the same bounds as a message's own words.
+    try:
+        check_words(req.default_words, limits, "default_words")
+    except LimitExceeded as exc:
+        expected = str(exc)
     for i, entry in enumerate(req.attributes):
+        if expected is not None:
+            break
         try:
             check_compressed(entry, limits, f"attributes[{i}]")
         except LimitExceeded as exc:
