@@ -1,4 +1,4 @@
-"""The `mixer` command: serve, validate, check, report, version."""
+"""The `mixer` command: serve, validate, test, check, report, version."""
 
 from __future__ import annotations
 
@@ -27,12 +27,24 @@ def _bool_env(name: str) -> bool:
     return env_default(name, "").lower() in ("1", "true", "yes", "on")
 
 
-def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
-    """Turn `text` into the attribute's type from the vocabulary (inferred when unknown)."""
+def typed_value(name: str, value: object, vocabulary: Mapping[str, str]) -> object:
+    """`value` (text, or a YAML/JSON scalar or mapping) as the attribute's type from the
+    vocabulary, inferred when the name is unknown; ValueError says what is wrong with it."""
     from adapters.base import ParamError
     from adapters.toolkit.params import duration_param
 
     kind = vocabulary.get(name)
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    if isinstance(value, dict) and kind in ("STRING_MAP", None):
+        return {str(k): str(v) for k, v in value.items()}
+    if kind in ("INT64", "DOUBLE") and isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        if kind is None and isinstance(value, int | float):
+            return value
+        raise ValueError(f"{kind or 'attribute'} {name}: unexpected value {value!r}")
+    text = value
     try:
         if kind == "STRING_MAP":
             data = json.loads(text)
@@ -55,10 +67,18 @@ def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
         if kind == "DURATION":
             return duration_param(text, name)
     except (ValueError, ParamError) as exc:
-        raise SystemExit(f"--attr {name}: {kind} value {text!r} is invalid: {exc}") from None
+        raise ValueError(f"{name}: {kind} value {text!r} is invalid: {exc}") from None
     if kind is None and text.lstrip("-").isdigit():
         return int(text)
     return text
+
+
+def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
+    """Turn `text` into the attribute's type from the vocabulary (inferred when unknown)."""
+    try:
+        return typed_value(name, text, vocabulary)
+    except ValueError as exc:
+        raise SystemExit(f"--attr {exc}") from None
 
 
 def parse_attributes(items: Sequence[str], vocabulary: Mapping[str, str]) -> dict[str, object]:
@@ -164,6 +184,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     v = sub.add_parser("validate", help="validate a config directory")
     v.add_argument("directory", type=Path, nargs="?", default=Path("rules"))
     v.add_argument("--format", choices=["text", "json"], default="text")
+    t = sub.add_parser("test", help="run rule tests (*_test.yaml) against a config directory")
+    t.add_argument("directory", type=Path, nargs="?", default=Path("rules"))
+    t.add_argument(
+        "paths", type=Path, nargs="*", help="test files or directories (default: the config dir)"
+    )
+    t.add_argument("--run", metavar="PATTERN", help="only cases whose file::name matches (regex)")
+    t.add_argument("--format", choices=["text", "junit"], default="text")
+    t.add_argument("-v", "--verbose", action="store_true", help="explain every case's decision")
     for name, help_text in (("check", "send a Check"), ("report", "send a Report")):
         c = sub.add_parser(name, help=help_text)
         c.add_argument("--address", default=env_default("CLIENT_ADDRESS", "127.0.0.1:9091"))
@@ -186,6 +214,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "validate":
         return _validate(args.directory, args.format)
+    if args.command == "test":
+        from mixer.rulestest.run import main as run_tests
+
+        return run_tests(
+            args.directory, args.paths, pattern=args.run, fmt=args.format, verbose=args.verbose
+        )
     return _client(args)
 
 

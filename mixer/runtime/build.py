@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,14 @@ async def build_runtime(
     cache_size: int = 100_000,
     metrics_registry: CollectorRegistry | None = None,
     redis_url: str = "",
+    clock: Callable[[], float] = time.monotonic,
 ) -> Runtime:
     """Build handlers (reusing those whose name and params did not change), routes and workers.
 
     Adapters register their series on `metrics_registry` (served on the adapters' metrics port,
-    Mixer's :42422); it must outlive runtimes so that a swap keeps counters monotonic.
+    Mixer's :42422); it must outlive runtimes so that a swap keeps counters monotonic. `clock`
+    (monotonic seconds) is the handlers' time: `mixer test` passes a frozen one so that quota
+    state depends only on the requests made.
     """
     registry = adapter_registry()
     old_handlers = previous.handlers if previous is not None else {}
@@ -96,7 +99,7 @@ async def build_runtime(
                     handler_name=spec.name,
                     logger=logging.getLogger(f"adapters.{adapter}"),
                     registry=metrics_registry if metrics_registry is not None else metrics.registry,
-                    clock=time.monotonic,
+                    clock=clock,
                 )
                 handler = registry[adapter].build(params, env)
                 built.append(handler)
@@ -137,6 +140,7 @@ async def build_runtime(
         registry=registry,
         calls=dispatcher.calls,
         previous=previous.ratelimit if previous is not None else None,
+        clock=clock,
     )
     return Runtime(
         revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit

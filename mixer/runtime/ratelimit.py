@@ -31,7 +31,7 @@ import datetime
 import enum
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -397,13 +397,15 @@ async def build_ratelimit_table(
     registry: Mapping[str, AdapterInfo],
     calls: HandlerCalls,
     previous: RateLimitTable | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RateLimitTable:
-    """The table for a config snapshot (see `RateLimitTable.from_configs`)."""
+    """The table for a config snapshot (see `RateLimitTable.from_configs`); `clock` is the
+    quota handlers' time (monotonic seconds)."""
     env = Env(
         handler_name=HANDLER_NAME,
         logger=logging.getLogger("adapters.ratelimit"),
         registry=metrics_registry,
-        clock=time.monotonic,
+        clock=clock,
     )
     return RateLimitTable.from_configs(
         snapshot.rate_limit_configs,
