@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import ipaddress
 import json
 import os
 import sys
@@ -27,54 +25,10 @@ def _bool_env(name: str) -> bool:
     return env_default(name, "").lower() in ("1", "true", "yes", "on")
 
 
-def typed_value(name: str, value: object, vocabulary: Mapping[str, str]) -> object:
-    """`value` (text, or a YAML/JSON scalar or mapping) as the attribute's type from the
-    vocabulary, inferred when the name is unknown; ValueError says what is wrong with it."""
-    from adapters.base import ParamError
-    from adapters.toolkit.params import duration_param
-
-    kind = vocabulary.get(name)
-    if isinstance(value, bool):
-        value = "true" if value else "false"
-    if isinstance(value, dict) and kind in ("STRING_MAP", None):
-        return {str(k): str(v) for k, v in value.items()}
-    if kind in ("INT64", "DOUBLE") and isinstance(value, int | float):
-        value = str(value)
-    if not isinstance(value, str):
-        if kind is None and isinstance(value, int | float):
-            return value
-        raise ValueError(f"{kind or 'attribute'} {name}: unexpected value {value!r}")
-    text = value
-    try:
-        if kind == "STRING_MAP":
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("expected a JSON object")
-            return {str(k): str(v) for k, v in data.items()}
-        if kind == "INT64":
-            return int(text)
-        if kind == "DOUBLE":
-            return float(text)
-        if kind == "BOOL":
-            if text.lower() not in ("true", "false"):
-                raise ValueError("expected true or false")
-            return text.lower() == "true"
-        if kind == "IP_ADDRESS":
-            return ipaddress.ip_address(text)
-        if kind == "TIMESTAMP":
-            ts = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return ts if ts.tzinfo else ts.replace(tzinfo=datetime.UTC)
-        if kind == "DURATION":
-            return duration_param(text, name)
-    except (ValueError, ParamError) as exc:
-        raise ValueError(f"{name}: {kind} value {text!r} is invalid: {exc}") from None
-    if kind is None and text.lstrip("-").isdigit():
-        return int(text)
-    return text
-
-
 def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
     """Turn `text` into the attribute's type from the vocabulary (inferred when unknown)."""
+    from mixer.config.values import typed_value
+
     try:
         return typed_value(name, text, vocabulary)
     except ValueError as exc:
@@ -167,7 +121,7 @@ def _serve_parser(sub: Any) -> None:
         "--enable-debug",
         action="store_true",
         default=_bool_env("ENABLE_DEBUG"),
-        help="serve /debug/config and /debug/routes on the admin port",
+        help="serve /debug/config, /debug/routes and POST /debug/explain on the admin port",
     )
     p.add_argument(
         "--redis-url",
@@ -198,6 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         c.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE")
         c.add_argument("--timeout", type=float, default=5.0)
         if name == "check":
+            c.add_argument(
+                "--explain",
+                action="store_true",
+                help="evaluate in process against --config-dir and explain every rule's part",
+            )
+            c.add_argument(
+                "--config-dir", type=Path, default=Path(env_default("CONFIG_DIR", "rules"))
+            )
             c.add_argument(
                 "--quota",
                 action="append",
@@ -295,6 +257,8 @@ def _client(args: argparse.Namespace) -> int:
     from mixer.client import MixerClient
     from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY
 
+    if args.command == "check" and args.explain:
+        return _explain(args)
     attrs = parse_attributes(args.attr, ISTIO_1_4_VOCABULARY)
     with MixerClient(args.address, timeout=args.timeout) as client:
         try:
@@ -302,14 +266,55 @@ def _client(args: argparse.Namespace) -> int:
                 client.report([attrs])
                 print(json.dumps({"status": "OK"}))
                 return 0
-            quotas: dict[str, int | tuple[int, bool]] = {}
-            for item in args.quota:
-                name, _, rest = item.partition("=")
-                amount, _, flag = rest.partition(",")
-                quotas[name] = (int(amount or "1"), flag == "best-effort")
-            answer = client.check(attrs, quotas)
+            answer = client.check(attrs, _quotas(args.quota))
         except grpc.RpcError as err:
             print(json.dumps({"error": {"code": err.code().name, "message": err.details()}}))
             return 2
     print(json.dumps(answer.as_json(), indent=2))
     return 0 if answer.status_code == 0 else 3
+
+
+def _quotas(items: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    quotas: dict[str, tuple[int, bool]] = {}
+    for item in items:
+        name, _, rest = item.partition("=")
+        amount, _, flag = rest.partition(",")
+        quotas[name] = (int(amount or "1"), flag == "best-effort")
+    return quotas
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """`mixer check --explain`: the Check evaluated in process, then why, rule by rule."""
+    from mixer.attributes.bag import Bag
+    from mixer.config.values import bag_from_data
+    from mixer.errors import ConfigError
+    from mixer.runtime.build import build_runtime, load_snapshot
+    from mixer.runtime.dispatcher import QuotaRequest
+    from mixer.runtime.explain import explain_check
+    from mixer.runtime.runtime import RuntimeHolder
+    from mixer.telemetry import ServerMetrics
+
+    try:
+        snapshot = load_snapshot(args.config_dir)
+    except ConfigError as exc:
+        print(f"mixer check --explain: {args.config_dir} is not a valid config:\n{exc}")
+        return 2
+    attrs = parse_attributes(args.attr, snapshot.vocabulary)
+    try:
+        bag: Bag = bag_from_data(attrs, snapshot.vocabulary)
+    except ValueError as exc:
+        raise SystemExit(f"--attr {exc}") from None
+    quotas = {k: QuotaRequest(n, b) for k, (n, b) in _quotas(args.quota).items()}
+
+    async def run() -> str:
+        runtime = await build_runtime(snapshot, ServerMetrics.create(), revision="explain")
+        holder = RuntimeHolder(runtime)
+        try:
+            outcome = await runtime.dispatcher.check(bag, quotas)
+            return explain_check(runtime, bag, outcome).to_text()
+        finally:
+            await holder.close()
+
+    text = asyncio.run(run())
+    print(text)
+    return 0 if text.startswith("answer: OK") else 3

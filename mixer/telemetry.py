@@ -78,6 +78,8 @@ class ServerMetrics:
     check_results: LabelledCounter
     quota_results: LabelledCounter
     build: Gauge
+    check_dry_run: Counter
+    debug_explain: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
@@ -174,5 +176,18 @@ class ServerMetrics:
                 "Quota allocations, by quota name and result (granted, exhausted, error).",
                 ["quota", "result"],
                 reg,
+            ),
+            check_dry_run=Counter(
+                "mixer_check_dry_run",
+                "Check actions of dry-run rules, by rule and result (would_deny, allow, error): "
+                "evaluated and counted, never denying.",
+                ["rule", "result"],
+                registry=reg,
+            ),
+            debug_explain=Counter(
+                "mixer_debug_explain",
+                "Requests to /debug/explain, by result (ok, bad_request, too_large, error).",
+                ["result"],
+                registry=reg,
             ),
         )

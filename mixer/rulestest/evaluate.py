@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
-import ipaddress
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -23,18 +22,21 @@ from mixer import codes
 from mixer.api.authz_servicer import AuthorizationService
 from mixer.api.ratelimit_servicer import RateLimitService
 from mixer.api.status import status_code_for
-from mixer.attributes.bag import Bag, StringMap, Value
-from mixer.cli import typed_value
+from mixer.attributes.bag import Bag
+from mixer.attributes.envoy import bag_from_check_request
 from mixer.config.model import Snapshot
+from mixer.config.values import bag_from_data
 from mixer.envoy.service.auth.v3 import external_auth_pb2
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from mixer.errors import MixerError
 from mixer.rulestest.cases import Case, Kind
 from mixer.runtime.build import build_runtime
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest
+from mixer.runtime.explain import Explanation, explain_check, explain_rules
 from mixer.runtime.routing import HeaderOperationResult
-from mixer.runtime.runtime import RuntimeHolder
+from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
+from mixer.templates import Variety
 
 FROZEN_TIME = 1_000_000.0
 """The handlers' monotonic clock during a case: it never moves."""
@@ -49,25 +51,10 @@ class RequestError(Exception):
 
 def bag_of(attributes: Mapping[str, object], vocabulary: Mapping[str, str]) -> Bag:
     """A bag from YAML attributes, typed as ``mixer check --attr`` types them."""
-    data: dict[str, Value] = {}
-    for name, raw in attributes.items():
-        try:
-            value = typed_value(str(name), raw, vocabulary)
-        except ValueError as exc:
-            raise RequestError(f"attribute {exc}") from None
-        data[str(name)] = _bag_value(value)
-    return Bag(data)
-
-
-def _bag_value(value: object) -> Value:
-    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return value.packed
-    if isinstance(value, dict):
-        return StringMap(value)
-    assert isinstance(
-        value, str | int | float | bool | bytes | datetime.datetime | datetime.timedelta
-    )
-    return value
+    try:
+        return bag_from_data(attributes, vocabulary)
+    except ValueError as exc:
+        raise RequestError(f"attribute {exc}") from None
 
 
 def _seconds(delta: datetime.timedelta) -> str:
@@ -144,8 +131,11 @@ def log_entries(text: str) -> list[Any]:
     return entries
 
 
-async def run_case(case: Case, snapshot: Snapshot) -> dict[str, Any]:
-    """Send the case's request (``after`` times, then once more) and return the last answer."""
+async def run_case(
+    case: Case, snapshot: Snapshot, explain: bool = False
+) -> tuple[dict[str, Any], str]:
+    """Send the case's request (``after`` times, then once more); the last answer and, with
+    `explain`, why it was given (`mixer.runtime.explain`; checks and ext_authz only)."""
     request: Any
     if case.kind in (Kind.CHECK, Kind.REPORT):
         request = bag_of(case.request.get("attributes", {}), snapshot.vocabulary)
@@ -156,6 +146,7 @@ async def run_case(case: Case, snapshot: Snapshot) -> dict[str, Any]:
     registry = CollectorRegistry()
     captured = io.StringIO()
     answer: dict[str, Any] = {}
+    why = ""
     with contextlib.redirect_stdout(captured):
         runtime = await build_runtime(
             snapshot,
@@ -168,6 +159,9 @@ async def run_case(case: Case, snapshot: Snapshot) -> dict[str, Any]:
         try:
             for _ in range(case.after + 1):
                 answer = await _send(case, request, quotas, holder, metrics)
+            if explain:
+                why = _explain(case, request, answer, runtime)
+            answer.pop("outcome", None)  # kept for the explanation only
             if case.kind is Kind.REPORT:
                 for worker in runtime.workers.values():
                     await worker.flush(_FLUSH_TIMEOUT)
@@ -178,7 +172,28 @@ async def run_case(case: Case, snapshot: Snapshot) -> dict[str, Any]:
     if case.kind is Kind.REPORT:
         # After closing: the stdio adapter's writer thread has written everything.
         answer["logs"] = log_entries(captured.getvalue())
-    return answer
+    return answer, why
+
+
+def _explain(case: Case, request: Any, answer: Mapping[str, Any], runtime: Runtime) -> str:
+    if case.kind is Kind.AUTHZ:
+        request = bag_from_check_request(request)
+    elif case.kind is not Kind.CHECK:
+        return ""
+    outcome = answer.get("outcome")
+    if not isinstance(outcome, CheckOutcome):
+        # ext_authz: the answer is Envoy's; explain the rules against its bag.
+        rules = explain_rules(runtime, request, Variety.CHECK)
+        handlers = next((r.handlers for r in rules if r.rule == answer.get("rule")), [])
+        return Explanation(
+            str(answer.get("code", "")),
+            str(answer.get("message", "")),
+            str(answer.get("rule", "")),
+            handlers,
+            [],
+            rules,
+        ).to_text()
+    return explain_check(runtime, request, outcome).to_text()
 
 
 async def _send(
@@ -194,7 +209,7 @@ async def _send(
         except MixerError as exc:
             # What a gRPC client would see: the call fails with this status.
             return {"code": status_code_for(exc).name, "message": str(exc)}
-        return check_answer(outcome)
+        return {**check_answer(outcome), "outcome": outcome}
     if case.kind is Kind.REPORT:
         holder.current.dispatcher.report([request])
         return {}

@@ -46,7 +46,7 @@ async def run_cases(cases: Sequence[Case], config_dir: Path, verbose: bool) -> l
     for case in cases:
         start = time.perf_counter()
         try:
-            actual = await run_case(case, snapshot)
+            actual, why = await run_case(case, snapshot, explain=verbose)
         except RequestError as exc:
             results.append(Result(case, time.perf_counter() - start, error=str(exc)))
             continue
@@ -57,6 +57,7 @@ async def run_cases(cases: Sequence[Case], config_dir: Path, verbose: bool) -> l
                 time.perf_counter() - start,
                 wrong,
                 diff(case.expect, actual, wrong) if wrong else "",
+                explanation=why,
             )
         )
     return results

@@ -17,6 +17,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from mixer import __version__
 
+PostRoute = Callable[[int, Callable[[int], bytes]], tuple[int, Any]]
+"""A POST route: (Content-Length, read(n)) -> (HTTP status, JSON-ready answer). The route reads
+the body itself, so that it can refuse one over its limit without reading it."""
+
 
 class AdminServer:
     """A small threaded HTTP server reading state through callables (no shared mutation)."""
@@ -29,6 +33,7 @@ class AdminServer:
         *,
         ready: Callable[[], bool],
         debug: dict[str, Callable[[], Any]] | None = None,
+        posts: dict[str, PostRoute] | None = None,
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
@@ -45,6 +50,8 @@ class AdminServer:
         for path, fn in (debug or {}).items():
             routes[path] = _json_route(fn)
 
+        post_routes = dict(posts or {})
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 route = routes.get(self.path.split("?", 1)[0])
@@ -52,6 +59,23 @@ class AdminServer:
                     status, ctype, body = 404, "text/plain", b"not found\n"
                 else:
                     status, ctype, body = route()
+                self._answer(status, ctype, body)
+
+            def do_POST(self) -> None:
+                post = post_routes.get(self.path.split("?", 1)[0])
+                if post is None:
+                    self._answer(404, "text/plain", b"not found\n")
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    self._answer(411, "text/plain", b"Content-Length required\n")
+                    return
+                status, data = post(length, self.rfile.read)
+                body = json.dumps(data, indent=2, default=str).encode()
+                self._answer(status, "application/json", body)
+
+            def _answer(self, status: int, ctype: str, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

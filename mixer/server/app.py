@@ -23,7 +23,8 @@ from mixer.api.mixer_servicer import MixerService
 from mixer.api.ratelimit_servicer import SERVICE as RLS_SERVICE
 from mixer.api.ratelimit_servicer import RateLimitService
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.admin import AdminServer
+from mixer.server.admin import AdminServer, PostRoute
+from mixer.server.explain_route import ExplainRoute
 from mixer.server.grpc_server import create_server, set_serving
 from mixer.server.reloader import Reloader
 from mixer.settings import Settings, split_address
@@ -92,6 +93,7 @@ class Application:
             self.metrics.registry,
             ready=lambda: self._ready,
             debug=self._debug_routes() if self.settings.enable_debug else None,
+            posts=self._debug_posts() if self.settings.enable_debug else None,
         )
         mhost, mport = split_address(self.settings.metrics_address)
         self.adapter_metrics = AdminServer(
@@ -137,6 +139,18 @@ class Application:
             "/debug/config": self.reloader.describe,
             "/debug/routes": self.reloader.describe_routes,
         }
+
+    def _debug_posts(self) -> dict[str, PostRoute]:
+        assert self.holder is not None
+        explain = ExplainRoute(
+            self.holder,
+            asyncio.get_running_loop(),
+            self.metrics.debug_explain,
+            limits=self.settings.limits,
+            max_body=self.settings.max_message_bytes,
+            timeout=max(self.settings.handler_timeout * 2, 5.0),
+        )
+        return {"/debug/explain": explain}
 
     def request_stop(self) -> None:
         self._stopping.set()
