@@ -235,12 +235,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(directory: Path, fmt: str) -> int:
-    from mixer.runtime.build import validate_directory
+    from mixer.runtime.build import load_snapshot, validate_directory
 
     problems = validate_directory(directory)
+    # Rules that are evaluated and counted but never deny: a rollout step, easy to forget.
+    dry_run = [] if problems else [r.name for r in load_snapshot(directory).rules if r.dry_run]
     if fmt == "json":
         print(
-            json.dumps({"valid": not problems, "errors": [p.to_dict() for p in problems]}, indent=2)
+            json.dumps(
+                {
+                    "valid": not problems,
+                    "errors": [p.to_dict() for p in problems],
+                    "dry_run": dry_run,
+                },
+                indent=2,
+            )
         )
     elif problems:
         for problem in problems:
@@ -248,6 +257,8 @@ def _validate(directory: Path, fmt: str) -> int:
         print(f"{len(problems)} error(s) in {directory}", file=sys.stderr)
     else:
         print(f"{directory}: valid")
+        for name in dry_run:
+            print(f"dry-run (never denies): {name}")
     return 1 if problems else 0
 
 

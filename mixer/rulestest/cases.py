@@ -46,6 +46,7 @@ EXPECT_KEYS: Mapping[Kind, frozenset[str]] = {
             "response_headers",
             "direct_response",
             "quotas",
+            "dry_run",
         }
     ),
     Kind.AUTHZ: frozenset({"code", "message", "rule", "response"}),

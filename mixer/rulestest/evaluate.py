@@ -93,6 +93,7 @@ def check_answer(outcome: CheckOutcome) -> dict[str, Any]:
             }
             for name, q in outcome.quotas.items()
         },
+        "dry_run": dict(outcome.dry_run),
     }
 
 

@@ -195,4 +195,5 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
         sampler=Sampler(spec.sampling) if spec.sampling is not None else None,
         requires=requires,
         leading=leading,
+        dry_run=spec.dry_run,
     )
