@@ -13,6 +13,7 @@ from typing import Any
 
 from mixer import __version__
 from mixer.attributes.limits import Limits
+from mixer.attributes.mask import DEFAULT_MASK, Mask
 from mixer.settings import Settings, env_default
 
 
@@ -124,6 +125,22 @@ def _serve_parser(sub: Any) -> None:
         help="serve /debug/config, /debug/routes and POST /debug/explain on the admin port",
     )
     p.add_argument(
+        "--decision-log-handler",
+        default=env_default("DECISION_LOG_HANDLER", ""),
+        help="log Check/ext_authz decisions through this stdio or otel handler (off when empty)",
+    )
+    p.add_argument(
+        "--decision-log-sample",
+        type=float,
+        default=float(env_default("DECISION_LOG_SAMPLE", "1.0")),
+        help="fraction of decisions logged, from 0 to 1",
+    )
+    p.add_argument(
+        "--decision-log-mask",
+        default=env_default("DECISION_LOG_MASK", ",".join(DEFAULT_MASK)),
+        help="comma-separated NAME or NAME[KEY] attributes whose values are never logged",
+    )
+    p.add_argument(
         "--redis-url",
         default=env_default("REDIS_URL", ""),
         help="Redis for quotas: memquota handlers and the rate-limit service run on it",
@@ -208,6 +225,9 @@ def _serve(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        decision_log_handler=args.decision_log_handler,
+        decision_log_sample=args.decision_log_sample,
+        decision_log_mask=tuple(m.strip() for m in args.decision_log_mask.split(",") if m.strip()),
         limits=Limits(
             max_attributes=args.max_attributes,
             max_words=args.max_words,
@@ -218,6 +238,14 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         print("mixer serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if not 0.0 <= settings.decision_log_sample <= 1.0:
+        print("mixer serve: --decision-log-sample must be from 0 to 1", file=sys.stderr)
+        return 2
+    try:
+        Mask.parse(settings.decision_log_mask)
+    except ValueError as exc:
+        print(f"mixer serve: --decision-log-mask: {exc}", file=sys.stderr)
         return 2
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         print("mixer serve: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)

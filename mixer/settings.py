@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixer.attributes.limits import Limits
+from mixer.attributes.mask import DEFAULT_MASK
 
 
 def env_default(name: str, default: str) -> str:
@@ -48,3 +49,7 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    decision_log_handler: str = ""
+    """A stdio/otel handler of the config that receives decision log entries ("": off)."""
+    decision_log_sample: float = 1.0
+    decision_log_mask: tuple[str, ...] = DEFAULT_MASK

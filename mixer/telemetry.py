@@ -80,6 +80,7 @@ class ServerMetrics:
     build: Gauge
     check_dry_run: Counter
     debug_explain: Counter
+    decision_log: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
@@ -182,6 +183,13 @@ class ServerMetrics:
                 "Check actions of dry-run rules, by rule and result (would_deny, allow, error): "
                 "evaluated and counted, never denying.",
                 ["rule", "result"],
+                registry=reg,
+            ),
+            decision_log=Counter(
+                "mixer_decision_log",
+                "Check decisions for the decision log, by result (logged, sampled_out, dropped "
+                "when the handler's queue is full, no_handler).",
+                ["result"],
                 registry=reg,
             ),
             debug_explain=Counter(

@@ -9,6 +9,8 @@ naming the rule that decided.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from mixer import codes
@@ -19,6 +21,7 @@ from mixer.attributes.envoy import bag_from_check_request
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_bag
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.service.auth.v3 import external_auth_pb2
+from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest
 from mixer.runtime.routing import HeaderOp, HeaderOperationResult
 from mixer.runtime.runtime import RuntimeHolder
@@ -119,8 +122,10 @@ class AuthorizationService:
         *,
         limits: Limits = DEFAULT_LIMITS,
         peer_identity: bool = False,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self._holder = holder
+        self._decisions = decisions
         self._metrics = metrics
         self._limits = limits
         self._peer_identity = peer_identity
@@ -162,7 +167,12 @@ class AuthorizationService:
             # x-request-id when Envoy sends one: a retried request is then not charged twice.
             request_id = bag.get("request.id")
             dedup = request_id if isinstance(request_id, str) else ""
-            outcome = await rt.dispatcher.check(bag, quotas, dedup)
+            if self._decisions is None:
+                outcome = await rt.dispatcher.check(bag, quotas, dedup)
+            else:
+                start = time.perf_counter()
+                outcome = await rt.dispatcher.check(bag, quotas, dedup)
+                self._decisions.record(rt, "ext_authz", bag, outcome, time.perf_counter() - start)
         self._results.get(
             "ext_authz",
             outcome.decided_by if outcome.status_code else "",

@@ -22,6 +22,8 @@ from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
 from mixer.api.mixer_servicer import MixerService
 from mixer.api.ratelimit_servicer import SERVICE as RLS_SERVICE
 from mixer.api.ratelimit_servicer import RateLimitService
+from mixer.attributes.mask import Mask
+from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.admin import AdminServer, PostRoute
 from mixer.server.explain_route import ExplainRoute
@@ -72,11 +74,13 @@ class Application:
     async def start(self) -> None:
         """Load the config (failing start-up if it is invalid), then start serving."""
         self.holder = await self.reloader.initial()
+        self._decisions = self._decision_log()
         mixer = MixerService(
             self.holder,
             self.metrics,
             limits=self.settings.limits,
             peer_identity=self.settings.tls_client_ca is not None,
+            decisions=self._decisions,
         )
         handlers = [mixer.handler()]
         names = [MIXER_SERVICE]
@@ -125,6 +129,7 @@ class Application:
             self.metrics,
             limits=limits,
             peer_identity=self.settings.tls_client_ca is not None,
+            decisions=self._decisions,
         )
         als = AccessLogService(holder, self.metrics, limits=limits)
         rls = RateLimitService(holder, self.metrics, headers=self.settings.ratelimit_headers)
@@ -139,6 +144,16 @@ class Application:
             "/debug/config": self.reloader.describe,
             "/debug/routes": self.reloader.describe_routes,
         }
+
+    def _decision_log(self) -> DecisionLog | None:
+        if not self.settings.decision_log_handler:
+            return None
+        return DecisionLog(
+            self.settings.decision_log_handler,
+            self.settings.decision_log_sample,
+            Mask.parse(self.settings.decision_log_mask),
+            self.metrics.decision_log,
+        )
 
     def _debug_posts(self) -> dict[str, PostRoute]:
         assert self.holder is not None
