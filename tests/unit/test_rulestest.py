@@ -186,3 +186,20 @@ def test_matching_rules() -> None:
     assert failures({"code": 7, "valid_duration": "5m"}, check) == []
     text = diff({"code": 5}, check, ["code"])
     assert "-code: NOT_FOUND" in text and "+code: PERMISSION_DENIED" in text
+
+
+def test_editing_a_test_file_triggers_no_reload(tmp_path: Path) -> None:
+    from watchfiles import Change
+
+    from mixer.server.reloader import _ConfigFilter, content_fingerprint
+
+    directory = _config(tmp_path)
+    before = content_fingerprint(directory)
+    test_file = directory / "tests" / "policy_test.yaml"
+    test_file.write_text(test_file.read_text() + "\n# edited\n")
+    assert content_fingerprint(directory) == before
+    (directory / "policy.yaml").write_text(DENY_CONFIG + "\n# edited\n")
+    assert content_fingerprint(directory) != before
+    watched = _ConfigFilter()
+    assert not watched(Change.modified, str(test_file))
+    assert watched(Change.modified, str(directory / "policy.yaml"))
