@@ -50,6 +50,11 @@ async def run_cases(cases: Sequence[Case], config_dir: Path, verbose: bool) -> l
         except RequestError as exc:
             results.append(Result(case, time.perf_counter() - start, error=str(exc)))
             continue
+        except Exception as exc:
+            # A handler that cannot be built or a servicer failure: this case errs, the rest run.
+            error = f"{type(exc).__name__}: {exc}"
+            results.append(Result(case, time.perf_counter() - start, error=error))
+            continue
         wrong = failures(case.expect, actual)
         results.append(
             Result(

@@ -203,3 +203,16 @@ def test_editing_a_test_file_triggers_no_reload(tmp_path: Path) -> None:
     watched = _ConfigFilter()
     assert not watched(Change.modified, str(test_file))
     assert watched(Change.modified, str(directory / "policy.yaml"))
+
+
+def test_a_refused_request_is_an_answer(tmp_path: Path) -> None:
+    tests = """
+tests:
+- name: rls without descriptors is refused
+  ratelimit: {domain: edge}
+  expect:
+    overall_code: OK
+"""
+    code, out = _run(_config(tmp_path, tests))
+    assert code == 1
+    assert "-overall_code: OK" in out and "+overall_code: null" in out
