@@ -1,11 +1,9 @@
-"""The `mixer` command: serve, validate, check, report, version."""
+"""The `mixer` command: serve, validate, test, check, report, version."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
-import ipaddress
 import json
 import os
 import sys
@@ -15,6 +13,7 @@ from typing import Any
 
 from mixer import __version__
 from mixer.attributes.limits import LIMIT_FLAGS, Limits
+from mixer.attributes.mask import DEFAULT_MASK, Mask
 from mixer.expr import CEL_LIBRARIES
 from mixer.settings import Settings, env_default, parse_cel_libraries
 
@@ -30,36 +29,12 @@ def _bool_env(name: str) -> bool:
 
 def parse_value(name: str, text: str, vocabulary: Mapping[str, str]) -> object:
     """Turn `text` into the attribute's type from the vocabulary (inferred when unknown)."""
-    from adapters.base import ParamError
-    from adapters.toolkit.params import duration_param
+    from mixer.config.values import typed_value
 
-    kind = vocabulary.get(name)
     try:
-        if kind == "STRING_MAP":
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("expected a JSON object")
-            return {str(k): str(v) for k, v in data.items()}
-        if kind == "INT64":
-            return int(text)
-        if kind == "DOUBLE":
-            return float(text)
-        if kind == "BOOL":
-            if text.lower() not in ("true", "false"):
-                raise ValueError("expected true or false")
-            return text.lower() == "true"
-        if kind == "IP_ADDRESS":
-            return ipaddress.ip_address(text)
-        if kind == "TIMESTAMP":
-            ts = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return ts if ts.tzinfo else ts.replace(tzinfo=datetime.UTC)
-        if kind == "DURATION":
-            return duration_param(text, name)
-    except (ValueError, ParamError) as exc:
-        raise SystemExit(f"--attr {name}: {kind} value {text!r} is invalid: {exc}") from None
-    if kind is None and text.lstrip("-").isdigit():
-        return int(text)
-    return text
+        return typed_value(name, text, vocabulary)
+    except ValueError as exc:
+        raise SystemExit(f"--attr {exc}") from None
 
 
 def parse_attributes(items: Sequence[str], vocabulary: Mapping[str, str]) -> dict[str, object]:
@@ -218,7 +193,23 @@ def _serve_parser(sub: Any) -> None:
         "--enable-debug",
         action="store_true",
         default=_bool_env("ENABLE_DEBUG"),
-        help="serve /debug/config and /debug/routes on the admin port",
+        help="serve /debug/config, /debug/routes and POST /debug/explain on the admin port",
+    )
+    p.add_argument(
+        "--decision-log-handler",
+        default=env_default("DECISION_LOG_HANDLER", ""),
+        help="log Check/ext_authz decisions through this stdio or otel handler (off when empty)",
+    )
+    p.add_argument(
+        "--decision-log-sample",
+        type=float,
+        default=float(env_default("DECISION_LOG_SAMPLE", "1.0")),
+        help="fraction of decisions logged, from 0 to 1",
+    )
+    p.add_argument(
+        "--decision-log-mask",
+        default=env_default("DECISION_LOG_MASK", ",".join(DEFAULT_MASK)),
+        help="comma-separated NAME or NAME[KEY] attributes whose values are never logged",
     )
     p.add_argument(
         "--redis-url",
@@ -269,12 +260,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=int(env_default("MAX_CONFIG_NODES", str(Settings.max_config_nodes))),
         help="nodes per config document, aliases expanded",
     )
+    t = sub.add_parser("test", help="run rule tests (*_test.yaml) against a config directory")
+    t.add_argument("directory", type=Path, nargs="?", default=Path("rules"))
+    t.add_argument(
+        "paths", type=Path, nargs="*", help="test files or directories (default: the config dir)"
+    )
+    t.add_argument("--run", metavar="PATTERN", help="only cases whose file::name matches (regex)")
+    t.add_argument("--format", choices=["text", "junit"], default="text")
+    t.add_argument("-v", "--verbose", action="store_true", help="explain every case's decision")
     for name, help_text in (("check", "send a Check"), ("report", "send a Report")):
         c = sub.add_parser(name, help=help_text)
         c.add_argument("--address", default=env_default("CLIENT_ADDRESS", "127.0.0.1:9091"))
         c.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE")
         c.add_argument("--timeout", type=float, default=5.0)
         if name == "check":
+            c.add_argument(
+                "--explain",
+                action="store_true",
+                help="evaluate in process against --config-dir and explain every rule's part",
+            )
+            c.add_argument(
+                "--config-dir", type=Path, default=Path(env_default("CONFIG_DIR", "rules"))
+            )
             c.add_argument(
                 "--quota",
                 action="append",
@@ -298,6 +305,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.format,
             _cel_libraries(args, "validate"),
             args.ratelimit_merge_domains,
+        )
+    if args.command == "test":
+        from mixer.rulestest.run import main as run_tests
+
+        return run_tests(
+            args.directory, args.paths, pattern=args.run, fmt=args.format, verbose=args.verbose
         )
     return _client(args)
 
@@ -343,9 +356,20 @@ def _serve(args: argparse.Namespace) -> int:
         admin_max_connections=args.admin_max_connections,
         limits=Limits(**{name: getattr(args, name) for name, _ in LIMIT_FLAGS}),
         cel_libraries=_cel_libraries(args, "serve"),
+        decision_log_handler=args.decision_log_handler,
+        decision_log_sample=args.decision_log_sample,
+        decision_log_mask=tuple(m.strip() for m in args.decision_log_mask.split(",") if m.strip()),
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         print("mixer serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if not 0.0 <= settings.decision_log_sample <= 1.0:
+        print("mixer serve: --decision-log-sample must be from 0 to 1", file=sys.stderr)
+        return 2
+    try:
+        Mask.parse(settings.decision_log_mask)
+    except ValueError as exc:
+        print(f"mixer serve: --decision-log-mask: {exc}", file=sys.stderr)
         return 2
     if settings.tls_client_ca is not None and settings.tls_cert is None:
         print("mixer serve: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
@@ -372,14 +396,33 @@ def _serve(args: argparse.Namespace) -> int:
 def _validate(
     directory: Path, fmt: str, cel_libraries: tuple[str, ...], merge_ratelimit_domains: bool = False
 ) -> int:
-    from mixer.runtime.build import validate_directory
+    from mixer.runtime.build import load_snapshot, validate_directory
 
     problems = validate_directory(
         directory, cel_libraries, merge_ratelimit_domains=merge_ratelimit_domains
     )
+    # Rules that are evaluated and counted but never deny: a rollout step, easy to forget.
+    dry_run = (
+        []
+        if problems
+        else [
+            r.name
+            for r in load_snapshot(
+                directory, cel_libraries, merge_ratelimit_domains=merge_ratelimit_domains
+            ).rules
+            if r.dry_run
+        ]
+    )
     if fmt == "json":
         print(
-            json.dumps({"valid": not problems, "errors": [p.to_dict() for p in problems]}, indent=2)
+            json.dumps(
+                {
+                    "valid": not problems,
+                    "errors": [p.to_dict() for p in problems],
+                    "dry_run": dry_run,
+                },
+                indent=2,
+            )
         )
     elif problems:
         for problem in problems:
@@ -387,6 +430,8 @@ def _validate(
         print(f"{len(problems)} error(s) in {directory}", file=sys.stderr)
     else:
         print(f"{directory}: valid")
+        for name in dry_run:
+            print(f"dry-run (never denies): {name}")
     return 1 if problems else 0
 
 
@@ -396,6 +441,8 @@ def _client(args: argparse.Namespace) -> int:
     from mixer.client import MixerClient
     from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY
 
+    if args.command == "check" and args.explain:
+        return _explain(args)
     attrs = parse_attributes(args.attr, ISTIO_1_4_VOCABULARY)
     with MixerClient(args.address, timeout=args.timeout) as client:
         try:
@@ -403,14 +450,55 @@ def _client(args: argparse.Namespace) -> int:
                 client.report([attrs])
                 print(json.dumps({"status": "OK"}))
                 return 0
-            quotas: dict[str, int | tuple[int, bool]] = {}
-            for item in args.quota:
-                name, _, rest = item.partition("=")
-                amount, _, flag = rest.partition(",")
-                quotas[name] = (int(amount or "1"), flag == "best-effort")
-            answer = client.check(attrs, quotas)
+            answer = client.check(attrs, _quotas(args.quota))
         except grpc.RpcError as err:
             print(json.dumps({"error": {"code": err.code().name, "message": err.details()}}))
             return 2
     print(json.dumps(answer.as_json(), indent=2))
     return 0 if answer.status_code == 0 else 3
+
+
+def _quotas(items: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    quotas: dict[str, tuple[int, bool]] = {}
+    for item in items:
+        name, _, rest = item.partition("=")
+        amount, _, flag = rest.partition(",")
+        quotas[name] = (int(amount or "1"), flag == "best-effort")
+    return quotas
+
+
+def _explain(args: argparse.Namespace) -> int:
+    """`mixer check --explain`: the Check evaluated in process, then why, rule by rule."""
+    from mixer.attributes.bag import Bag
+    from mixer.config.values import bag_from_data
+    from mixer.errors import ConfigError
+    from mixer.runtime.build import build_runtime, load_snapshot
+    from mixer.runtime.dispatcher import QuotaRequest
+    from mixer.runtime.explain import explain_check
+    from mixer.runtime.runtime import RuntimeHolder
+    from mixer.telemetry import ServerMetrics
+
+    try:
+        snapshot = load_snapshot(args.config_dir)
+    except ConfigError as exc:
+        print(f"mixer check --explain: {args.config_dir} is not a valid config:\n{exc}")
+        return 2
+    attrs = parse_attributes(args.attr, snapshot.vocabulary)
+    try:
+        bag: Bag = bag_from_data(attrs, snapshot.vocabulary)
+    except ValueError as exc:
+        raise SystemExit(f"--attr {exc}") from None
+    quotas = {k: QuotaRequest(n, b) for k, (n, b) in _quotas(args.quota).items()}
+
+    async def run() -> str:
+        runtime = await build_runtime(snapshot, ServerMetrics.create(), revision="explain")
+        holder = RuntimeHolder(runtime)
+        try:
+            outcome = await runtime.dispatcher.check(bag, quotas)
+            return explain_check(runtime, bag, outcome).to_text()
+        finally:
+            await holder.close()
+
+    text = asyncio.run(run())
+    print(text)
+    return 0 if text.startswith("answer: OK") else 3

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mixer.attributes.limits import Limits
+from mixer.attributes.mask import DEFAULT_MASK
 from mixer.expr import CEL_LIBRARIES
 
 
@@ -91,3 +92,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     cel_libraries: tuple[str, ...] = CEL_LIBRARIES
     """The CEL extension libraries rules may use; the core language is always there."""
+    decision_log_handler: str = ""
+    """A stdio/otel handler of the config that receives decision log entries ("": off)."""
+    decision_log_sample: float = 1.0
+    decision_log_mask: tuple[str, ...] = DEFAULT_MASK

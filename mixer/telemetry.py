@@ -88,6 +88,9 @@ class ServerMetrics:
     """envoyproxy/ratelimit's per-rule statistics, by statistic name."""
     ratelimit_global_shadow: LabelledCounter
     ratelimit_stat_keys_folded: LabelledCounter
+    check_dry_run: Counter
+    debug_explain: Counter
+    decision_log: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> ServerMetrics:
@@ -214,5 +217,25 @@ class ServerMetrics:
                 "entries evicted early, admin connections turned away, reloads stopped).",
                 ["limit"],
                 reg,
+            ),
+            check_dry_run=Counter(
+                "mixer_check_dry_run",
+                "Check actions of dry-run rules, by rule and result (would_deny, allow, error): "
+                "evaluated and counted, never denying.",
+                ["rule", "result"],
+                registry=reg,
+            ),
+            decision_log=Counter(
+                "mixer_decision_log",
+                "Check decisions for the decision log, by result (logged, sampled_out, dropped "
+                "when the handler's queue is full, no_handler).",
+                ["result"],
+                registry=reg,
+            ),
+            debug_explain=Counter(
+                "mixer_debug_explain",
+                "Requests to /debug/explain, by result (ok, bad_request, too_large, error).",
+                ["result"],
+                registry=reg,
             ),
         )

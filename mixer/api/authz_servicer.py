@@ -9,6 +9,8 @@ naming the rule that decided.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from mixer import codes
@@ -20,6 +22,7 @@ from mixer.attributes.envoy import bag_from_check_request
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_bag
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.service.auth.v3 import external_auth_pb2
+from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.dispatcher import CheckOutcome, QuotaRequest
 from mixer.runtime.routing import HeaderOp, HeaderOperationResult
 from mixer.runtime.runtime import RuntimeHolder
@@ -121,11 +124,13 @@ class AuthorizationService:
         limits: Limits = DEFAULT_LIMITS,
         peer_identity: bool = False,
         dedup_header: str = "",
+        decisions: DecisionLog | None = None,
     ) -> None:
         """`dedup_header` (lower case) names the request header whose value deduplicates quota
         charges; empty: none, every check is charged."""
         self._holder = holder
         self._dedup_header = dedup_header
+        self._decisions = decisions
         self._metrics = metrics
         self._limits = limits
         self._peer_identity = peer_identity
@@ -176,7 +181,12 @@ class AuthorizationService:
                 for name, amount in rt.quota_selector.quotas_for(bag).items()
             }
             dedup = self._dedup_id(bag) if quotas else ""
-            outcome = await rt.dispatcher.check(bag, quotas, dedup)
+            if self._decisions is None:
+                outcome = await rt.dispatcher.check(bag, quotas, dedup)
+            else:
+                start = time.perf_counter()
+                outcome = await rt.dispatcher.check(bag, quotas, dedup)
+                self._decisions.record(rt, "ext_authz", bag, outcome, time.perf_counter() - start)
         self._results.get(
             "ext_authz",
             outcome.decided_by if outcome.status_code else "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -14,6 +15,7 @@ from mixer.api.status import unary_handler
 from mixer.attributes.compressed import check_word_count, decode, decode_report
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.errors import LimitExceeded
+from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.dispatcher import QuotaRequest
 from mixer.runtime.runtime import RuntimeHolder
 from mixer.telemetry import Children, ServerMetrics
@@ -36,8 +38,10 @@ class MixerService:
         *,
         limits: Limits = DEFAULT_LIMITS,
         peer_identity: bool = False,
+        decisions: DecisionLog | None = None,
     ) -> None:
         self._holder = holder
+        self._decisions = decisions
         self._metrics = metrics
         self._limits = limits
         self._peer_identity = peer_identity
@@ -82,7 +86,12 @@ class MixerService:
         if self._peer_identity:
             bag = with_peer_principal(bag, context)
         with self._holder.use() as rt:
-            outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
+            if self._decisions is None:
+                outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
+            else:
+                start = time.perf_counter()
+                outcome = await rt.dispatcher.check(bag, quotas, request.deduplication_id)
+                self._decisions.record(rt, "mixer", bag, outcome, time.perf_counter() - start)
         self._results.get(
             "mixer",
             outcome.decided_by if outcome.status_code else "",

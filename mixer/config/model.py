@@ -182,6 +182,8 @@ class RuleSpec:
     request_header_operations: tuple[HeaderOperationSpec, ...] = ()
     response_header_operations: tuple[HeaderOperationSpec, ...] = ()
     sampling: Sampling | None = None
+    dry_run: bool = False
+    """``istio.io/dry-run: "true"``: check actions are evaluated and counted, never deny."""
 
     @property
     def always_matches(self) -> bool:

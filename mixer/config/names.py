@@ -19,6 +19,9 @@ DEFAULT_NAMESPACE: Final = "istio-system"
 
 LANG_ANNOTATION: Final = "policy.istio.io/lang"
 """The per-resource annotation that selects the expression dialect."""
+DRY_RUN_ANNOTATION: Final = "istio.io/dry-run"
+"""A rule annotation (Istio's name for the same idea on AuthorizationPolicy): ``"true"`` makes
+the rule's check actions evaluated and counted but never deny."""
 
 HANDLER: Final = "handler"
 INSTANCE: Final = "instance"
@@ -178,3 +181,15 @@ class NameIndex:
         if len(candidates) == 1:
             return Resolution(candidates[0], tried)
         return Resolution(None, tried, tuple(sorted(candidates)))
+
+
+def dry_run_for(annotations: Mapping[str, str]) -> bool:
+    """Whether a rule's annotations put it in dry-run; ValueError for anything but true/false
+    (a misspelt value must not silently enforce, nor silently stop enforcing)."""
+    value = annotations.get(DRY_RUN_ANNOTATION)
+    if value is None:
+        return False
+    text = value.strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError(f'{DRY_RUN_ANNOTATION} must be "true" or "false", got {value!r}')
+    return text == "true"

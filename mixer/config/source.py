@@ -96,15 +96,21 @@ class Document:
         return self.line
 
 
+TEST_FILE_SUFFIXES = ("_test.yaml", "_test.yml")
+"""Names of rule test files (`mixer.rulestest`), which are not config."""
+
+
 def config_files(directory: Path) -> Iterator[Path]:
     """Every ``*.yaml`` / ``*.yml`` file under `directory`, recursively, in sorted order.
 
-    Hidden files and directories (``.git``, ``.github`` ...) are skipped: they are not config.
+    Hidden files and directories (``.git``, ``.github`` ...) are skipped: they are not config;
+    nor are rule test files (``*_test.yaml``, read by ``mixer test``), which live next to rules.
     """
     found = [
         path
         for path in directory.rglob("*")
         if path.suffix in (".yaml", ".yml")
+        and not path.name.endswith(TEST_FILE_SUFFIXES)
         and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     ]

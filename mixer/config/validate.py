@@ -441,6 +441,7 @@ class _Validator:
         request_ops = self._header_ops(scope, draft.request_header_operations, draft.dialect)
         response_ops = self._header_ops(scope, draft.response_header_operations, draft.dialect)
         sampling = self._sampling(scope, draft)
+        dry_run = self._dry_run(scope, draft, actions)
         if scope.errors or incomplete or match is None:
             return None
         return RuleSpec(
@@ -455,7 +456,28 @@ class _Validator:
             request_header_operations=request_ops,
             response_header_operations=response_ops,
             sampling=sampling,
+            dry_run=dry_run,
         )
+
+    def _dry_run(self, scope: Scope, draft: RuleDraft, actions: list[ActionSpec]) -> bool:
+        path = ("metadata", "annotations", names.DRY_RUN_ANNOTATION)
+        try:
+            dry_run = names.dry_run_for(draft.header.annotations)
+        except ValueError as err:
+            scope.error(path, str(err))
+            return False
+        if dry_run:
+            for action in actions:
+                for name in action.instances:
+                    instance = self.instances.get(name)
+                    if instance is not None and instance.template == "quota":
+                        scope.error(
+                            path,
+                            f"dry-run applies to check actions; instance {name} is a quota "
+                            "(a dry-run quota would need a shadow bucket, not supported yet)",
+                        )
+                        return False
+        return dry_run
 
     def _resolve(
         self, scope: Scope, index: NameIndex, ref: str, header: Header, path: Path_

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -100,11 +100,14 @@ async def build_runtime(
     metrics_registry: CollectorRegistry | None = None,
     redis_url: str = "",
     ratelimit_epoch_windows: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Runtime:
     """Build handlers (reusing those whose name and params did not change), routes and workers.
 
     Adapters register their series on `metrics_registry` (served on the adapters' metrics port,
-    Mixer's :42422); it must outlive runtimes so that a swap keeps counters monotonic.
+    Mixer's :42422); it must outlive runtimes so that a swap keeps counters monotonic. `clock`
+    (monotonic seconds) is the handlers' time: `mixer test` passes a frozen one so that quota
+    state depends only on the requests made.
     """
     registry = adapter_registry()
     old_handlers = previous.handlers if previous is not None else {}
@@ -123,7 +126,7 @@ async def build_runtime(
                     handler_name=spec.name,
                     logger=logging.getLogger(f"adapters.{adapter}"),
                     registry=metrics_registry if metrics_registry is not None else metrics.registry,
-                    clock=time.monotonic,
+                    clock=clock,
                     max_series=max_series,
                     max_quota_bytes=max_quota_bytes,
                 )
@@ -176,6 +179,7 @@ async def build_runtime(
         previous=previous.ratelimit if previous is not None else None,
         epoch_windows=ratelimit_epoch_windows,
         max_quota_bytes=max_quota_bytes,
+        clock=clock,
     )
     return Runtime(
         revision, dispatcher, handlers, workers, snapshot, summary, selector, ratelimit=ratelimit
@@ -230,4 +234,5 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
         sampler=Sampler(spec.sampling) if spec.sampling is not None else None,
         requires=requires,
         leading=leading,
+        dry_run=spec.dry_run,
     )

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -91,6 +92,9 @@ class CheckOutcome:
     route: RouteResult = field(default_factory=RouteResult)
     quotas: dict[str, QuotaOutcome] = field(default_factory=dict)
     decided_by: str = ""
+    dry_run: tuple[tuple[str, str], ...] = ()
+    """(rule, result) of each check action of a dry-run rule: counted on every use of the
+    outcome, a cached one included, so the count is per request."""
 
     def without_quotas(self) -> CheckOutcome:
         """A copy for a new request (a cached precondition gets that request's quotas); spelled
@@ -104,6 +108,7 @@ class CheckOutcome:
             self.route,
             {},
             self.decided_by,
+            self.dry_run,
         )
 
 
@@ -137,6 +142,10 @@ class Dispatcher:
         self._quota_choices = QuotaChoices()
         self.calls = HandlerCalls(metrics, handler_timeout)
         self._quota_results = Children(metrics.quota_results)
+        self._dry_run = Children(metrics.check_dry_run)
+        self._any_dry_run = any(r.dry_run for r in routes.rules)
+        # When each dry-run rule last logged a would-be denial: at most one line per second each.
+        self._dry_run_logged: dict[str, float] = {}
         # The quota rules that apply per request namespace (names come from requests: bounded).
         self._quota_rule_ids: dict[str | None, frozenset[int]] = {}
 
@@ -194,6 +203,8 @@ class Dispatcher:
                     outcome.valid_duration.total_seconds(),
                     outcome.valid_use_count,
                 )
+        if outcome.dry_run:
+            self._count_dry_run(outcome.dry_run)
         if quotas and outcome.status_code == OK:
             outcome.quotas = await self.quota(bag, quotas, dedup_id)
             for name, q in outcome.quotas.items():
@@ -236,8 +247,22 @@ class Dispatcher:
             )
             self._combine(outcome, calls, results)
         if outcome.status_code == OK:
+            if self._any_dry_run:
+                matched = [r for r in matched if not r.dry_run]
             self._header_operations(outcome, matched, tracking)
         return outcome
+
+    def _count_dry_run(self, results: Sequence[tuple[str, str]]) -> None:
+        now = time.monotonic()
+        for rule, result in results:
+            self._dry_run.get(rule, result).inc()
+            if result == "would_deny" and now - self._dry_run_logged.get(rule, 0.0) >= 1.0:
+                self._dry_run_logged[rule] = now
+                logger.info(
+                    "dry-run rule %s would have denied a request",
+                    rule,
+                    extra={"rule": rule, "dry_run": True},
+                )
 
     def _combine(
         self,
@@ -247,7 +272,17 @@ class Dispatcher:
     ) -> None:
         first = True
         messages: list[str] = []
+        dry_run: list[tuple[str, str]] = []
         for (rule, entry, _, _), result in zip(calls, results, strict=True):
+            if rule.dry_run:
+                # Counted, never part of the answer: a failing dry-run handler fails nothing.
+                if isinstance(result, CheckResult):
+                    dry_run.append(
+                        (rule.name, "allow" if result.status_code == OK else "would_deny")
+                    )
+                else:
+                    dry_run.append((rule.name, "error"))
+                continue
             if isinstance(result, BaseException):
                 if isinstance(result, TimeoutError):
                     raise DispatchError(
@@ -275,6 +310,8 @@ class Dispatcher:
                         outcome.route.direct_response_headers = dict(result.direct_response.headers)
         if messages:
             outcome.message = ", ".join(messages)
+        if dry_run:
+            outcome.dry_run = tuple(dry_run)
 
     def _header_operations(
         self, outcome: CheckOutcome, matched: Sequence[Rule], activation: Mapping[str, object]

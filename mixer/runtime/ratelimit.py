@@ -39,7 +39,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -605,14 +605,16 @@ async def build_ratelimit_table(
     previous: RateLimitTable | None = None,
     epoch_windows: bool = False,
     max_quota_bytes: int = 64 * 1024 * 1024,
+    clock: Callable[[], float] = time.monotonic,
 ) -> RateLimitTable:
     """The table for a config snapshot (see `RateLimitTable.from_configs`); its in-memory
-    buckets hold at most `max_quota_bytes`."""
+    buckets hold at most `max_quota_bytes`; `clock` is the quota handlers' time (monotonic
+    seconds)."""
     env = Env(
         handler_name=HANDLER_NAME,
         logger=logging.getLogger("adapters.ratelimit"),
         registry=metrics_registry,
-        clock=time.monotonic,
+        clock=clock,
         max_quota_bytes=max_quota_bytes,
     )
     return RateLimitTable.from_configs(

@@ -294,6 +294,8 @@ class Rule:
     # and whether the first of them is the match's leading conjunct.
     requires: tuple[Equality, ...] = ()
     leading: bool = False
+    # Dry-run (``istio.io/dry-run``): check results are counted, never combined into the answer.
+    dry_run: bool = False
     # actions by variety, grouped once: every request asks for them
     _by_variety: dict[Variety, tuple[Action, ...]] = field(
         default_factory=dict, init=False, compare=False, repr=False

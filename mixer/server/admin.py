@@ -78,6 +78,11 @@ class _BoundedServer(ThreadingHTTPServer):
         logger.error("admin request failed: %s: %s", type(error).__name__, error)
 
 
+PostRoute = Callable[[int, Callable[[int], bytes]], tuple[int, Any]]
+"""A POST route: (Content-Length, read(n)) -> (HTTP status, JSON-ready answer). The route reads
+the body itself, so that it can refuse one over its limit without reading it."""
+
+
 class AdminServer:
     """A small threaded HTTP server reading state through callables (no shared mutation)."""
 
@@ -92,6 +97,7 @@ class AdminServer:
         timeout: float = 10.0,
         max_connections: int = 32,
         on_limit: Callable[[str], None] = lambda flag: None,
+        posts: dict[str, PostRoute] | None = None,
     ) -> None:
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
@@ -108,6 +114,8 @@ class AdminServer:
         for path, fn in (debug or {}).items():
             routes[path] = _json_route(fn)
 
+        post_routes = dict(posts or {})
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 route = routes.get(self.path.split("?", 1)[0])
@@ -115,6 +123,23 @@ class AdminServer:
                     status, ctype, body = 404, "text/plain", b"not found\n"
                 else:
                     status, ctype, body = route()
+                self._answer(status, ctype, body)
+
+            def do_POST(self) -> None:
+                post = post_routes.get(self.path.split("?", 1)[0])
+                if post is None:
+                    self._answer(404, "text/plain", b"not found\n")
+                    return
+                try:
+                    length = int(self.headers.get("Content-Length", ""))
+                except ValueError:
+                    self._answer(411, "text/plain", b"Content-Length required\n")
+                    return
+                status, data = post(length, self.rfile.read)
+                body = json.dumps(data, indent=2, default=str).encode()
+                self._answer(status, "application/json", body)
+
+            def _answer(self, status: int, ctype: str, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -22,8 +22,11 @@ from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
 from mixer.api.mixer_servicer import MixerService
 from mixer.api.ratelimit_servicer import SERVICE as RLS_SERVICE
 from mixer.api.ratelimit_servicer import RateLimitService
+from mixer.attributes.mask import Mask
+from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.runtime import RuntimeHolder
-from mixer.server.admin import AdminServer
+from mixer.server.admin import AdminServer, PostRoute
+from mixer.server.explain_route import ExplainRoute
 from mixer.server.grpc_server import create_server, set_serving
 from mixer.server.reloader import Reloader
 from mixer.settings import Settings, split_address
@@ -71,11 +74,13 @@ class Application:
     async def start(self) -> None:
         """Load the config (failing start-up if it is invalid), then start serving."""
         self.holder = await self.reloader.initial()
+        self._decisions = self._decision_log()
         mixer = MixerService(
             self.holder,
             self.metrics,
             limits=self.settings.limits,
             peer_identity=self.settings.tls_client_ca is not None,
+            decisions=self._decisions,
         )
         handlers = [mixer.handler()]
         names = [MIXER_SERVICE]
@@ -93,6 +98,7 @@ class Application:
             ready=lambda: self._ready,
             debug=self._debug_routes() if self.settings.enable_debug else None,
             **self._admin_bounds(),
+            posts=self._debug_posts() if self.settings.enable_debug else None,
         )
         mhost, mport = split_address(self.settings.metrics_address)
         self.adapter_metrics = AdminServer(
@@ -133,6 +139,7 @@ class Application:
             limits=limits,
             peer_identity=self.settings.tls_client_ca is not None,
             dedup_header=self.settings.authz_dedup_header,
+            decisions=self._decisions,
         )
         als = AccessLogService(holder, self.metrics, limits=limits)
         rls = RateLimitService(
@@ -157,6 +164,28 @@ class Application:
             "/debug/config": self.reloader.describe,
             "/debug/routes": self.reloader.describe_routes,
         }
+
+    def _decision_log(self) -> DecisionLog | None:
+        if not self.settings.decision_log_handler:
+            return None
+        return DecisionLog(
+            self.settings.decision_log_handler,
+            self.settings.decision_log_sample,
+            Mask.parse(self.settings.decision_log_mask),
+            self.metrics.decision_log,
+        )
+
+    def _debug_posts(self) -> dict[str, PostRoute]:
+        assert self.holder is not None
+        explain = ExplainRoute(
+            self.holder,
+            asyncio.get_running_loop(),
+            self.metrics.debug_explain,
+            limits=self.settings.limits,
+            max_body=self.settings.max_message_bytes,
+            timeout=max(self.settings.handler_timeout * 2, 5.0),
+        )
+        return {"/debug/explain": explain}
 
     def request_stop(self) -> None:
         self._stopping.set()

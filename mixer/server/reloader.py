@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from watchfiles import Change, DefaultFilter
 
+from mixer.config.source import TEST_FILE_SUFFIXES, config_files
 from mixer.errors import ConfigError
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.runtime import Runtime, RuntimeHolder
@@ -50,13 +52,20 @@ def config_revision(directory: Path) -> str:
 
 
 def content_fingerprint(directory: Path) -> str:
-    """A hash of every config file's path and content."""
+    """A hash of every config file's path and content (rule test files are not config: editing
+    one triggers no reload)."""
     digest = hashlib.sha256()
-    for path in sorted(directory.rglob("*")):
-        if path.is_file() and path.suffix in (".yaml", ".yml"):
-            digest.update(str(path.relative_to(directory)).encode())
-            digest.update(path.read_bytes())
+    for path in config_files(directory):
+        digest.update(str(path.relative_to(directory)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+class _ConfigFilter(DefaultFilter):
+    """watchfiles' default filter (editors' swap files, .git …), and no rule test files."""
+
+    def __call__(self, change: Change, path: str) -> bool:
+        return not path.endswith(TEST_FILE_SUFFIXES) and super().__call__(change, path)
 
 
 class Reloader:
@@ -137,7 +146,11 @@ class Reloader:
         from watchfiles import awatch
 
         try:
-            async for _ in awatch(self._dir, debounce=int(self._settings.reload_debounce * 1000)):
+            async for _ in awatch(
+                self._dir,
+                debounce=int(self._settings.reload_debounce * 1000),
+                watch_filter=_ConfigFilter(),
+            ):
                 self.trigger()
         except Exception as exc:  # inotify may be unavailable; the poller still runs
             logger.warning("file watching stopped (%s); relying on polling", exc)

@@ -59,7 +59,7 @@ def test_by_default_every_library_is_enabled(
 ) -> None:
     code, out = _validate(capsys, _config(tmp_path, STRINGS_RULE))
     assert code == 0, out
-    assert json.loads(out) == {"valid": True, "errors": []}
+    assert json.loads(out) == {"valid": True, "errors": [], "dry_run": []}
 
 
 def test_a_disabled_library_is_a_problem_naming_it(

@@ -19,6 +19,7 @@ def test_without_quotas_copies_every_other_field() -> None:
         route=RouteResult(direct_response_code=403),
         quotas={"q": QuotaOutcome(1, datetime.timedelta(seconds=1))},
         decided_by="rule",
+        dry_run=(("other", "would_deny"),),
     )
     copy = cached.without_quotas()
     assert copy == dataclasses.replace(cached, quotas={})
@@ -32,4 +33,5 @@ def test_without_quotas_copies_every_other_field() -> None:
         "route",
         "quotas",
         "decided_by",
+        "dry_run",
     ], "a new field must be copied by without_quotas too"

@@ -15,7 +15,7 @@ from tests.mixer_process import ROOT
 # units of its own layer or of layers below it, never above. Units of one layer that are listed
 # in one tuple with a leading "!" may not import each other either (peers).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("mixer.__main__", "mixer.cli", "mixer.client"),
+    ("mixer.__main__", "mixer.cli", "mixer.client", "mixer.rulestest"),
     ("mixer.server", "mixer.settings"),
     ("mixer.api",),
     ("mixer.runtime",),
