@@ -90,6 +90,8 @@ def _serve_parser(sub: Any) -> None:
         help="where the prometheus adapter's metrics are served",
     )
     p.add_argument("--workers", type=int, default=int(env_default("WORKERS", "1")))
+    # Internal: how `--workers N` starts its processes, so that only they share the port.
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--log-level",
         default=env_default("LOG_LEVEL", "info"),
@@ -198,6 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
         admin_address=args.admin_address,
         metrics_address=args.metrics_address,
         workers=args.workers,
+        reuse_port=args.reuse_port,
         log_level=args.log_level,
         log_format=args.log_format,
         grace_period=args.grace_period,

@@ -31,6 +31,8 @@ class Settings:
     admin_address: str = "127.0.0.1:15014"
     metrics_address: str = "0.0.0.0:42422"
     workers: int = 1
+    # Set by `--workers N` for its own processes only: they share the gRPC port (SO_REUSEPORT).
+    reuse_port: bool = False
     log_level: str = "info"
     log_format: str = "json"
     grace_period: float = 10.0

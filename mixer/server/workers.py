@@ -1,5 +1,8 @@
 """`--workers N`: N serving processes sharing the gRPC port through SO_REUSEPORT.
 
+Only they share it: the supervisor first checks that nothing listens on the address (another
+mixer included), and only its workers are started with `--reuse-port`.
+
 The kernel spreads connections across the processes, so every core serves. Worker k's admin
 port is the configured one plus k (and likewise the prometheus adapter's port), so each can be
 scraped on its own. SIGTERM/SIGINT/SIGHUP are forwarded to every worker.
@@ -7,6 +10,7 @@ scraped on its own. SIGTERM/SIGINT/SIGHUP are forwarded to every worker.
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -14,7 +18,10 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from mixer.server.ports import ensure_free
 from mixer.settings import Settings, split_address
+
+logger = logging.getLogger(__name__)
 
 
 def _offset(address: str, k: int) -> str:
@@ -31,6 +38,7 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         "serve",
         "--workers",
         "1",
+        "--reuse-port",
         "--config-dir",
         str(settings.config_dir),
         "--address",
@@ -77,6 +85,11 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
 def run_workers(settings: Settings, argv: Sequence[str]) -> int:
     """Start the workers, forward signals, and exit with the worst worker status."""
     del argv
+    try:
+        ensure_free(settings.address)
+    except OSError as err:
+        logger.error("start-up failed: %s", err.strerror)
+        return 1
     procs = [subprocess.Popen(worker_argv(settings, k)) for k in range(settings.workers)]
 
     def forward(signum: int, frame: FrameType | None) -> None:

@@ -7,6 +7,9 @@ answer's code, what the log contains, what a second server does, what the health
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,7 @@ import grpc
 import pytest
 
 from mixer.client import MixerClient
-from tests.mixer_process import MixerProcess
+from tests.mixer_process import ROOT, MixerProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +83,47 @@ def test_undecodable_messages_get_invalid_argument_and_one_log_line(
     assert len(decode_lines) == calls, "\n".join(lines)
     for line in decode_lines:
         assert "\n" not in json.loads(line)["msg"]
+
+
+def _serve_on(address: str, tmp_path: Path, config: Path, *extra: str) -> tuple[int | None, str]:
+    """Run a second `mixer serve` on `address` for at most 20 s; (exit code or None, output)."""
+    args = [
+        sys.executable,
+        "-m",
+        "mixer",
+        "serve",
+        "--config-dir",
+        str(config),
+        "--address",
+        address,
+        "--admin-address",
+        f"127.0.0.1:{free_port()}",
+        "--metrics-address",
+        f"127.0.0.1:{free_port()}",
+        *extra,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / f"second-{len(list(tmp_path.iterdir()))}.log"
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            code: int | None = proc.wait(20)
+        except subprocess.TimeoutExpired:
+            code = None
+            proc.kill()
+            proc.wait()
+    return code, out.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_second_server_on_a_used_address_fails(
+    start_mixer: Start, empty_config: Path, tmp_path: Path, workers: str
+) -> None:
+    """Finding 13: SO_REUSEPORT is only for mixer's own workers; a second `mixer serve` (with one
+    worker or several) on an address in use exits non-zero saying so, and the first keeps it."""
+    first = start_mixer(empty_config)
+    code, output = _serve_on(first.address, tmp_path, empty_config, "--workers", workers)
+    assert code is not None and code != 0, output
+    assert "address already in use" in output.lower(), output
+    with MixerClient(first.address) as client:
+        assert client.check({"request.path": "/"}).valid_use_count == 10000
