@@ -15,6 +15,7 @@ from typing import Any
 
 from mixer import __version__
 from mixer.attributes.limits import Limits
+from mixer.redact import mask_credentials
 from mixer.settings import Settings, env_default
 
 
@@ -246,12 +247,11 @@ def _validate(directory: Path, fmt: str) -> int:
 
     problems = validate_directory(directory)
     if fmt == "json":
-        print(
-            json.dumps({"valid": not problems, "errors": [p.to_dict() for p in problems]}, indent=2)
-        )
+        report = {"valid": not problems, "errors": [p.to_dict() for p in problems]}
+        print(mask_credentials(json.dumps(report, indent=2)))
     elif problems:
         for problem in problems:
-            print(problem)
+            print(mask_credentials(str(problem)))
         print(f"{len(problems)} error(s) in {directory}", file=sys.stderr)
     else:
         print(f"{directory}: valid")

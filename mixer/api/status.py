@@ -19,6 +19,7 @@ from mixer.errors import (
     MalformedMessage,
     MixerError,
 )
+from mixer.redact import mask_credentials
 from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ class _Guard:
                 logger.warning(
                     "%s/%s: %s", self.service, self.method, exc, extra={"peer": context.peer()}
                 )
-            await context.abort(code, str(exc))
+            await context.abort(code, mask_credentials(str(exc)))
             raise  # abort() raises; this satisfies the type checker
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN

@@ -59,7 +59,6 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         str(settings.poll_interval),
         *(["--enable-debug"] if settings.enable_debug else []),
         *([] if settings.watch else ["--no-watch"]),
-        *(["--redis-url", settings.redis_url] if settings.redis_url else []),
         *(["--tls-cert", str(settings.tls_cert)] if settings.tls_cert else []),
         *(["--tls-key", str(settings.tls_key)] if settings.tls_key else []),
         *(["--tls-client-ca", str(settings.tls_client_ca)] if settings.tls_client_ca else []),

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +45,11 @@ _BAD_UTF8 = {
     "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit": b"\x0a\x02\xff\xfe",
     "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs": b"\x0a\x04\x12\x02\xff\xfe",
 }
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return str(r.read().decode())
 
 
 def _send_raw(channel: grpc.Channel, method: str, streaming: bool, payload: bytes) -> grpc.RpcError:
@@ -127,3 +133,101 @@ def test_a_second_server_on_a_used_address_fails(
     assert "address already in use" in output.lower(), output
     with MixerClient(first.address) as client:
         assert client.check({"request.path": "/"}).valid_use_count == 10000
+
+
+_SECRET = "S3cretPassw0rd"
+_SECRET_HANDLER = """\
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {{name: secretredis, namespace: istio-system}}
+spec:
+  compiledAdapter: redisquota
+  params:
+    redisServerUrl: {url}
+    quotas:
+    - {{name: secretquota.instance.istio-system, maxAmount: 10, validDuration: 1s}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {{name: secretquota, namespace: istio-system}}
+spec:
+  compiledTemplate: quota
+  params: {{dimensions: {{}}}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {{name: secretrule, namespace: istio-system}}
+spec:
+  actions:
+  - {{handler: secretredis, instances: [secretquota]}}
+"""
+
+
+def _rls_request() -> bytes:
+    from mixer.envoy.service.ratelimit.v3 import rls_pb2
+
+    req = rls_pb2.RateLimitRequest(domain="edge", hits_addend=1)
+    entry = req.descriptors.add().entries.add()
+    entry.key, entry.value = "remote_address", "10.0.0.1"
+    return req.SerializeToString()
+
+
+def test_credentials_in_redis_urls_are_never_echoed(start_mixer: Start, tmp_path: Path) -> None:
+    """Finding 12: a Redis URL with a password, on a closed port (--redis-url and a redisquota
+    handler) and then with a bad port (a reload that fails), never shows its password: not in
+    the log, the answers' details, /debug/*, the admin /metrics or the adapter /metrics."""
+    import shutil
+
+    config = tmp_path / "rules-secret"
+    shutil.copytree(ROOT / "rules", config)
+    closed = free_port()
+    url = f"redis://admin:{_SECRET}@127.0.0.1:{closed}"
+    (config / "secret.yaml").write_text(_SECRET_HANDLER.format(url=url))
+    mixer = start_mixer(
+        config, extra_args=["--redis-url", f"redis://admin:{_SECRET}@127.0.0.1:{closed}/0"]
+    )
+    details: list[str] = []
+    with mixer.channel() as channel:
+        check = channel.unary_unary("/istio.mixer.v1.Mixer/Check")
+        rls = channel.unary_unary("/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")
+        from mixer.v1 import mixer_pb2
+
+        request = mixer_pb2.CheckRequest(global_word_count=0, deduplication_id="d")
+        request.quotas["secretquota"].amount = 1
+        request.quotas["requestcountquota"].amount = 1
+        for i in range(3):
+            request.deduplication_id = f"d{i}"
+            for call, payload in ((check, request.SerializeToString()), (rls, _rls_request())):
+                try:
+                    call(payload, timeout=5)
+                    details.append("OK")
+                except grpc.RpcError as err:
+                    details.append(f"{err.code()} {err.details()}")
+    # The same URL with a bad port, in a reload: rejected, the old config keeps serving.
+    (config / "secret.yaml").write_text(
+        _SECRET_HANDLER.format(url=f"redis://admin:{_SECRET}@127.0.0.1:notaport")
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and mixer.debug_config()["last_reload_success"]:
+        time.sleep(0.1)
+    seen = {
+        "answers": "\n".join(details),
+        "/debug/config": json.dumps(mixer.debug_config()),
+        "/debug/routes": mixer.admin_get("/debug/routes")[1],
+        "/metrics": mixer.admin_get("/metrics")[1],
+        "adapter /metrics": _get(f"http://127.0.0.1:{mixer.metrics_port}/metrics"),
+    }
+    assert "redisServerUrl" in seen["/debug/config"], seen["/debug/config"]  # the reload failed
+    assert any("UNAVAILABLE" in d for d in details), details  # Redis was really unreachable
+    mixer.stop()
+    seen["log"] = mixer.log()
+    assert "127.0.0.1" in seen["log"]
+    leaks = {where: text for where, text in seen.items() if _SECRET in text}
+    assert not leaks, (
+        "the password shows in "
+        + ", ".join(leaks)
+        + "\n"
+        + "\n".join(
+            line for text in leaks.values() for line in text.splitlines() if _SECRET in line
+        )
+    )
