@@ -107,6 +107,12 @@ def _serve_parser(sub: Any) -> None:
     )
     p.add_argument("--poll-interval", type=float, default=float(env_default("POLL_INTERVAL", "5")))
     p.add_argument(
+        "--max-loop-lag",
+        type=float,
+        default=float(env_default("MAX_LOOP_LAG", "1.0")),
+        help="event-loop lag (seconds) above which /healthz and /readyz answer 503",
+    )
+    p.add_argument(
         "--ratelimit-headers",
         default=env_default("RATELIMIT_HEADERS", "draft"),
         choices=["draft", "ietf", "off"],
@@ -207,6 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         handler_timeout=args.handler_timeout,
         poll_interval=args.poll_interval,
+        max_loop_lag=args.max_loop_lag,
         watch=args.watch,
         enable_debug=args.enable_debug,
         redis_url=args.redis_url,
@@ -224,6 +231,9 @@ def _serve(args: argparse.Namespace) -> int:
             max_als_entries=args.max_als_entries,
         ),
     )
+    if not settings.max_loop_lag > 0:
+        print("mixer serve: --max-loop-lag must be more than 0 seconds", file=sys.stderr)
+        return 2
     if (settings.tls_cert is None) != (settings.tls_key is None):
         print("mixer serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2

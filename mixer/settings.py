@@ -37,6 +37,7 @@ class Settings:
     log_format: str = "json"
     grace_period: float = 10.0
     handler_timeout: float = 1.0
+    max_loop_lag: float = 1.0
     reload_debounce: float = 0.2
     poll_interval: float = 5.0
     watch: bool = True

@@ -57,6 +57,8 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         str(settings.handler_timeout),
         "--poll-interval",
         str(settings.poll_interval),
+        "--max-loop-lag",
+        str(settings.max_loop_lag),
         *(["--enable-debug"] if settings.enable_debug else []),
         *([] if settings.watch else ["--no-watch"]),
         *(["--tls-cert", str(settings.tls_cert)] if settings.tls_cert else []),

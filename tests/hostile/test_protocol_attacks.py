@@ -6,10 +6,12 @@ answer's code, what the log contains, what a second server does, what the health
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -231,3 +233,67 @@ def test_credentials_in_redis_urls_are_never_echoed(start_mixer: Start, tmp_path
             line for text in leaks.values() for line in text.splitlines() if _SECRET in line
         )
     )
+
+
+_STALL_RULES = """\
+apiVersion: config.istio.io/v1alpha2
+kind: handler
+metadata: {name: stall, namespace: istio-system}
+spec: {compiledAdapter: sleepy, params: {block: 3.0}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: instance
+metadata: {name: stallcheck, namespace: istio-system}
+spec: {compiledTemplate: checknothing, params: {}}
+---
+apiVersion: config.istio.io/v1alpha2
+kind: rule
+metadata: {name: stall, namespace: istio-system}
+spec:
+  match: request.path == "/stall"
+  actions:
+  - {handler: stall, instances: [stallcheck]}
+"""
+
+
+def test_health_endpoints_fail_while_the_event_loop_is_stalled(
+    start_mixer: Start, tmp_path: Path, plugin_env: dict[str, str]
+) -> None:
+    """Finding 14: /healthz and /readyz answer from the event loop's state. A Check that holds
+    the loop for 3 s (past the default 1 s bound of --max-loop-lag) makes both answer 503 while
+    it runs, the stall is counted, and both are 200 again once the loop turns."""
+    config = tmp_path / "stall-rules"
+    config.mkdir()
+    (config / "stall.yaml").write_text(_STALL_RULES)
+    mixer = start_mixer(config, env=plugin_env)
+    assert mixer.admin_get("/healthz")[0] == 200
+    assert mixer.admin_get("/readyz")[0] == 200
+
+    def stall() -> None:
+        with MixerClient(mixer.address, timeout=10) as client, contextlib.suppress(Exception):
+            client.check({"request.path": "/stall"})
+
+    worker = threading.Thread(target=stall)
+    started = time.monotonic()
+    worker.start()
+    seen: dict[str, tuple[int, str]] = {}
+    while time.monotonic() - started < 2.8 and len(seen) < 2:
+        for path in ("/healthz", "/readyz"):
+            status, body = mixer.admin_get(path)
+            if status != 200:
+                seen.setdefault(path, (status, body))
+        time.sleep(0.05)
+    worker.join(15)
+    assert seen.get("/healthz", (200,))[0] == 503, seen
+    assert seen.get("/readyz", (200,))[0] == 503, seen
+    assert "event loop" in seen["/healthz"][1], seen
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and mixer.admin_get("/healthz")[0] != 200:
+        time.sleep(0.05)
+    assert mixer.admin_get("/healthz")[0] == 200
+    assert mixer.admin_get("/readyz")[0] == 200
+    metrics = mixer.admin_get("/metrics")[1]
+    stalls = [
+        line for line in metrics.splitlines() if line.startswith("mixer_event_loop_stalls_total")
+    ]
+    assert stalls and float(stalls[0].split()[-1]) >= 1, stalls
