@@ -76,7 +76,7 @@ def test_the_readers_collect_and_skip_without_the_data(tmp_path: Path) -> None:
 
 
 def test_no_absolute_path_of_this_machine_in_the_repository() -> None:
-    """No tracked file names the directory the checkout sits in (e.g. /work/...)."""
+    """No tracked file names the directory the checkout sits in."""
     parent = f"{ROOT.parent}/"
     if parent == "/":
         pytest.skip("the checkout sits at the file system's root: nothing to look for")
