@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +22,8 @@ import grpc
 import pytest
 
 from mixer.client import MixerClient
+from mixer.envoy.service.ratelimit.v3 import rls_pb2
+from mixer.v1 import mixer_pb2
 from tests.mixer_process import ROOT, MixerProcess, free_port
 
 pytestmark = pytest.mark.integration
@@ -37,9 +40,9 @@ _METHODS = [
 ]
 # A length-delimited field 1 whose length runs past the end of the message.
 _TRUNCATED = b"\x0a\x7f\x01\x02"
-# A string field holding bytes that are not UTF-8, one per method (field 1 is a string for RLS;
-# nested field 1 -> 1 is CompressedAttributes.words for Mixer, source.service for ext_authz,
-# identifier.log_name for ALS).
+# A string field holding bytes that are not UTF-8, one per method: RLS's domain (1), Mixer's
+# attributes.words (1.1), ext_authz's attributes.source.service (1.1.2), ALS's
+# identifier.log_name (1.2).
 _BAD_UTF8 = {
     "/istio.mixer.v1.Mixer/Check": b"\x0a\x04\x0a\x02\xff\xfe",
     "/istio.mixer.v1.Mixer/Report": b"\x0a\x04\x0a\x02\xff\xfe",
@@ -58,9 +61,11 @@ def _send_raw(channel: grpc.Channel, method: str, streaming: bool, payload: byte
     """Send undecodable bytes as the (first) message; returns the error the server answered."""
     try:
         if streaming:
-            channel.stream_unary(method)(iter([payload]), timeout=5)
+            stream: grpc.StreamUnaryMultiCallable[bytes, bytes] = channel.stream_unary(method)
+            stream(iter([payload]), timeout=5)
         else:
-            channel.unary_unary(method)(payload, timeout=5)
+            unary: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+            unary(payload, timeout=5)
     except grpc.RpcError as err:
         return err
     raise AssertionError(f"{method} accepted {payload!r}")
@@ -166,8 +171,6 @@ spec:
 
 
 def _rls_request() -> bytes:
-    from mixer.envoy.service.ratelimit.v3 import rls_pb2
-
     req = rls_pb2.RateLimitRequest(domain="edge", hits_addend=1)
     entry = req.descriptors.add().entries.add()
     entry.key, entry.value = "remote_address", "10.0.0.1"
@@ -178,8 +181,6 @@ def test_credentials_in_redis_urls_are_never_echoed(start_mixer: Start, tmp_path
     """Finding 12: a Redis URL with a password, on a closed port (--redis-url and a redisquota
     handler) and then with a bad port (a reload that fails), never shows its password: not in
     the log, the answers' details, /debug/*, the admin /metrics or the adapter /metrics."""
-    import shutil
-
     config = tmp_path / "rules-secret"
     shutil.copytree(ROOT / "rules", config)
     closed = free_port()
@@ -190,10 +191,10 @@ def test_credentials_in_redis_urls_are_never_echoed(start_mixer: Start, tmp_path
     )
     details: list[str] = []
     with mixer.channel() as channel:
+        check: grpc.UnaryUnaryMultiCallable[bytes, bytes]
+        rls: grpc.UnaryUnaryMultiCallable[bytes, bytes]
         check = channel.unary_unary("/istio.mixer.v1.Mixer/Check")
         rls = channel.unary_unary("/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit")
-        from mixer.v1 import mixer_pb2
-
         request = mixer_pb2.CheckRequest(global_word_count=0, deduplication_id="d")
         request.quotas["secretquota"].amount = 1
         request.quotas["requestcountquota"].amount = 1
