@@ -1,1 +1,2 @@
-"""Hostile-client tests: attacks on a real mixer over loopback, each bounded in count and time."""
+"""Hostile-client tests: each runs an attack from issue 20 on loopback, bounded in count and time,
+and asserts the bound that holds it."""
