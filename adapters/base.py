@@ -32,6 +32,7 @@ from mixer.codes import (
     UNAUTHENTICATED,
     UNAVAILABLE,
 )
+from mixer.redact import mask_credentials
 from mixer.templates import TEMPLATES, Template, Variety
 
 __all__ = [
@@ -71,6 +72,9 @@ class ParamError(ValueError):
     """A handler's params are invalid. `path` names the field, e.g. ``quotas[0].maxAmount``."""
 
     def __init__(self, path: str, message: str) -> None:
+        # A param may be a URL with a password (redisServerUrl, providerUrl, endpoint); the
+        # message goes to logs, `mixer validate` and /debug/config.
+        message = mask_credentials(message)
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
         self.message = message

@@ -66,6 +66,7 @@ from adapters.base import (
     ParamError,
 )
 from adapters.toolkit.params import canonical_fields, duration_param, int_range_param
+from mixer.redact import mask_credentials
 
 __all__ = ["INFO", "EntryType", "ListChecker", "ListParams", "build", "parse_params"]
 
@@ -443,8 +444,10 @@ def _fetch_and_build(
 
     Returns None when the content's SHA-1 equals `installed_sha`, else the new SHA-1 and matcher.
     """
-    url = params.provider_url
-    request = urllib.request.Request(url, headers={"User-Agent": "mixer-listchecker"})
+    request = urllib.request.Request(
+        params.provider_url, headers={"User-Agent": "mixer-listchecker"}
+    )
+    url = mask_credentials(params.provider_url)  # what the messages below show
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             if response.status != 200:

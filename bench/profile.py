@@ -53,12 +53,16 @@ def record(pid: int, seconds: float, out: Path, rate: int = 200) -> subprocess.P
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+# Frames of this checkout are shown relative to it, wherever it is.
+_ROOT = Path(__file__).resolve().parent.parent
+
+
 def _frame_name(frame: str) -> str:
     m = _FRAME.match(frame.strip())
     if m is None:
         return frame.strip()
     path = m["file"]
-    for marker in ("site-packages/", "/work/main/", "lib/python3."):
+    for marker in ("site-packages/", f"{_ROOT}/", "lib/python3."):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{m['fn']} ({path})"

@@ -90,7 +90,7 @@ async def _run(server: RedisServer, commands: int, seconds: float, repeats: int)
             )
     finally:
         await lean.aclose()
-        await client.aclose()
+        await client.aclose(close_connection_pool=True)  # a pool it was given stays open otherwise
 
 
 def main() -> None:

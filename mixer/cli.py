@@ -15,6 +15,7 @@ from mixer import __version__
 from mixer.attributes.limits import LIMIT_FLAGS, Limits
 from mixer.attributes.mask import DEFAULT_MASK, Mask
 from mixer.expr import CEL_LIBRARIES
+from mixer.redact import mask_credentials
 from mixer.settings import Settings, env_default, parse_cel_libraries
 
 
@@ -66,6 +67,8 @@ def _serve_parser(sub: Any) -> None:
         help="where the prometheus adapter's metrics are served",
     )
     p.add_argument("--workers", type=int, default=int(env_default("WORKERS", "1")))
+    # Internal: how `--workers N` starts its processes, so that only they share the port.
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--log-level",
         default=env_default("LOG_LEVEL", "info"),
@@ -79,6 +82,12 @@ def _serve_parser(sub: Any) -> None:
         "--handler-timeout", type=float, default=float(env_default("HANDLER_TIMEOUT", "1.0"))
     )
     p.add_argument("--poll-interval", type=float, default=float(env_default("POLL_INTERVAL", "5")))
+    p.add_argument(
+        "--max-loop-lag",
+        type=float,
+        default=float(env_default("MAX_LOOP_LAG", "1.0")),
+        help="event-loop lag (seconds) above which /healthz and /readyz answer 503",
+    )
     p.add_argument(
         "--ratelimit-headers",
         default=env_default("RATELIMIT_HEADERS", "draft"),
@@ -325,11 +334,13 @@ def _serve(args: argparse.Namespace) -> int:
         admin_address=args.admin_address,
         metrics_address=args.metrics_address,
         workers=args.workers,
+        reuse_port=args.reuse_port,
         log_level=args.log_level,
         log_format=args.log_format,
         grace_period=args.grace_period,
         handler_timeout=args.handler_timeout,
         poll_interval=args.poll_interval,
+        max_loop_lag=args.max_loop_lag,
         watch=args.watch,
         enable_debug=args.enable_debug,
         redis_url=args.redis_url,
@@ -360,6 +371,9 @@ def _serve(args: argparse.Namespace) -> int:
         decision_log_sample=args.decision_log_sample,
         decision_log_mask=tuple(m.strip() for m in args.decision_log_mask.split(",") if m.strip()),
     )
+    if not settings.max_loop_lag > 0:
+        print("mixer serve: --max-loop-lag must be more than 0 seconds", file=sys.stderr)
+        return 2
     if (settings.tls_cert is None) != (settings.tls_key is None):
         print("mixer serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return 2
@@ -414,19 +428,15 @@ def _validate(
         ]
     )
     if fmt == "json":
-        print(
-            json.dumps(
-                {
-                    "valid": not problems,
-                    "errors": [p.to_dict() for p in problems],
-                    "dry_run": dry_run,
-                },
-                indent=2,
-            )
-        )
+        report = {
+            "valid": not problems,
+            "errors": [p.to_dict() for p in problems],
+            "dry_run": dry_run,
+        }
+        print(mask_credentials(json.dumps(report, indent=2)))
     elif problems:
         for problem in problems:
-            print(problem)
+            print(mask_credentials(str(problem)))
         print(f"{len(problems)} error(s) in {directory}", file=sys.stderr)
     else:
         print(f"{directory}: valid")

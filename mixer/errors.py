@@ -54,3 +54,8 @@ class ConfigError(MixerError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors) if errors else "invalid configuration")
         self.errors = errors
+
+
+class MalformedMessage(BadRequest):
+    """A request's bytes are not a valid message of its type: corrupt wire format, or a string
+    field that is not UTF-8 (gRPC INVALID_ARGUMENT, logged as one line)."""

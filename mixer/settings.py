@@ -50,10 +50,13 @@ class Settings:
     admin_address: str = "127.0.0.1:15014"
     metrics_address: str = "0.0.0.0:42422"
     workers: int = 1
+    # Set by `--workers N` for its own processes only: they share the gRPC port (SO_REUSEPORT).
+    reuse_port: bool = False
     log_level: str = "info"
     log_format: str = "json"
     grace_period: float = 10.0
     handler_timeout: float = 1.0
+    max_loop_lag: float = 1.0
     reload_debounce: float = 0.2
     poll_interval: float = 5.0
     watch: bool = True

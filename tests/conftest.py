@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from tests.mixer_process import ROOT, MixerProcess
+from tests.shared_data import shared_root
 
-SHARED = ROOT.parent / "shared"
+SHARED = shared_root()  # MIXER_SHARED_DIR; tests/shared_data.py
 
 pytest_plugins = ["tests.redis_server"]
 

@@ -225,7 +225,9 @@ class _Standalone:
         await self._client.script_load(script)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        # A client given its pool does not close it by default: say so, or every pooled
+        # connection (one per failed attempt during an outage, too) stays open.
+        await self._client.aclose(close_connection_pool=True)
 
 
 class _Lean:

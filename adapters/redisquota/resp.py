@@ -348,8 +348,11 @@ class RespConnection:
     async def aclose(self) -> None:
         """Close the connection; later calls fail."""
         self._closed = True
-        if self._connecting is not None:
-            self._connecting.cancel()
+        connecting = self._connecting
+        if connecting is not None:
+            connecting.cancel()
+            # The attempt closes its socket as it unwinds: by our return, not a loop turn later.
+            await asyncio.wait((connecting,))
         if self._protocol is not None:
             self._protocol.close()
             self._protocol = None

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from mixer.errors import (
     BackendUnavailable,
@@ -15,9 +16,11 @@ from mixer.errors import (
     DictionaryMismatch,
     DispatchError,
     LimitExceeded,
+    MalformedMessage,
     MixerError,
     NotConfigured,
 )
+from mixer.redact import mask_credentials
 from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -60,17 +63,30 @@ class _Guard:
         self.limits = metrics.limit_exceeded
 
     async def run(
-        self, call: Awaitable[Resp], context: grpc.aio.ServicerContext[Req, Resp]
+        self,
+        fn: Callable[[Any, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]],
+        request: Any,
+        context: grpc.aio.ServicerContext[Req, Resp],
+        decode: Callable[[bytes], Any] | None = None,
     ) -> Resp:
+        """`fn(request, context)`, or `fn(decode(request), context)`: decoding happens here, so
+        that a request that cannot be decoded is answered like any other bad request."""
         start = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return await call
+            if decode is not None:
+                request = decode(request)
+            return await fn(request, context)
         except MixerError as exc:
             code = status_code_for(exc)
             if isinstance(exc, LimitExceeded):
                 self.limits.labels(exc.limit).inc()
-            await context.abort(code, str(exc))
+            if isinstance(exc, MalformedMessage):
+                # One line, no traceback: a client can send these as fast as it likes.
+                logger.warning(
+                    "%s/%s: %s", self.service, self.method, exc, extra={"peer": context.peer()}
+                )
+            await context.abort(code, mask_credentials(str(exc)))
             raise  # abort() raises; this satisfies the type checker
         except grpc.aio.AbortError:
             code = context.code() or grpc.StatusCode.UNKNOWN
@@ -85,31 +101,69 @@ class _Guard:
             self.handled[code].inc()
 
 
+def decoder(request_type: Any) -> Callable[[bytes], Any]:
+    """`request_type.FromString` raising `MalformedMessage` (one line, naming the type) instead
+    of protobuf's `DecodeError`; grpc is given no deserializer, so nothing decodes outside the
+    guarded path."""
+    parse = request_type.FromString
+    name = request_type.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as err:
+            raise MalformedMessage(f"cannot decode {name}: {_one_line(err)}") from None
+
+    return decode
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
 def rpc(
-    metrics: ServerMetrics, service: str, method: str, fn: Unary[Req, Resp]
-) -> Unary[Req, Resp]:
-    """Wrap a unary handler: map errors to status, count and time the call."""
+    metrics: ServerMetrics,
+    service: str,
+    method: str,
+    fn: Unary[Req, Resp],
+    decode: Callable[[bytes], Req] | None = None,
+) -> Unary[Any, Resp]:
+    """Wrap a unary handler: decode the request (when `decode` is given), map errors to status,
+    count and time the call."""
     guard = _Guard(metrics, service, method)
 
-    async def handler(request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
-        return await guard.run(fn(request, context), context)
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        return await guard.run(fn, request, context, decode)
 
     return handler
 
 
 def stream_rpc(
-    metrics: ServerMetrics, service: str, method: str, fn: StreamUnary[Req, Resp]
-) -> StreamUnary[Req, Resp]:
+    metrics: ServerMetrics,
+    service: str,
+    method: str,
+    fn: StreamUnary[Req, Resp],
+    decode: Callable[[bytes], Req] | None = None,
+) -> StreamUnary[Any, Resp]:
     """Wrap a client-streaming handler the same way as `rpc`: a typed error raised while the
-    stream is read ends the call with its status, and the call is counted once."""
+    stream is read (a message that cannot be decoded among them) ends the call with its status,
+    and the call is counted once."""
     guard = _Guard(metrics, service, method)
 
     async def handler(
-        requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+        requests: AsyncIterator[Any], context: grpc.aio.ServicerContext[Req, Resp]
     ) -> Resp:
-        return await guard.run(fn(requests, context), context)
+        stream = requests if decode is None else _decoded(requests, decode)
+        return await guard.run(fn, stream, context)
 
     return handler
+
+
+async def _decoded(
+    requests: AsyncIterator[bytes], decode: Callable[[bytes], Req]
+) -> AsyncIterator[Req]:
+    async for raw in requests:
+        yield decode(raw)
 
 
 def unary_handler(
@@ -120,12 +174,11 @@ def unary_handler(
     request_type: Any,
     *,
     encoded: bool = False,
-) -> grpc.RpcMethodHandler[Req, Resp]:
-    """A grpc method handler for `fn`, wrapped by `rpc`, with protobuf (de)serialisation;
-    `encoded`: `fn` returns the response already serialized."""
+) -> grpc.RpcMethodHandler[Any, Resp]:
+    """A grpc method handler for `fn`, wrapped by `rpc`, decoding `request_type` inside the
+    guarded path; `encoded`: `fn` returns the response already serialized."""
     return grpc.unary_unary_rpc_method_handler(
-        rpc(metrics, service, method, fn),
-        request_deserializer=request_type.FromString,
+        rpc(metrics, service, method, fn, decoder(request_type)),
         response_serializer=None if encoded else _serialize,
     )
 
@@ -136,11 +189,11 @@ def stream_unary_handler(
     method: str,
     fn: StreamUnary[Req, Resp],
     request_type: Any,
-) -> grpc.RpcMethodHandler[Req, Resp]:
-    """A grpc method handler for the client-streaming `fn`, wrapped by `stream_rpc`."""
+) -> grpc.RpcMethodHandler[Any, Resp]:
+    """A grpc method handler for the client-streaming `fn`, wrapped by `stream_rpc`, decoding
+    each message of the stream inside the guarded path."""
     return grpc.stream_unary_rpc_method_handler(
-        stream_rpc(metrics, service, method, fn),
-        request_deserializer=request_type.FromString,
+        stream_rpc(metrics, service, method, fn, decoder(request_type)),
         response_serializer=_serialize,
     )
 

@@ -93,18 +93,38 @@ class AdminServer:
         registry: CollectorRegistry,
         *,
         ready: Callable[[], bool],
+        live: Callable[[], tuple[bool, str]] = lambda: (True, ""),
         debug: dict[str, Callable[[], Any]] | None = None,
         timeout: float = 10.0,
         max_connections: int = 32,
         on_limit: Callable[[str], None] = lambda flag: None,
         posts: dict[str, PostRoute] | None = None,
     ) -> None:
+        """`live()`: whether the serving path works, and a line saying why (/healthz);
+        `ready()`: whether a config is loaded and serving (/readyz needs both)."""
+
+        def healthz() -> tuple[int, str, bytes]:
+            ok, why = live()
+            return (
+                (200 if ok else 503),
+                "text/plain",
+                f"{'ok' if ok else 'not ok'}\n{why}\n".encode(),
+            )
+
+        def readyz() -> tuple[int, str, bytes]:
+            ok, why = live()
+            if not ready():
+                ok, why = False, "no config serving"
+            return (
+                (200 if ok else 503),
+                "text/plain",
+                f"{'ready' if ok else 'not ready'}\n{why}\n".encode(),
+            )
+
         routes: dict[str, Callable[[], tuple[int, str, bytes]]] = {
             "/metrics": lambda: (200, CONTENT_TYPE_LATEST, generate_latest(registry)),
-            "/healthz": lambda: (200, "text/plain", b"ok\n"),
-            "/readyz": lambda: (
-                (200, "text/plain", b"ready\n") if ready() else (503, "text/plain", b"not ready\n")
-            ),
+            "/healthz": healthz,
+            "/readyz": readyz,
             "/version": lambda: (
                 200,
                 "application/json",

@@ -28,6 +28,7 @@ from mixer.runtime.runtime import RuntimeHolder
 from mixer.server.admin import AdminServer, PostRoute
 from mixer.server.explain_route import ExplainRoute
 from mixer.server.grpc_server import create_server, set_serving
+from mixer.server.health import LoopMonitor
 from mixer.server.reloader import Reloader
 from mixer.settings import Settings, split_address
 from mixer.telemetry import ServerMetrics
@@ -68,6 +69,7 @@ class Application:
         self.admin: AdminServer | None = None
         self.adapter_metrics: AdminServer | None = None
         self.port = 0
+        self.loop_monitor = LoopMonitor(self.metrics.registry, max_lag=settings.max_loop_lag)
         self._stopping = asyncio.Event()
         self._ready = False
 
@@ -96,14 +98,21 @@ class Application:
             admin_port,
             self.metrics.registry,
             ready=lambda: self._ready,
+            live=self.loop_monitor.healthy,
             debug=self._debug_routes() if self.settings.enable_debug else None,
             **self._admin_bounds(),
             posts=self._debug_posts() if self.settings.enable_debug else None,
         )
         mhost, mport = split_address(self.settings.metrics_address)
         self.adapter_metrics = AdminServer(
-            mhost, mport, self.adapter_registry, ready=lambda: self._ready, **self._admin_bounds()
+            mhost,
+            mport,
+            self.adapter_registry,
+            ready=lambda: self._ready,
+            live=self.loop_monitor.healthy,
+            **self._admin_bounds(),
         )
+        self.loop_monitor.start()
         await self.server.start()
         self.admin.start()
         self.adapter_metrics.start()
@@ -204,6 +213,7 @@ class Application:
         if self.holder is not None:
             left = max(0.5, self.settings.grace_period - (time.monotonic() - started))
             await self.holder.close(flush_timeout=left)
+        await self.loop_monitor.stop()
         if self.admin is not None:
             self.admin.stop()
         if self.adapter_metrics is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mixer.server.ports import ensure_free
 from mixer.server.tls import CertificateReloader
 from mixer.settings import Settings
 
@@ -17,9 +20,16 @@ def create_server(
     handlers: list[grpc.GenericRpcHandler],
     service_names: list[str],
 ) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """Build (not start) the aio server; returns it, its health servicer and the bound port."""
+    """Build (not start) the aio server; returns it, its health servicer and the bound port.
+
+    The port is shared (SO_REUSEPORT) only when `settings.reuse_port` says this process is one of
+    mixer's own workers; otherwise an address in use raises `AddressInUse`.
+    """
+    if not settings.reuse_port:
+        # grpc's own bind failure says only that it failed; this says why.
+        ensure_free(settings.address)
     options = [
-        ("grpc.so_reuseport", 1),
+        ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
         ("grpc.max_concurrent_streams", settings.max_concurrent_streams),
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -33,12 +43,20 @@ def create_server(
     )
     if settings.tls_cert is not None and settings.tls_key is not None:
         reloader = CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-        port = server.add_secure_port(settings.address, reloader.credentials())
+        port = _bind(lambda: server.add_secure_port(settings.address, reloader.credentials()))
     else:
-        port = server.add_insecure_port(settings.address)
+        port = _bind(lambda: server.add_insecure_port(settings.address))
     if port == 0:
         raise OSError(f"cannot listen on {settings.address}")
     return server, health_servicer, port
+
+
+def _bind(add_port: Callable[[], int]) -> int:
+    """The bound port, or 0 when grpc could not bind (it raises in some versions)."""
+    try:
+        return add_port()
+    except RuntimeError:
+        return 0
 
 
 async def set_serving(servicer: health.aio.HealthServicer, names: list[str], serving: bool) -> None:

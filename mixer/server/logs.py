@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from mixer.redact import mask_credentials
+
 
 class JsonFormatter(logging.Formatter):
     """Formats records as JSON lines with time, level, logger, message and any `extra` fields."""
@@ -26,7 +28,16 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # Last, on the whole line: a URL with a password may come from any message, field or
+        # exception, ours or a library's.
+        return mask_credentials(json.dumps(entry, default=str))
+
+
+class TextFormatter(logging.Formatter):
+    """Plain text lines, credentials masked as in `JsonFormatter`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_credentials(super().format(record))
 
 
 def configure(level: str, fmt: str = "json") -> None:
@@ -35,7 +46,7 @@ def configure(level: str, fmt: str = "json") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

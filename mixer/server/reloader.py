@@ -21,6 +21,7 @@ from watchfiles import Change, DefaultFilter
 
 from mixer.config.source import TEST_FILE_SUFFIXES, config_files
 from mixer.errors import ConfigError
+from mixer.redact import mask_credentials
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.settings import Settings
@@ -203,11 +204,12 @@ class Reloader:
         )
 
     def _record_failure(self, errors: list[str]) -> None:
-        self.last_errors = list(errors)
+        # Shown on /debug/config and logged: a YAML error may quote a line holding a password.
+        self.last_errors = [mask_credentials(error) for error in errors]
         self._metrics.config_reload_success.set(0)
         self._metrics.config_errors.inc(max(1, len(errors)))
         self._metrics.config_reloads.labels("failure").inc()
-        for error in errors:
+        for error in self.last_errors:
             logger.error("config error: %s", error)
         if self.holder is not None:
             logger.error("config rejected; the last good config keeps serving")

@@ -1,5 +1,8 @@
 """`--workers N`: N serving processes sharing the gRPC port through SO_REUSEPORT.
 
+Only they share it: the supervisor first checks that nothing listens on the address (another
+mixer included), and only its workers are started with `--reuse-port`.
+
 The kernel spreads connections across the processes, so every core serves. Worker k's admin
 port is the configured one plus k (and likewise the prometheus adapter's port), so each can be
 scraped on its own. SIGTERM/SIGINT/SIGHUP are forwarded to every worker.
@@ -7,6 +10,7 @@ scraped on its own. SIGTERM/SIGINT/SIGHUP are forwarded to every worker.
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -15,7 +19,10 @@ from collections.abc import Sequence
 from types import FrameType
 
 from mixer.attributes.limits import LIMIT_FLAGS
+from mixer.server.ports import ensure_free
 from mixer.settings import Settings, split_address
+
+logger = logging.getLogger(__name__)
 
 
 def _offset(address: str, k: int) -> str:
@@ -32,6 +39,7 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         "serve",
         "--workers",
         "1",
+        "--reuse-port",
         "--config-dir",
         str(settings.config_dir),
         "--address",
@@ -50,9 +58,10 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         str(settings.handler_timeout),
         "--poll-interval",
         str(settings.poll_interval),
+        "--max-loop-lag",
+        str(settings.max_loop_lag),
         *(["--enable-debug"] if settings.enable_debug else []),
         *([] if settings.watch else ["--no-watch"]),
-        *(["--redis-url", settings.redis_url] if settings.redis_url else []),
         *(["--tls-cert", str(settings.tls_cert)] if settings.tls_cert else []),
         *(["--tls-key", str(settings.tls_key)] if settings.tls_key else []),
         *(["--tls-client-ca", str(settings.tls_client_ca)] if settings.tls_client_ca else []),
@@ -100,6 +109,11 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
 def run_workers(settings: Settings, argv: Sequence[str]) -> int:
     """Start the workers, forward signals, and exit with the worst worker status."""
     del argv
+    try:
+        ensure_free(settings.address)
+    except OSError as err:
+        logger.error("start-up failed: %s", err.strerror)
+        return 1
     procs = [subprocess.Popen(worker_argv(settings, k)) for k in range(settings.workers)]
 
     def forward(signum: int, frame: FrameType | None) -> None:

@@ -30,13 +30,13 @@ from mixer.attributes.envoy import reporter_kind
 from mixer.runtime.build import validate_directory
 from tests.compat.harness import ensure_compat_venv
 from tests.mixer_process import ROOT
+from tests.shared_data import require_shared
 
 pytestmark = pytest.mark.deploy
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-CORPUS_DASHBOARDS = ROOT.parent / "shared" / "corpus" / "istio" / "grafana"
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 ENVOY = yaml.safe_load((DEPLOY / "envoy.yaml").read_text())
 PROMETHEUS = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
@@ -413,14 +413,15 @@ def test_grafana_provisioning_matches_the_dashboards() -> None:
 
 
 def test_istio_dashboards_are_the_corpus_copies() -> None:
-    names = sorted(p.name for p in CORPUS_DASHBOARDS.glob("*.json"))
+    corpus_dashboards = require_shared("corpus/istio/grafana")
+    names = sorted(p.name for p in corpus_dashboards.glob("*.json"))
     assert names == [
         "istio-mesh-dashboard.json",
         "istio-service-dashboard.json",
         "istio-workload-dashboard.json",
     ]
     for name in names:
-        assert (DASHBOARDS / name).read_bytes() == (CORPUS_DASHBOARDS / name).read_bytes()
+        assert (DASHBOARDS / name).read_bytes() == (corpus_dashboards / name).read_bytes()
 
 
 @pytest.mark.parametrize("name", ["mixer-traffic", "mixer-policy", "mixer-service"])

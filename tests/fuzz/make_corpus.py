@@ -6,8 +6,9 @@ repository root after changing a harness's input format::
     .venv/bin/python tests/fuzz/make_corpus.py
 
 Sources: messages built here; the repository's ``rules/`` and ``tests/unit/rules_bad/`` configs and
-the Istio samples in ``/work/shared/corpus/istio``; the expressions of the expression unit tests and
-a deterministic sample of the cel-spec conformance cases (``/work/shared/corpus/cel-spec``).
+the Istio samples in ``corpus/istio`` of the shared data directory (``MIXER_SHARED_DIR``, default
+``../shared``); the expressions of the expression unit tests and a deterministic sample of the
+cel-spec conformance cases (``corpus/cel-spec``).
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from mixer.envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
 from mixer.envoy.service.auth.v3.external_auth_pb2 import CheckRequest
 from mixer.v1 import mixer_pb2
 from tests.fuzz._harness import CORPUS
+from tests.shared_data import shared_path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared" / "corpus"
+SHARED = shared_path("corpus")  # MIXER_SHARED_DIR; tests/shared_data.py
 MAX_CONFIG_BYTES = 16 * 1024
 CEL_SPEC_SAMPLE = 200
 

@@ -205,8 +205,10 @@ async def test_closed_connection_refuses_calls(server: RedisServer) -> None:
 async def fake_redis(answer: bytes) -> AsyncIterator[tuple[int, asyncio.Event]]:
     """A loopback peer that answers every read with `answer`; the event: a client hung up."""
     hung_up = asyncio.Event()
+    writers: set[asyncio.StreamWriter] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.add(writer)
         while await reader.read(1024):
             writer.write(answer)
             await writer.drain()
@@ -218,6 +220,12 @@ async def fake_redis(answer: bytes) -> AsyncIterator[tuple[int, asyncio.Event]]:
         yield fake.sockets[0].getsockname()[1], hung_up
     finally:
         fake.close()
+        # Our side of every connection is closed before the test's loop ends (a server's close
+        # leaves its accepted connections open, and a transport closes a loop turn later).
+        for writer in writers:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         await fake.wait_closed()
 
 

@@ -56,6 +56,7 @@ def tls_redis(tmp_path: Path) -> Iterator[dict[str, Path | int]]:
                 text = log.read_text(errors="replace")
                 raise RuntimeError(f"redis-server with TLS did not start:\n{text}") from None
             time.sleep(0.05)
+    client.close()
     yield {"port": port, "ca": ca_file, "cert": client_cert, "key": client_key}
     proc.terminate()
     proc.wait(10)

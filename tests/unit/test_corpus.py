@@ -17,9 +17,18 @@ import pytest
 
 from adapters import load_registry
 from mixer.config import ConfigReport, check_config
+from tests.shared_data import require_shared, shared_path
 from tests.unit.config_helpers import relative
 
-CORPUS = Path(__file__).parents[2].parent / "shared" / "corpus" / "istio"
+CORPUS = shared_path("corpus/istio")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _corpus_present() -> None:
+    """Every test here reads the corpus: skip (fail in CI) naming its source when it is missing."""
+    require_shared("corpus/istio")
+
+
 TESTDATA = "mixer-testdata-config"
 ADAPTERS = load_registry()
 

@@ -1,5 +1,5 @@
 from mixer.attributes.dictionary import GLOBAL_INDEX, GLOBAL_WORD_COUNT, GLOBAL_WORDS
-from tests.conftest import SHARED
+from tests.shared_data import require_shared
 
 
 def test_global_dictionary_has_istio_1_4_length() -> None:
@@ -31,7 +31,7 @@ def test_quoted_entries_keep_their_quotes() -> None:
 
 
 def test_dictionary_equals_the_line_based_parse_of_istios_yaml() -> None:
-    source = (SHARED / "corpus/istio/api/global_dictionary.yaml").read_text()
+    source = require_shared("corpus/istio/api/global_dictionary.yaml").read_text()
     words = [line[1:].strip() for line in source.splitlines() if line.startswith("-")]
     assert tuple(words) == GLOBAL_WORDS
 

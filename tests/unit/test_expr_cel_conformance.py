@@ -27,9 +27,9 @@ import pytest
 from mixer.expr import CompileError, EvaluationError, compile
 from mixer.expr import _cel_runtime as rt
 from mixer.expr._cel_time import duration_from_nanos, timestamp_from_nanos
-from tests.conftest import SHARED
+from tests.shared_data import require_shared, shared_path
 
-CASES_JSON = SHARED / "corpus" / "cel-spec" / "cases.json"
+CASES_JSON = shared_path("corpus/cel-spec/cases.json")
 CORE_FILES = (
     "basic",
     "comparisons",
@@ -56,6 +56,8 @@ _NAME_ERRORS = ("undeclared", "unbound", "unknown variable", "no such")
 
 
 def _load() -> list[dict[str, Any]]:
+    if not CASES_JSON.exists():
+        return []  # no cases to collect; the tests below skip (or fail in CI), naming the source
     files = json.loads(CASES_JSON.read_text())
     return [case for f in files for case in f["cases"]]
 
@@ -155,6 +157,7 @@ def test_cel_conformance(case: dict[str, Any]) -> None:
 
 
 def test_the_suite_is_what_we_think_it_is() -> None:
+    require_shared("corpus/cel-spec/cases.json")
     assert len(ALL_CASES) == 2456
     assert len(RUNNABLE) == 1748
     core = [c for c in RUNNABLE if c["file"] in CORE_FILES]
@@ -168,7 +171,9 @@ def test_the_suite_is_what_we_think_it_is() -> None:
 
 
 def test_every_file_of_the_corpus_is_reported() -> None:
-    files = [f["file"] for f in json.loads(CASES_JSON.read_text())]
+    files = [
+        f["file"] for f in json.loads(require_shared("corpus/cel-spec/cases.json").read_text())
+    ]
     assert len(files) == 30
     assert [row[0] for row in per_file()] == files
 

@@ -18,8 +18,9 @@ from mixer.attributes.tracking import TrackingBag
 from mixer.expr import CompileError, EvaluationError, _mixer_codegen, compile
 from mixer.expr._errors import guarded
 from mixer.expr.vocabulary import ISTIO_1_4_VOCABULARY as VOCAB
+from tests.shared_data import require_shared, shared_path
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "istio"
+CORPUS = shared_path("corpus/istio")  # a glob of a missing corpus finds nothing
 T0 = datetime.datetime(2020, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 
 BAG = Bag(
@@ -487,6 +488,7 @@ HELM_EXPRESSIONS = _helm_expressions()
 
 
 def test_the_corpus_has_the_expressions_we_expect_to_check() -> None:
+    require_shared("corpus/istio")
     # Guards the extraction itself: the sample configs hold well over a hundred expressions.
     assert len(CORPUS_EXPRESSIONS) > 150
     assert len(HELM_EXPRESSIONS) > 100
@@ -517,6 +519,7 @@ def test_every_helm_chart_expression_compiles_against_the_1_4_vocabulary(
 def test_helm_expressions_evaluate_on_an_empty_bag_where_istio_defaults_everything() -> None:
     # The 1.4 chart's metric dimensions all carry `| default`, so they never fail for lack of
     # attributes; this is what makes Mixer's telemetry robust to partial attribute sets.
+    require_shared("corpus/istio/helm-mixer")
     dimensions = [t for w, t in HELM_EXPRESSIONS if "1.4.10" in w and "/request" in w and "|" in t]
     assert len(dimensions) > 20
     for text in dimensions:
@@ -526,7 +529,7 @@ def test_helm_expressions_evaluate_on_an_empty_bag_where_istio_defaults_everythi
 def test_our_vocabulary_is_the_helm_charts_attribute_manifests() -> None:
     manifests = [
         d
-        for d in _helm_docs(CORPUS / "helm-mixer" / "config-1.4.10.yaml.tpl")
+        for d in _helm_docs(require_shared("corpus/istio/helm-mixer/config-1.4.10.yaml.tpl"))
         if isinstance(d, dict) and d.get("kind") == "attributemanifest"
     ]
     chart = {

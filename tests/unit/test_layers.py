@@ -22,7 +22,15 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("mixer.config",),
     ("!", "mixer.expr", "adapters"),
     ("mixer.attributes",),
-    ("mixer.errors", "mixer.codes", "mixer.templates", "mixer.telemetry", "mixer.series", "mixer"),
+    (
+        "mixer.errors",
+        "mixer.codes",
+        "mixer.templates",
+        "mixer.telemetry",
+        "mixer.series",
+        "mixer.redact",
+        "mixer",
+    ),
     ("mixer.v1", "mixer.envoy"),
 )
 GENERATED = ("mixer/v1/", "mixer/envoy/")

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 
 from adapters import stdio
 from adapters.base import Env, Instance, ParamError
+from tests.shared_data import require_shared
 
-CORPUS = pathlib.Path("/work/shared/corpus/istio")
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 
@@ -54,7 +54,7 @@ def accesslog(severity: str = "Info", **variables: object) -> Instance:
 
 
 def test_istio_14_stdio_handler_params_parse_with_mixer_defaults() -> None:
-    text = (CORPUS / "helm-mixer/config-1.4.10.yaml.tpl").read_text()
+    text = require_shared("corpus/istio/helm-mixer/config-1.4.10.yaml.tpl").read_text()
     handler_text = text.split("compiledAdapter: stdio", 1)[1].split("---", 1)[0]
     handler_text = handler_text.replace("{{ .Values.adapters.stdio.outputAsJson }}", "true")
     params = stdio.parse_params(yaml.safe_load(handler_text)["params"])
