@@ -89,6 +89,7 @@ class ServerMetrics:
     ratelimit_global_shadow: LabelledCounter
     ratelimit_stat_keys_folded: LabelledCounter
     check_dry_run: Counter
+    quota_dry_run: Counter
     debug_explain: Counter
     decision_log: Counter
 
@@ -217,6 +218,13 @@ class ServerMetrics:
                 "entries evicted early, admin connections turned away, reloads stopped).",
                 ["limit"],
                 reg,
+            ),
+            quota_dry_run=Counter(
+                "mixer_quota_dry_run",
+                "Quota charges of dry-run rules against their shadow buckets, by rule and result "
+                "(granted, exhausted, error): counted, never denying.",
+                ["rule", "result"],
+                registry=reg,
             ),
             check_dry_run=Counter(
                 "mixer_check_dry_run",

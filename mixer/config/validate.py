@@ -460,23 +460,14 @@ class _Validator:
         )
 
     def _dry_run(self, scope: Scope, draft: RuleDraft, actions: list[ActionSpec]) -> bool:
+        """The rule's dry-run annotation; check actions are then counted, never combined, and
+        quota actions charge a shadow bucket of their own (`mixer.runtime.dispatcher`)."""
         path = ("metadata", "annotations", names.DRY_RUN_ANNOTATION)
         try:
             dry_run = names.dry_run_for(draft.header.annotations)
         except ValueError as err:
             scope.error(path, str(err))
             return False
-        if dry_run:
-            for action in actions:
-                for name in action.instances:
-                    instance = self.instances.get(name)
-                    if instance is not None and instance.template == "quota":
-                        scope.error(
-                            path,
-                            f"dry-run applies to check actions; instance {name} is a quota "
-                            "(a dry-run quota would need a shadow bucket, not supported yet)",
-                        )
-                        return False
         return dry_run
 
     def _resolve(

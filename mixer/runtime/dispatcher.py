@@ -139,6 +139,8 @@ class Dispatcher:
         self.report_workers = report_workers
         self._metrics = metrics
         self._quota_index = _index_quota_actions(routes)
+        self._shadow_index = _index_quota_actions(routes, dry_run=True)
+        self._quota_dry_run = Children(metrics.quota_dry_run)
         self._quota_choices = QuotaChoices()
         self.calls = HandlerCalls(metrics, handler_timeout)
         self._quota_results = Children(metrics.quota_results)
@@ -346,6 +348,8 @@ class Dispatcher:
             allowed_ids = frozenset(id(r) for r in self.routes.rules_for(Variety.QUOTA, namespace))
             if len(self._quota_rule_ids) < _MAX_NAMESPACES:
                 self._quota_rule_ids[namespace] = allowed_ids
+        if self._shadow_index:
+            await self._shadow_quotas(bag, quotas, dedup_id, allowed_ids)
         for name, req in quotas.items():
             found, refs = self._choose_quota(name, namespace, allowed_ids, bag)
             if found is None:
@@ -438,6 +442,42 @@ class Dispatcher:
             self._quota_choices.remember(scope, bag, tracking.refs, found)
         return found, tracking.refs
 
+    async def _shadow_quotas(
+        self,
+        bag: Bag,
+        quotas: Mapping[str, QuotaRequest],
+        dedup_id: str,
+        allowed_ids: frozenset[int],
+    ) -> None:
+        """Charge the quotas of matching dry-run rules against shadow buckets (the instance's
+        dimensions plus ``dry_run: <rule>``, so the real bucket is never touched) and count the
+        answers; nothing here changes the Check's answer, and a failure is only counted."""
+        for name, req in quotas.items():
+            for rule, action, builder in self._shadow_index.get(name.lower(), ()):
+                if id(rule) not in allowed_ids or self._match(rule, bag) is not True:
+                    continue
+                result = "error"
+                try:
+                    instance = builder.build(bag)
+                    fields = dict(instance.fields)
+                    fields["dimensions"] = {
+                        **(fields.get("dimensions") or {}),
+                        "dry_run": rule.name,
+                    }
+                    shadow = instance._replace(fields=fields)
+                    args = QuotaArgs(
+                        req.amount, req.best_effort, f"{dedup_id}{name}#dry-run" if dedup_id else ""
+                    )
+                    (answer,) = await self.calls.allocate(action.handler, [(shadow, args)])
+                    if answer.status_code == OK and (answer.granted > 0 or req.amount <= 0):
+                        result = "granted"
+                    elif answer.status_code in (OK, RESOURCE_EXHAUSTED):
+                        result = "exhausted"
+                except Exception as exc:
+                    logger.debug("dry-run quota %s of rule %s failed: %s", name, rule.name, exc)
+                self._quota_dry_run.get(rule.name, result).inc()
+                break  # as for real quotas: the first matching rule answers a name
+
     async def _quota_group(
         self, group: list[tuple[str, HandlerEntry, Instance, QuotaArgs, References]]
     ) -> list[QuotaResult]:
@@ -482,10 +522,14 @@ class Dispatcher:
 
 
 def _index_quota_actions(
-    routes: RoutingTable,
+    routes: RoutingTable, *, dry_run: bool = False
 ) -> dict[str, list[tuple[Rule, Action, Any]]]:
+    """Quota name -> the (rule, action, instance builder) that may answer it, in rule order:
+    of the rules that decide, or with `dry_run` of the dry-run rules (shadow buckets)."""
     index: dict[str, list[tuple[Rule, Action, Any]]] = {}
     for rule in routes.rules:
+        if rule.dry_run is not dry_run:
+            continue
         for action in rule.actions_of(Variety.QUOTA):
             for builder in action.instances:
                 index.setdefault(builder.short_name.lower(), []).append((rule, action, builder))

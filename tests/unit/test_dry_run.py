@@ -71,32 +71,66 @@ def test_annotation_values_are_checked(tmp_path: Path) -> None:
     assert not any(r.dry_run for r in load_snapshot(_dir(tmp_path, "false")).rules)
 
 
-def test_dry_run_quota_actions_are_refused(tmp_path: Path) -> None:
-    quota = """
+SHADOW_QUOTA = """
 ---
 apiVersion: config.istio.io/v1alpha2
 kind: handler
 metadata: {name: q, namespace: istio-system}
 spec:
   compiledAdapter: memquota
-  params: {quotas: [{name: rq.instance.istio-system, maxAmount: 1, validDuration: 1s}]}
+  params: {quotas: [{name: rq.instance.istio-system, maxAmount: 2, validDuration: 60s}]}
 ---
 apiVersion: config.istio.io/v1alpha2
 kind: instance
 metadata: {name: rq, namespace: istio-system}
-spec: {compiledTemplate: quota, params: {dimensions: {}}}
+spec: {compiledTemplate: quota, params: {dimensions: {path: request.path}}}
 ---
 apiVersion: config.istio.io/v1alpha2
 kind: rule
 metadata:
-  name: quotarule
+  name: newquota
   namespace: istio-system
-  annotations: {istio.io/dry-run: "true"}
+  annotations: {istio.io/dry-run: "DRYQUOTA"}
 spec:
   actions: [{handler: q, instances: [rq]}]
 """
-    problems = validate_directory(_dir(tmp_path, extra=quota))
-    assert any("quotarule" in str(p) and "shadow bucket" in str(p) for p in problems), problems
+
+
+def _quota_checks(directory: Path, count: int) -> tuple[list[int], str]:
+    async def run() -> tuple[list[int], str]:
+        metrics = ServerMetrics.create()
+        runtime = await build_runtime(
+            load_snapshot(directory), metrics, revision="t", metrics_registry=CollectorRegistry()
+        )
+        holder = RuntimeHolder(runtime)
+        granted = []
+        try:
+            for i in range(count):
+                outcome = await runtime.dispatcher.check(
+                    Bag({"request.path": "/a"}), {"rq": QuotaRequest(1)}, f"id{i}"
+                )
+                granted.append(outcome.quotas["rq"].granted)
+        finally:
+            await holder.close()
+        return granted, generate_latest(metrics.registry).decode()
+
+    return asyncio.run(run())
+
+
+def test_a_dry_run_quota_charges_a_shadow_bucket_and_never_denies(tmp_path: Path) -> None:
+    directory = _dir(tmp_path, extra=SHADOW_QUOTA.replace('"DRYQUOTA"', '"true"'))
+    assert validate_directory(directory) == []
+    granted, metrics = _quota_checks(directory, 5)
+    assert granted == [1, 1, 1, 1, 1]  # nothing decides the quota: granted in full
+    rule = 'rule="newquota.rule.istio-system"'
+    assert f'mixer_quota_dry_run_total{{result="granted",{rule}}} 2.0' in metrics
+    assert f'mixer_quota_dry_run_total{{result="exhausted",{rule}}} 3.0' in metrics
+    # Enforced, the same rule limits the same requests to 2.
+    granted, metrics = _quota_checks(
+        _dir(tmp_path, extra=SHADOW_QUOTA.replace('"DRYQUOTA"', '"false"')), 5
+    )
+    assert granted == [1, 1, 0, 0, 0]
+    assert "mixer_quota_dry_run_total{" not in metrics
 
 
 def test_validate_lists_dry_run_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
