@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,48 @@ def controller(name: str, namespace: str) -> dict[str, Any]:
     """A ReplicationController without a controller of its own."""
     meta = {"name": name, "namespace": namespace, "uid": f"uid-{name}"}
     return {"metadata": meta, "spec": {"replicas": 1, "selector": {"app": name}}}
+
+
+class ThreadedKubeApiServer:
+    """A `KubeApiServer` on its own event loop in a thread, for tests that drive a mixer
+    subprocess synchronously. `call(fn, *args)` runs a change on the server's loop."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.server = KubeApiServer.__new__(KubeApiServer)
+
+    def __enter__(self) -> ThreadedKubeApiServer:
+        self._thread.start()
+        self.server = self._run(self._make())
+        return self
+
+    async def _make(self) -> KubeApiServer:
+        return await KubeApiServer().start()
+
+    def _run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        async def run() -> Any:
+            result = fn(*args)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return self._run(run())
+
+    def __exit__(self, *exc: object) -> None:
+        self._run(self.server.stop())
+        self._run(_cancel_others())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+
+async def _cancel_others() -> None:
+    """Cancel the loop's other tasks (open watch streams) and wait for them to end."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
