@@ -3,6 +3,7 @@ kubernetesenv against a test API server: workloads named from pod IPs and UIDs."
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -79,7 +80,7 @@ def start_stock(start_mixer: Start, api: ThreadedKubeApiServer, tmp_path: Path) 
     # KUBECONFIG wins over the handler's (empty) kubeconfig_path, as in Istio: the config is
     # served exactly as rendered.
     kubeconfig = api.server.kubeconfig(tmp_path)
-    mixer = start_mixer(CONFIG, env={"KUBECONFIG": str(kubeconfig)})
+    mixer = start_mixer(CONFIG, extra_args=["--enable-debug"], env={"KUBECONFIG": str(kubeconfig)})
     wait_for(mixer.metrics_port, "mixer_kubernetesenv_cache_pods", 2)
     return mixer
 
@@ -128,6 +129,17 @@ def test_stock_config_names_workloads_of_a_report_from_a_pod_ip(
     assert value(samples, "istio_requests_total", source_workload="said-by-proxy") == 1
     assert value(samples, "istio_requests_total", source_workload="unknown") == 0
     # The generation phase is a dispatch like any other.
+    with urllib.request.urlopen(f"http://127.0.0.1:{mixer.admin_port}/debug/routes") as resp:
+        routes = json.load(resp)
+    generators = [
+        action
+        for rule in routes["rules"]
+        for action in rule["actions"]
+        if action["variety"] == "attribute_generator"
+    ]
+    assert len(generators) == 2  # kubeattrgenrulerule and tcpkubeattrgenrulerule
+    assert generators[0]["adapter"] == "kubernetesenv"
+    assert len(generators[0]["bindings"]["attributes.instance.istio-system"]) == 21
     own = scrape(mixer.admin_port)
     assert value(own, "mixer_runtime_dispatches_total", adapter="kubernetesenv") >= 6
 
