@@ -119,7 +119,7 @@ class Reflector:
                         "kubernetesenv: %s watch expired (410), listing again", resource
                     )
                     continue
-                delay = backoff * (0.5 + random.random())
+                delay = backoff * (0.5 + random.random() / 2)
                 self._logger.warning(
                     "kubernetesenv: %s from the API server failed (%s: %s); retrying in %.1fs",
                     resource,

@@ -233,6 +233,7 @@ async def test_410_gone_forces_a_relist_that_drops_vanished_pods(
     assert api.gone_sent >= 1
     assert api.lists[PODS] >= 2
     assert handler.cache.find("10.1.0.6") is None
+    assert handler.cache.find(f"{NS}/db-0") is None  # gone from the store, not only the index
     assert handler.fresh()
 
 
