@@ -11,6 +11,7 @@ controller when the cache knows it; the owner string is
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,35 +99,39 @@ def _ip_text(value: object) -> str:
     if not isinstance(value, str) or not value:
         return ""
     try:
-        return _canonical(ipaddress.ip_address(value))
+        return ip_key(ipaddress.ip_address(value).packed, unspecified=True)
     except ValueError:
         return ""
 
 
-def _canonical(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
+_MAPPED = b"\0" * 10 + b"\xff\xff"
+_UNSPECIFIED = (b"\0" * 4, b"\0" * 16)
 
 
-def ip_key(value: object) -> str:
-    """An IP attribute (4 or 16 raw bytes) as the cache indexes it; "" for none or the
-    unspecified address (Istio skips the lookup then)."""
-    if not isinstance(value, bytes) or len(value) not in (4, 16):
+def ip_key(value: object, *, unspecified: bool = False) -> str:
+    """An IP attribute (4 or 16 raw bytes) as the cache indexes it, IPv4-mapped IPv6 as IPv4;
+    "" for none or (unless `unspecified`) the unspecified address, whose lookup Istio skips.
+    On the request path: socket's C formatting, not `ipaddress`."""
+    if not isinstance(value, bytes):
         return ""
-    ip = ipaddress.ip_address(value)
-    if ip.is_unspecified:
+    raw = value[12:] if len(value) == 16 and value[:12] == _MAPPED else value
+    if not unspecified and raw in _UNSPECIFIED:
         return ""
-    return _canonical(ip)
+    if len(raw) == 4:
+        return socket.inet_ntop(socket.AF_INET, raw)
+    if len(raw) == 16:
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    return ""
 
 
 def uid_key(uid: str) -> str:
     """Istio's key for a UID: the UID itself when it is an IP address, else ``<ns>/<pod>``
     from ``[kubernetes://]<pod>.<ns>`` split at the last dot (pod names may hold dots)."""
-    try:
-        return _canonical(ipaddress.ip_address(uid))
-    except ValueError:
-        pass
+    if not uid.startswith(_UID_PREFIX):
+        try:
+            return ip_key(ipaddress.ip_address(uid).packed, unspecified=True)
+        except ValueError:
+            pass
     rest = uid[len(_UID_PREFIX) :] if uid.startswith(_UID_PREFIX) else uid
     name, dot, namespace = rest.rpartition(".")
     return f"{namespace}/{name}" if dot else rest
@@ -240,6 +245,10 @@ class ClusterCache:
         return root.name, owner
 
 
+def _packed(text: str) -> bytes:
+    return socket.inet_pton(socket.AF_INET6 if ":" in text else socket.AF_INET, text)
+
+
 def outputs(cache: ClusterCache, pod: PodInfo, side: str, port: int = 0) -> dict[str, Any]:
     """The `kubernetes` template outputs of one side (``source``/``destination``) for `pod`,
     setting only what Istio's adapter set."""
@@ -247,7 +256,7 @@ def outputs(cache: ClusterCache, pod: PodInfo, side: str, port: int = 0) -> dict
     if pod.name and pod.namespace:
         out[f"{side}_pod_uid"] = f"{_UID_PREFIX}{pod.name}.{pod.namespace}"
     if pod.pod_ip:
-        out[f"{side}_pod_ip"] = ipaddress.ip_address(pod.pod_ip).packed
+        out[f"{side}_pod_ip"] = _packed(pod.pod_ip)
     out[f"{side}_pod_name"] = pod.name
     if pod.labels:
         out[f"{side}_labels"] = pod.labels
@@ -255,7 +264,7 @@ def outputs(cache: ClusterCache, pod: PodInfo, side: str, port: int = 0) -> dict
     if pod.service_account:
         out[f"{side}_service_account_name"] = pod.service_account
     if pod.host_ip:
-        out[f"{side}_host_ip"] = ipaddress.ip_address(pod.host_ip).packed
+        out[f"{side}_host_ip"] = _packed(pod.host_ip)
     workload, owner = cache.workload(pod)
     out[f"{side}_workload_uid"] = f"istio://{pod.namespace}/workloads/{workload}"
     out[f"{side}_workload_name"] = workload

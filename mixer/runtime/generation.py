@@ -168,9 +168,16 @@ class Generation:
         generated: dict[str, Value],
     ) -> None:
         view = _WithOutput(output_prefix(builder.template), output, tracking)
+        sent = tracking.refs.reads
+        data = tracking._bag._data
         for attribute, program in builder.bindings:
-            # Fill only: the caller's value wins, then an earlier generator's.
-            if attribute in generated or attribute in tracking:
+            # Fill only: the caller's value wins, then an earlier generator's. Whether the
+            # caller sent it is a read (it decides the result), recorded like any other.
+            if attribute in generated:
+                continue
+            present = attribute in data
+            sent[(attribute, None)] = present
+            if present:
                 continue
             try:
                 value = program.evaluate(view)
