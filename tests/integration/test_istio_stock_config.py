@@ -171,3 +171,16 @@ def test_unknown_pods_and_an_unreachable_api_server_fall_back_to_defaults(
     assert value(samples, "istio_requests_total") == 21
     errors = wait_for(mixer.metrics_port, "mixer_kubernetesenv_api_errors_total", 1)
     assert value(errors, "mixer_kubernetesenv_api_errors_total") >= 1
+    # Back, with a pod created meanwhile: the adapter relists by itself and names it.
+    late = pod("ratings-v1-0", "default", "10.44.0.12", owner=("apps/v1", "StatefulSet", "ratings"))
+    cluster.call(cluster.server.apply, PODS, late)
+    cluster.call(cluster.server.start)
+    deadline = time.monotonic() + 20
+    with MixerClient(mixer.address) as client:
+        while time.monotonic() < deadline:  # bounded: one Report per 0.2 s until named
+            client.report([inbound(**{"source.ip": bytes([10, 44, 0, 12])})])
+            named = scrape(mixer.metrics_port)
+            if value(named, "istio_requests_total", source_workload="ratings") > 0:
+                break
+            time.sleep(0.2)
+    assert value(scrape(mixer.metrics_port), "istio_requests_total", source_workload="ratings") >= 1
