@@ -26,6 +26,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from lightkube import AsyncClient
@@ -40,6 +41,9 @@ from adapters.toolkit.params import (
     positive_int_param,
     string_param,
 )
+
+# Remembered answers, dropped together when full (inputs come from requests: bounded).
+_MEMO_MAX = 4096
 
 _FIELDS = {
     "kubeconfigPath": "kubeconfig_path",
@@ -138,6 +142,9 @@ class KubernetesEnvHandler:
         self._dropped_seen = 0
         self._failing: set[str] = set()
         self._failing_since: float | None = None
+        # Answers by (destination key, source key, port), while the cache is unchanged.
+        self._memo: dict[tuple[str, str, int], tuple[Mapping[str, Any], int, int]] = {}
+        self._memo_version = -1
         self.reflector = Reflector(self._client, self.cache, env.logger, self._on_state)
         self.reflector.start()
 
@@ -172,27 +179,49 @@ class KubernetesEnvHandler:
         return ok
 
     async def generate(self, instance: Instance) -> Mapping[str, Any]:
+        """The outputs for `instance` (read-only: the same mapping answers equal inputs until
+        the cache changes)."""
         if not self.fresh():
             self._stale.inc()
             return {}
         fields = instance.fields
-        out: dict[str, Any] = {}
+        keys = []
         for side in ("destination", "source"):
             uid = fields.get(f"{side}_uid")
-            key = uid_key(uid) if isinstance(uid, str) and uid else ip_key(fields.get(f"{side}_ip"))
+            keys.append(
+                uid_key(uid) if isinstance(uid, str) and uid else ip_key(fields.get(f"{side}_ip"))
+            )
+        port = fields.get("destination_port")
+        memo_key = (keys[0], keys[1], port if isinstance(port, int) else 0)
+        cache = self.cache
+        if self._memo_version != cache.version or len(self._memo) >= _MEMO_MAX:
+            self._memo.clear()
+            self._memo_version = cache.version
+        remembered = self._memo.get(memo_key)
+        if remembered is None:
+            remembered = self._memo[memo_key] = self._lookup(memo_key)
+        out, hits, misses = remembered
+        if hits:
+            self._hit.inc(hits)
+        if misses:
+            self._miss.inc(misses)
+        return out
+
+    def _lookup(self, memo_key: tuple[str, str, int]) -> tuple[Mapping[str, Any], int, int]:
+        out: dict[str, Any] = {}
+        hits = misses = 0
+        for side, key in zip(("destination", "source"), memo_key[:2], strict=True):
             if not key:
                 continue
             pod = self.cache.find(key)
             if pod is None:
-                self._miss.inc()
-                self._env.logger.debug(
-                    "kubernetesenv: could not find pod for %s (key %s)", side, key
-                )
+                misses += 1
+                self._env.logger.debug("kubernetesenv: could not find pod for %s (%s)", side, key)
                 continue
-            self._hit.inc()
-            port = fields.get("destination_port") if side == "destination" else 0
-            out.update(outputs(self.cache, pod, side, port if isinstance(port, int) else 0))
-        return out
+            hits += 1
+            port = memo_key[2] if side == "destination" else 0
+            out.update(outputs(self.cache, pod, side, port))
+        return MappingProxyType(out), hits, misses
 
     async def close(self) -> None:
         await self.reflector.close()

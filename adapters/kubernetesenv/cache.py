@@ -140,12 +140,14 @@ def uid_key(uid: str) -> str:
 class ClusterCache:
     """Pods by ``ns/name`` and by IP, and the controllers of ReplicaSets and
     ReplicationControllers by ``ns/name``. At most `max_pods` pods and `max_owners` owners per
-    kind are kept; what does not fit is counted in `dropped` and left out."""
+    kind are kept; what does not fit is counted in `dropped` and left out. `version` grows
+    with every change, so that answers derived from the cache can be remembered until then."""
 
     def __init__(self, max_pods: int, max_owners: int) -> None:
         self.max_pods = max_pods
         self.max_owners = max_owners
         self.dropped = 0
+        self.version = 0
         self._pods: dict[str, PodInfo] = {}
         self._by_ip: dict[str, dict[str, PodInfo]] = {}
         self._owners: dict[str, dict[str, OwnerRef | None]] = {
@@ -157,6 +159,7 @@ class ClusterCache:
 
     def replace_pods(self, pods: Iterable[PodInfo]) -> None:
         """A fresh list: the store becomes exactly `pods` (vanished ones drop out)."""
+        self.version += 1
         self._pods = {}
         self._by_ip = {}
         for pod in pods:
@@ -168,6 +171,7 @@ class ClusterCache:
         if old is None and len(self._pods) >= self.max_pods:
             self.dropped += 1
             return
+        self.version += 1
         if old is not None:
             self._unindex(key, old)
         self._pods[key] = pod
@@ -178,6 +182,7 @@ class ClusterCache:
         key = f"{namespace}/{name}"
         old = self._pods.pop(key, None)
         if old is not None:
+            self.version += 1
             self._unindex(key, old)
 
     def _unindex(self, key: str, pod: PodInfo) -> None:
@@ -190,6 +195,7 @@ class ClusterCache:
 
     def replace_owners(self, kind: str, owners: Iterable[tuple[str, str, OwnerRef | None]]) -> None:
         """A fresh list of `kind` (ReplicaSet or ReplicationController): (ns, name, controller)."""
+        self.version += 1
         self._owners[kind] = {}
         for namespace, name, controller in owners:
             self.put_owner(kind, namespace, name, controller)
@@ -200,9 +206,11 @@ class ClusterCache:
         if key not in table and len(table) >= self.max_owners:
             self.dropped += 1
             return
+        self.version += 1
         table[key] = controller
 
     def delete_owner(self, kind: str, namespace: str, name: str) -> None:
+        self.version += 1
         self._owners[kind].pop(f"{namespace}/{name}", None)
 
     def __len__(self) -> int:

@@ -27,6 +27,9 @@ from mixer.templates import Variety, output_prefix
 
 logger = logging.getLogger(__name__)
 
+# Outputs remembered per generator instance; all dropped when full.
+_MEMO_MAX = 1024
+
 
 class _WithOutput(Mapping[str, object]):
     """What a binding reads: the handler's output under the template's output prefix, any
@@ -95,6 +98,10 @@ class Generation:
         self.calls = calls
         self._metrics = metrics
         self.active = any(r.actions_of(Variety.ATTRIBUTE_GENERATOR) for r in routes.rules)
+        # Per instance builder: outputs seen (by identity) and their binding values (see
+        # `_bind`), at most _MEMO_MAX each; and whether its bindings read the output alone.
+        self._memo: dict[int, dict[int, tuple[Mapping[str, Any], list[object]]]] = {}
+        self._pure: dict[int, bool] = {}
 
     async def run(self, bag: Bag) -> Generated:
         """`bag` with the generated attributes filled in; raises nothing on a failing generator
@@ -167,10 +174,33 @@ class Generation:
         tracking: TrackingBag,
         generated: dict[str, Value],
     ) -> None:
-        view = _WithOutput(output_prefix(builder.template), output, tracking)
+        prefix = output_prefix(builder.template)
+        table = self._memo.get(id(builder))
+        if table is None:
+            table = self._memo[id(builder)] = {}
+        memo = table.get(id(output))
+        pure = self._pure.get(id(builder))
+        if pure is None:
+            pure = self._pure[id(builder)] = _reads_only_output(builder, prefix)
         sent = tracking.refs.reads
         data = tracking._bag._data
-        for attribute, program in builder.bindings:
+        view: _WithOutput | None = None
+        values: list[object] = []
+        known = memo is not None and memo[0] is output
+        if pure and not known:
+            # Bindings that read the output alone give the same values for the same output
+            # (a generator answers equal inputs with the same mapping): evaluate them once.
+            view = _WithOutput(prefix, output, tracking)
+            values = [_evaluate(program, view) for _, program in builder.bindings]
+            if len(table) >= _MEMO_MAX:
+                table.clear()
+            # The entry holds `output`, so its id cannot be reused while the entry lives.
+            table[id(output)] = (output, values)
+            known = True
+        elif known:
+            assert memo is not None
+            values = memo[1]
+        for i, (attribute, program) in enumerate(builder.bindings):
             # Fill only: the caller's value wins, then an earlier generator's. Whether the
             # caller sent it is a read (it decides the result), recorded like any other.
             if attribute in generated:
@@ -179,13 +209,48 @@ class Generation:
             sent[(attribute, None)] = present
             if present:
                 continue
-            try:
-                value = program.evaluate(view)
-            except Exception as exc:
+            if known:
+                value = values[i]
+            else:
+                if view is None:
+                    view = _WithOutput(prefix, output, tracking)
+                value = _evaluate(program, view)
+            if isinstance(value, _Failed):
                 self._metrics.generation_errors.labels(builder.name, "binding").inc()
-                logger.debug("binding %s of %s failed: %s", attribute, builder.name, exc)
+                logger.debug("binding %s of %s failed: %s", attribute, builder.name, value.error)
                 continue
             generated[attribute] = value  # type: ignore[assignment]
+
+
+class _Failed:
+    """A binding that raised, remembered as such."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _evaluate(program: Any, view: _WithOutput) -> object:
+    try:
+        return program.evaluate(view)
+    except Exception as exc:
+        return _Failed(exc)
+
+
+def _reads_only_output(builder: InstanceBuilder, prefix: str) -> bool:
+    """Whether every binding of `builder` reads nothing but the handler's output."""
+    for _, program in builder.bindings:
+        names = getattr(program, "names", None)
+        if not isinstance(names, frozenset):
+            return False
+        # A dotted name is also looked up by its leading parts (`a`, `a.b` of `a.b.c`).
+        if any(
+            not (name + ".").startswith(prefix) and not prefix.startswith(name + ".")
+            for name in names
+        ):
+            return False
+    return True
 
 
 def _matches(match: Any, tracking: TrackingBag, metrics: ServerMetrics, rule: str) -> bool:

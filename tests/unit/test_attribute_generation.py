@@ -156,3 +156,32 @@ def test_reports_decode_what_generation_reads() -> None:
     d, _ = dispatcher(Generator(GENERATED))
     names = d.routes.report_names
     assert names is not None and {"source.ip", "source.uid"} <= names
+
+
+class ByIp(Generator):
+    """Answers per source IP, the same mapping for the same IP (as kubernetesenv does)."""
+
+    def __init__(self, table: Mapping[bytes, Mapping[str, Any]]) -> None:
+        super().__init__({})
+        self.table = table
+
+    async def generate(self, instance: Instance) -> Mapping[str, Any]:
+        self.calls.append(instance)
+        return self.table.get(instance.fields["source_ip"], {})
+
+
+async def test_remembered_binding_values_follow_each_output() -> None:
+    a = {"source_workload_name": "a", "source_labels": StringMap({"app": "a"})}
+    b = {"source_workload_name": "b"}
+    ips = {bytes([10, 0, 0, 1]): a, bytes([10, 0, 0, 2]): b}
+    d, _ = dispatcher(ByIp(ips))
+    for ip, (workload, labels) in [
+        (bytes([10, 0, 0, 1]), ("a", {"app": "a"})),
+        (bytes([10, 0, 0, 2]), ("b", {})),
+        (bytes([10, 0, 0, 1]), ("a", {"app": "a"})),
+        (bytes([10, 0, 0, 3]), ("unknown", {})),
+        (bytes([10, 0, 0, 2]), ("b", {})),
+    ]:
+        [bag] = await d.generate_report([Bag({"source.ip": ip})])
+        assert bag["source.workload.name"] == workload
+        assert dict(bag["source.labels"]) == labels  # type: ignore[call-overload]
