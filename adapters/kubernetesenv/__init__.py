@@ -24,13 +24,14 @@ from __future__ import annotations
 import datetime
 import os
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from lightkube import AsyncClient
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from adapters.base import AdapterInfo, Env, Instance
 from adapters.kubernetesenv.cache import ClusterCache, ip_key, outputs, uid_key
@@ -85,8 +86,12 @@ def parse_params(raw: Mapping[str, Any]) -> KubernetesEnvParams:
 
 
 class _Metrics:
-    def __init__(self, env: Env) -> None:
-        reg = env.registry
+    """The adapter's series on one registry, labelled by handler and shared by every
+    kubernetesenv handler built on it (a registry refuses two collectors with one name: a
+    config with two such handlers, or a reload that rebuilds one, would otherwise fail)."""
+
+    def __init__(self, reg: CollectorRegistry) -> None:
+        self.users = 0
         self.errors = Counter(
             "mixer_kubernetesenv_api_errors",
             "Failed list or watch calls to the Kubernetes API server, by handler and resource.",
@@ -115,12 +120,40 @@ class _Metrics:
             ["handler", "result"],
             registry=reg,
         )
-        self._collectors = (self.errors, self.up, self.pods, self.dropped, self.lookups)
-        self._registry = reg
+        self.collectors: tuple[Any, ...] = (
+            self.errors,
+            self.up,
+            self.pods,
+            self.dropped,
+            self.lookups,
+        )
 
-    def unregister(self) -> None:
-        for collector in self._collectors:
-            self._registry.unregister(collector)
+
+_SHARED: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+
+
+def _acquire(reg: CollectorRegistry) -> _Metrics:
+    metrics = _SHARED.get(reg)
+    if metrics is None:
+        metrics = _SHARED[reg] = _Metrics(reg)
+    metrics.users += 1
+    return metrics
+
+
+def _release(reg: CollectorRegistry, handler: str) -> None:
+    metrics = _SHARED.get(reg)
+    if metrics is None:
+        return
+    for collector in metrics.collectors:
+        # This handler's series only (a label set it never used is a KeyError).
+        for labels in list(collector._metrics):
+            if labels[0] == handler:
+                collector.remove(*labels)
+    metrics.users -= 1
+    if metrics.users == 0:
+        for collector in metrics.collectors:
+            reg.unregister(collector)
+        del _SHARED[reg]
 
 
 class KubernetesEnvHandler:
@@ -132,7 +165,7 @@ class KubernetesEnvHandler:
         self._params = params
         self._env = env
         self._name = env.handler_name
-        self._metrics = _Metrics(env)
+        self._metrics = _acquire(env.registry)
         self._up = self._metrics.up.labels(self._name)
         self._hit = self._metrics.lookups.labels(self._name, "hit")
         self._miss = self._metrics.lookups.labels(self._name, "miss")
@@ -225,7 +258,7 @@ class KubernetesEnvHandler:
 
     async def close(self) -> None:
         await self.reflector.close()
-        self._metrics.unregister()
+        _release(self._env.registry, self._name)
 
 
 def build(params: KubernetesEnvParams, env: Env) -> KubernetesEnvHandler:

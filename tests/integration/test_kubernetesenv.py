@@ -289,3 +289,24 @@ async def test_bounded_cache_counts_what_it_drops(
         assert dropped == 5
     finally:
         await h.close()
+
+
+async def test_two_handlers_share_one_registry_and_close_apart(
+    api: KubeApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two kubernetesenv handlers in one config, or one rebuilt by a reload, share the
+    # adapter registry: building the second must not fail on duplicate metric names.
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    registry = CollectorRegistry()
+    params = kubernetesenv.parse_params({"kubeconfig_path": str(api.kubeconfig(tmp_path))})
+    first = kubernetesenv.build(params, Env("a", logging.getLogger("t"), registry, time.monotonic))
+    second = kubernetesenv.build(params, Env("b", logging.getLogger("t"), registry, time.monotonic))
+    try:
+        await wait_until(lambda: first.fresh() and second.fresh())
+        await first.close()
+        pods = registry.get_sample_value("mixer_kubernetesenv_cache_pods", {"handler": "b"})
+        assert pods == 8
+        assert registry.get_sample_value("mixer_kubernetesenv_cache_pods", {"handler": "a"}) is None
+    finally:
+        await second.close()
+    assert registry.get_sample_value("mixer_kubernetesenv_cache_pods", {"handler": "b"}) is None
