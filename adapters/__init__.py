@@ -28,6 +28,7 @@ BUILTINS: Mapping[str, str] = MappingProxyType(
         "prometheus": "adapters.prometheus",
         "otel": "adapters.otel",
         "stdio": "adapters.stdio",
+        "kubernetesenv": "adapters.kubernetesenv",
     }
 )
 

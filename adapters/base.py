@@ -3,7 +3,8 @@
 An adapter is one module exposing an `AdapterInfo`. Mixer calls `parse_params` at load time (pure:
 no I/O, so `mixer validate` never dials a network service), then `build` once per handler config.
 The handler it returns implements one or more of `CheckHandler`, `QuotaHandler` (optionally
-`BatchQuotaHandler`), `ReportHandler` for the templates the adapter declares, and `close()`.
+`BatchQuotaHandler`), `ReportHandler`, `AttributeGenerator` for the templates the adapter
+declares, and `close()`.
 Mixer resolves which of these a handler implements once, when it builds the runtime; a handler
 cannot change its capabilities afterwards.
 
@@ -46,6 +47,7 @@ __all__ = [
     "UNAUTHENTICATED",
     "UNAVAILABLE",
     "AdapterInfo",
+    "AttributeGenerator",
     "BatchQuotaHandler",
     "CheckHandler",
     "CheckResult",
@@ -212,6 +214,20 @@ class ReportHandler(Handler, Protocol):
     """Takes REPORT instances (metric, logentry, tracespan) in batches."""
 
     async def report(self, instances: Sequence[Instance]) -> None: ...
+
+
+@runtime_checkable
+class AttributeGenerator(Handler, Protocol):
+    """Answers ATTRIBUTE_GENERATOR instances (kubernetes) before a request is dispatched.
+
+    `generate` returns the template's output fields that it set (`Template.outputs`: name ->
+    bag value); a field it leaves out is unset, and a binding that reads it takes its ``|``
+    default. Mixer turns the output into attributes through the instance's bindings, and
+    they only fill attributes the caller did not send. Raising fails the request's
+    generation phase: return what is known instead (an empty mapping when nothing is).
+    """
+
+    async def generate(self, instance: Instance) -> Mapping[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,7 @@ class ServerMetrics:
     config_reloads: Counter
     config_info: Gauge
     rule_match_errors: Counter
+    generation_errors: Counter
     check_cache: LabelledCounter
     dispatches: LabelledCounter
     dispatch_latency: LabelledHistogram
@@ -132,6 +133,14 @@ class ServerMetrics:
                 "mixer_config_rule_config_match_error",
                 "Rule matches that failed to evaluate (the rule did not match).",
                 ["rule"],
+                registry=reg,
+            ),
+            generation_errors=Counter(
+                "mixer_attribute_generation_errors",
+                "Attribute generation failures, by instance and reason: handler (it raised or "
+                "timed out; its bindings took their defaults) or binding (that attribute was "
+                "not generated).",
+                ["instance", "reason"],
                 registry=reg,
             ),
             check_cache=LabelledCounter(

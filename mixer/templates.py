@@ -7,7 +7,7 @@ Field types use Mixer's ValueType names; ``VALUE`` accepts any type and ``MAP_VA
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
@@ -27,11 +27,16 @@ class Variety(enum.Enum):
 
 @dataclass(frozen=True)
 class Template:
-    """A template: its name, variety and field types (field name -> ValueType name)."""
+    """A template: its name, variety and field types (field name -> ValueType name).
+
+    An ATTRIBUTE_GENERATOR template also has `outputs`: the fields of what its handler returns,
+    which an instance's ``attributeBindings`` read as ``$out.<field>``.
+    """
 
     name: str
     variety: Variety
     fields: MappingProxyType[str, str]
+    outputs: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def field_type(self, field: str) -> str | None:
         return self.fields.get(field)
@@ -39,6 +44,33 @@ class Template:
 
 def _t(name: str, variety: Variety, **fields: str) -> Template:
     return Template(name, variety, MappingProxyType(fields))
+
+
+def _outputs(template: Template, **outputs: str) -> Template:
+    return Template(template.name, template.variety, template.fields, MappingProxyType(outputs))
+
+
+def _sides(**fields: str) -> dict[str, str]:
+    return {f"{side}_{name}": t for side in ("source", "destination") for name, t in fields.items()}
+
+
+# Istio's `adapter.template.kubernetes.OutputTemplate`, field for field.
+_KUBERNETES_OUTPUTS = {
+    **_sides(
+        pod_uid="STRING",
+        pod_ip="IP_ADDRESS",
+        pod_name="STRING",
+        labels="STRING_MAP",
+        namespace="STRING",
+        service_account_name="STRING",
+        host_ip="IP_ADDRESS",
+        workload_uid="STRING",
+        workload_name="STRING",
+        workload_namespace="STRING",
+        owner="STRING",
+    ),
+    "destination_container_name": "STRING",
+}
 
 
 TEMPLATES: Final[MappingProxyType[str, Template]] = MappingProxyType(
@@ -121,15 +153,24 @@ TEMPLATES: Final[MappingProxyType[str, Template]] = MappingProxyType(
                 context_protocol="STRING",
                 api_protocol="STRING",
             ),
-            _t(
-                "kubernetes",
-                Variety.ATTRIBUTE_GENERATOR,
-                source_uid="STRING",
-                source_ip="IP_ADDRESS",
-                destination_uid="STRING",
-                destination_ip="IP_ADDRESS",
-                destination_port="INT64",
+            _outputs(
+                _t(
+                    "kubernetes",
+                    Variety.ATTRIBUTE_GENERATOR,
+                    source_uid="STRING",
+                    source_ip="IP_ADDRESS",
+                    destination_uid="STRING",
+                    destination_ip="IP_ADDRESS",
+                    destination_port="INT64",
+                ),
+                **_KUBERNETES_OUTPUTS,
             ),
         )
     }
 )
+
+
+def output_prefix(template: str) -> str:
+    """The attribute-name prefix under which an instance's ``attributeBindings`` read its
+    handler's output: ``$out.<field>`` is compiled as ``<prefix><field>``, as Mixer did."""
+    return f"adapter_template_{template}.output."

@@ -80,5 +80,5 @@ class AccessLogService:
                 raise BadRequest(f"access log entry: {exc}") from exc
             self._received.inc(len(bags))
             with self._holder.use() as rt:
-                rt.dispatcher.report(bags)
+                rt.dispatcher.report(await rt.dispatcher.generate_report(bags))
         return als_pb2.StreamAccessLogsResponse()

@@ -130,5 +130,6 @@ class MixerService:
             for start in range(0, len(bags), _REPORT_SLICE):
                 if start:
                     await asyncio.sleep(0)
-                rt.dispatcher.report(bags[start : start + _REPORT_SLICE])
+                chunk = await rt.dispatcher.generate_report(bags[start : start + _REPORT_SLICE])
+                rt.dispatcher.report(chunk)
         return mixer_pb2.ReportResponse()

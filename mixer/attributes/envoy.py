@@ -23,6 +23,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mixer.attributes.bag import Bag, StringMap, Value
+from mixer.attributes.node_identity import node_attributes, side_of
 from mixer.envoy.config.core.v3.address_pb2 import Address
 from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, Metadata, RequestMethod
 from mixer.envoy.data.accesslog.v3.accesslog_pb2 import (
@@ -168,6 +169,8 @@ def bags_from_access_logs(
             shared["context.reporter.uid"] = ident.node.id
         if ident.node.user_agent_version:
             shared["context.proxy_version"] = ident.node.user_agent_version
+        # The reporting proxy's own identity; an entry's attributes are set over it.
+        shared.update(node_attributes(ident.node.metadata, side_of(kind)))
     shared["context.reporter.kind"] = kind
     which = msg.WhichOneof("log_entries")
     if which == "http_logs":

@@ -100,10 +100,10 @@ class InstanceSpec:
     """``mixer``, ``cel`` or ``compat``, from the ``policy.istio.io/lang`` annotation."""
     source: Location
     attribute_bindings: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    """Attribute-generating templates only: attribute -> ``$out.<field>`` expression.
-
-    Kept as text: no adapter here generates attributes, so nothing evaluates them yet.
-    """
+    """Attribute-generating templates only: attribute -> ``$out.<field>`` expression, as text."""
+    binding_programs: Mapping[str, Program] = field(default_factory=lambda: _EMPTY)
+    """The same bindings compiled, ``$out.<field>`` read as `mixer.templates.output_prefix`
+    plus the field; each one's type is the attribute's."""
 
 
 @dataclass(frozen=True)

@@ -52,12 +52,14 @@ from mixer.config.source import Path_
 from mixer.errors import ConfigError
 from mixer.expr import CEL_LIBRARIES, CompileError, Program
 from mixer.expr import compile as compile_expression
-from mixer.templates import TEMPLATES
+from mixer.templates import TEMPLATES, Template, output_prefix
 
 DEFAULT_ATTRIBUTES = "default_attributes.yaml"
 """Package data: Istio 1.4's attribute manifests, the vocabulary of a directory without any."""
 
 _ANY_TYPE = ("VALUE", "MAP_VALUE")
+# `$out.` in an attribute binding: the handler's output (Mixer rewrote it the same way).
+_OUT_REF = re.compile(r"\$out\.([A-Za-z_][A-Za-z0-9_]*)")
 _PARAM_TOKEN = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -297,9 +299,17 @@ class _Validator:
         texts, programs = self._fields(
             scope, draft.fields, template.fields, draft.dialect, template.name
         )
+        bindings: dict[str, Program] = {}
         for attribute, binding in draft.attribute_bindings.items():
             if attribute not in self.vocabulary:
                 scope.error(binding.path, f"unknown attribute {attribute!r}")
+                continue
+            program = self._binding(scope, template, binding, draft.dialect)
+            if program is not None:
+                self._check_type(
+                    scope, binding, program, self.vocabulary[attribute], f"attribute {attribute}"
+                )
+                bindings[attribute] = program
         if scope.errors:
             return None
         return InstanceSpec(
@@ -315,6 +325,7 @@ class _Validator:
             attribute_bindings=MappingProxyType(
                 {name: binding.text for name, binding in draft.attribute_bindings.items()}
             ),
+            binding_programs=MappingProxyType(bindings),
         )
 
     def _fields(
@@ -356,6 +367,31 @@ class _Validator:
         if wanted in _ANY_TYPE or got == "DYNAMIC" or got == wanted:
             return
         scope.error(expr.path, f"expression {expr.text!r} has type {got}, but {what} is {wanted}")
+
+    def _binding(
+        self, scope: Scope, template: Template, expr: ExprText, dialect: str
+    ) -> Program | None:
+        """An attribute binding, compiled with ``$out.<field>`` read as the output attribute
+        (`mixer.templates.output_prefix`) typed by the template's output field."""
+        prefix = output_prefix(template.name)
+        unknown = sorted({m.group(1) for m in _OUT_REF.finditer(expr.text)} - set(template.outputs))
+        if unknown:
+            scope.error(
+                expr.path,
+                f"template {template.name} has no output field {unknown[0]!r} "
+                f"in expression {expr.text!r}",
+            )
+            return None
+        text = _OUT_REF.sub(lambda m: prefix + m.group(1), expr.text)
+        vocabulary = {
+            **self.vocabulary,
+            **{prefix + name: kind for name, kind in template.outputs.items()},
+        }
+        try:
+            return compile_expression(text, dialect=dialect, vocabulary=vocabulary)
+        except CompileError as err:
+            scope.error(expr.path, f"{err} in expression {expr.text!r}")
+            return None
 
     def _compile(self, scope: Scope, expr: ExprText, dialect: str) -> Program | None:
         key = (expr.text, dialect)

@@ -219,7 +219,13 @@ def _rule(spec: RuleSpec, snapshot: Snapshot, handlers: Mapping[str, HandlerEntr
             variety = TEMPLATES[inst.template].variety
             fields: Mapping[str, Any] = inst.programs
             by_variety.setdefault(variety, []).append(
-                InstanceBuilder(inst.name, inst.short_name, inst.template, fields)
+                InstanceBuilder(
+                    inst.name,
+                    inst.short_name,
+                    inst.template,
+                    fields,
+                    bindings=tuple(inst.binding_programs.items()),
+                )
             )
         for variety, builders in by_variety.items():
             actions.append(Action(entry, tuple(builders), variety, action.name))

@@ -22,6 +22,7 @@ from mixer.attributes.tracking import References, TrackingBag
 from mixer.codes import INTERNAL, OK, RESOURCE_EXHAUSTED
 from mixer.errors import DispatchError
 from mixer.runtime.check_cache import CheckCache
+from mixer.runtime.generation import Generation
 from mixer.runtime.handler_calls import HandlerCalls
 from mixer.runtime.quota_choices import QuotaChoices
 from mixer.runtime.reporting import ReportWorker
@@ -143,6 +144,7 @@ class Dispatcher:
         self._quota_dry_run = Children(metrics.quota_dry_run)
         self._quota_choices = QuotaChoices()
         self.calls = HandlerCalls(metrics, handler_timeout)
+        self.generation = Generation(routes, self.calls, metrics)
         self._quota_results = Children(metrics.quota_results)
         self._dry_run = Children(metrics.check_dry_run)
         self._any_dry_run = any(r.dry_run for r in routes.rules)
@@ -188,7 +190,23 @@ class Dispatcher:
         quotas: Mapping[str, QuotaRequest] | None = None,
         dedup_id: str = "",
     ) -> CheckOutcome:
-        """Evaluate the check rules for `bag`, then (if allowed) the requested quotas."""
+        """Evaluate the check rules for `bag`, then (if allowed) the requested quotas; first the
+        attribute generation phase, when some rule generates attributes (`Generation`)."""
+        if self.generation.active:
+            generated = await self.generation.run(bag)
+            outcome = await self._check(generated.bag, quotas, dedup_id)
+            # A copy: the outcome may be the check cache's, shared with other requests.
+            return dataclasses.replace(
+                outcome, references=generated.caller_references(outcome.references)
+            )
+        return await self._check(bag, quotas, dedup_id)
+
+    async def _check(
+        self,
+        bag: Bag,
+        quotas: Mapping[str, QuotaRequest] | None,
+        dedup_id: str,
+    ) -> CheckOutcome:
         cache = self.cache if self.cache is not None and self.cache.in_use() else None
         cached = cache.get(bag) if cache is not None else None
         if isinstance(cached, CheckOutcome):
@@ -487,8 +505,16 @@ class Dispatcher:
 
     # -- report ---------------------------------------------------------------------------
 
+    async def generate_report(self, bags: Sequence[Bag]) -> Sequence[Bag]:
+        """`bags` after the attribute generation phase (unchanged when no rule generates
+        attributes); what `report` takes."""
+        if not self.generation.active:
+            return bags
+        return await self.generation.run_all(bags)
+
     def report(self, bags: Sequence[Bag]) -> int:
         """Match report rules for each bag and enqueue instances; returns instances accepted.
+        Generation is not run here: callers pass bags through `generate_report` first.
 
         An instance that fails to build is counted and skipped (the rest of the batch goes on).
         """

@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
 from adapters.base import (
+    AttributeGenerator,
     BatchQuotaHandler,
     CheckHandler,
     Handler,
@@ -232,6 +233,9 @@ class InstanceBuilder:
     template: str
     fields: FieldTree
     plan: tuple[_Step, ...] = ()
+    bindings: tuple[tuple[str, Evaluable], ...] = ()
+    """ATTRIBUTE_GENERATOR instances: (attribute, program) in config order; each program reads
+    the handler's output under `mixer.templates.output_prefix`, other names from the bag."""
 
     def __post_init__(self) -> None:
         if not self.plan:
@@ -257,6 +261,7 @@ class HandlerEntry:
     quotas: QuotaHandler | None = field(init=False)
     batch: BatchQuotaHandler | None = field(init=False)
     reporter: ReportHandler | None = field(init=False)
+    generator: AttributeGenerator | None = field(init=False)
     inline: bool = field(init=False)
     """The handler answers from memory (`adapters.base.answers_inline`): no timer, no task."""
 
@@ -266,6 +271,7 @@ class HandlerEntry:
         object.__setattr__(self, "quotas", h if isinstance(h, QuotaHandler) else None)
         object.__setattr__(self, "batch", h if isinstance(h, BatchQuotaHandler) else None)
         object.__setattr__(self, "reporter", h if isinstance(h, ReportHandler) else None)
+        object.__setattr__(self, "generator", h if isinstance(h, AttributeGenerator) else None)
         object.__setattr__(self, "inline", answers_inline(h))
 
 
@@ -404,6 +410,7 @@ def names_read(rules: tuple[Rule, ...], variety: Variety) -> frozenset[str] | No
         for action in rule.actions_of(variety):
             for builder in action.instances:
                 programs.extend(_tree_programs(builder.fields))
+                programs.extend(program for _, program in builder.bindings)
     names = set(_NAMESPACE_NAMES)
     for program in programs:
         if program is None:
@@ -433,7 +440,12 @@ class RoutingTable:
     report_names: frozenset[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "report_names", names_read(self.rules, Variety.REPORT))
+        # Generated attributes are added after decoding; what generation reads must be decoded.
+        wanted = names_read(self.rules, Variety.REPORT)
+        generation = names_read(self.rules, Variety.ATTRIBUTE_GENERATOR)
+        if wanted is not None:
+            wanted = None if generation is None else wanted | generation
+        object.__setattr__(self, "report_names", wanted)
         for variety in Variety:
             relevant = [
                 r

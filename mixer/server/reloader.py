@@ -26,6 +26,7 @@ from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.settings import Settings
 from mixer.telemetry import ServerMetrics
+from mixer.templates import Variety
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,16 @@ class Reloader:
                             "adapter": a.handler.adapter,
                             "variety": a.variety.value,
                             "instances": [i.name for i in a.instances],
+                            **(
+                                {
+                                    "bindings": {
+                                        i.name: {attr: p.text for attr, p in i.bindings}
+                                        for i in a.instances
+                                    }
+                                }
+                                if a.variety is Variety.ATTRIBUTE_GENERATOR
+                                else {}
+                            ),
                         }
                         for a in r.actions
                     ],

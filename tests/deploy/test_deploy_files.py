@@ -445,3 +445,30 @@ def test_mixer_dashboards_are_well_formed(name: str) -> None:
             assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
             refs = [t["refId"] for t in panel["targets"]]
             assert len(refs) == len(set(refs)), panel["title"]
+
+
+def test_kubernetesenv_rbac_grants_exactly_its_list_and_watch() -> None:
+    docs = {d["kind"]: d for d in _documents(K8S / "base" / "kubernetesenv-rbac.yaml")}
+    granted = {
+        (group, resource, verb)
+        for rule in docs["ClusterRole"]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # What adapters/kubernetesenv/watch.py lists and watches, and nothing more.
+    assert granted == {
+        (group, resource, verb)
+        for group, resource in (
+            ("", "pods"),
+            ("", "replicationcontrollers"),
+            ("apps", "replicasets"),
+        )
+        for verb in ("list", "watch")
+    }
+    binding = docs["ClusterRoleBinding"]
+    assert binding["roleRef"]["name"] == docs["ClusterRole"]["metadata"]["name"]
+    account = _documents(K8S / "base" / "serviceaccount.yaml")[0]["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": "default"}
+    ]

@@ -44,10 +44,6 @@ NOT_SUPPORTED = {
         "fluentd-istio.yaml:28: handler/handler: spec.compiledAdapter: adapter 'fluentd' is not "
         "supported"
     ],
-    f"{TESTDATA}/kubernetesenv.yaml": [
-        "kubernetesenv.yaml:7: handler/kubernetesenv: spec.compiledAdapter: adapter "
-        "'kubernetesenv' is not supported"
-    ],
 }
 NOT_CONFIG = {
     "api/global_dictionary.yaml": [
@@ -90,6 +86,7 @@ LOADS = [
             "accesslog.yaml",
             "attributes.yaml",
             "deny.yaml",
+            "kubernetesenv.yaml",
             "listcheck.yaml",
             "metrics.yaml",
             "prometheus.yaml",
@@ -147,16 +144,16 @@ def test_mixer_testdata_files_loaded_as_one_directory(
     assert mine == OUTCOMES[name]
 
 
-def test_mixer_testdata_loads_once_the_unsupported_adapter_is_left_out(tmp_path: Path) -> None:
+def test_mixer_testdata_loads_whole_kubernetesenv_included(tmp_path: Path) -> None:
     for path in (CORPUS / TESTDATA).glob("*.yaml"):
-        if path.name != "kubernetesenv.yaml":
-            shutil.copy(path, tmp_path)
+        shutil.copy(path, tmp_path)
     report = check_config(tmp_path, ADAPTERS)
     assert report.problems == ()
     assert report.snapshot is not None
     assert [rule.short_name for rule in report.snapshot.rules] == [
         "stdiohttp",
         "mixerdenysome",
+        "kubeattrgenrule",
         "checkwl",
         "promhttp",
         "promtcp",
@@ -170,6 +167,10 @@ def test_mixer_testdata_loads_once_the_unsupported_adapter_is_left_out(tmp_path:
     # tcp_accesslog.yaml names the handler of accesslog.yaml as `stdio.handler` (name.kind).
     assert report.snapshot.rules[-1].actions[0].handler == "stdio.handler.istio-system"
     assert len(report.snapshot.vocabulary) == 88  # its own two manifests, not the 90 defaults
+    # The generator's bindings are compiled, `$out.<field>` typed by the template's outputs.
+    bindings = report.snapshot.instances["attributes.kubernetes.istio-system"].binding_programs
+    assert bindings["source.labels"].result_type == "STRING_MAP"
+    assert bindings["destination.ip"].result_type == "IP_ADDRESS"
 
 
 @pytest.mark.parametrize(

@@ -529,3 +529,58 @@ def test_check_dynamic_and_route_metadata_are_reachable_as_string_maps() -> None
         }
     )
     assert bag["context.route_metadata"] == StringMap({"mixer.tier": "gold"})
+
+
+ISTIO_NODE = {
+    "id": "sidecar~10.44.0.9~reviews-v2-56c4-k9q.default~default.svc.cluster.local",
+    "metadata": {
+        "NAME": "reviews-v2-56c4-k9q",
+        "NAMESPACE": "default",
+        "WORKLOAD_NAME": "reviews-v2",
+        "OWNER": "kubernetes://apis/apps/v1/namespaces/default/deployments/reviews-v2",
+        "LABELS": {"app": "reviews", "version": "v2"},
+        "SERVICE_ACCOUNT": "bookinfo-reviews",
+        "ISTIO_VERSION": "1.4.10",
+    },
+}
+NODE_IDENTITY = {
+    "name": "reviews-v2-56c4-k9q",
+    "namespace": "default",
+    "workload.namespace": "default",
+    "workload.name": "reviews-v2",
+    "owner": "kubernetes://apis/apps/v1/namespaces/default/deployments/reviews-v2",
+    "serviceAccount": "bookinfo-reviews",
+    "labels": StringMap({"app": "reviews", "version": "v2"}),
+    "uid": "kubernetes://reviews-v2-56c4-k9q.default",
+    "workload.uid": "istio://default/workloads/reviews-v2",
+}
+
+
+@pytest.mark.parametrize(
+    ("log_name", "side"), [("inbound_http", "destination"), ("outbound", "source")]
+)
+def test_istio_node_metadata_names_the_reporting_side(log_name: str, side: str) -> None:
+    msg = _als(
+        {
+            "identifier": {"node": ISTIO_NODE, "log_name": log_name},
+            "http_logs": {"log_entry": [HTTP_ENTRY]},
+        }
+    )
+    [bag] = bags_from_access_logs(msg)
+    for suffix, expected in NODE_IDENTITY.items():
+        assert bag[f"{side}.{suffix}"] == expected, suffix
+    other = "source" if side == "destination" else "destination"
+    assert not any(f"{other}.{suffix}" in bag for suffix in NODE_IDENTITY)
+
+
+def test_node_metadata_labels_as_json_text_and_partial_metadata() -> None:
+    node = {"id": "n", "metadata": {"NAMESPACE": "shop", "LABELS": '{"app": "cart", "n": 1}'}}
+    msg = _als(
+        {"identifier": {"node": node, "log_name": "inbound"}, "tcp_logs": {"log_entry": [{}]}}
+    )
+    [bag] = bags_from_access_logs(msg)
+    assert bag["destination.labels"] == StringMap({"app": "cart"})
+    assert bag["destination.namespace"] == "shop"
+    # Without NAME and WORKLOAD_NAME there is no uid to build.
+    assert "destination.uid" not in bag and "destination.workload.uid" not in bag
+    assert "destination.workload.name" not in bag
