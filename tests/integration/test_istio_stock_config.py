@@ -7,6 +7,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -164,11 +165,19 @@ def test_unknown_pods_and_an_unreachable_api_server_fall_back_to_defaults(
         samples = wait_for(mixer.metrics_port, "istio_requests_total", 1)
         assert value(samples, "istio_requests_total", source_workload="unknown") == 1
         cluster.call(cluster.server.stop)
-        for _ in range(20):  # bounded: requests keep being answered while the server is gone
-            client.report([inbound()])
-            assert client.check(inbound()).status_code == 0
-    samples = wait_for(mixer.metrics_port, "istio_requests_total", 21)
-    assert value(samples, "istio_requests_total") == 21
+
+    def load(_: int) -> int:
+        # Bounded: 50 Reports and 50 Checks per client, answered while the API server is gone.
+        with MixerClient(mixer.address) as c:
+            for _ in range(50):
+                c.report([inbound()])
+                assert c.check(inbound()).status_code == 0
+        return 50
+
+    with ThreadPoolExecutor(4) as pool:  # under load: four clients at once
+        assert sum(pool.map(load, range(4))) == 200
+    samples = wait_for(mixer.metrics_port, "istio_requests_total", 201)
+    assert value(samples, "istio_requests_total") == 201
     errors = wait_for(mixer.metrics_port, "mixer_kubernetesenv_api_errors_total", 1)
     assert value(errors, "mixer_kubernetesenv_api_errors_total") >= 1
     # Back, with a pod created meanwhile: the adapter relists by itself and names it.
