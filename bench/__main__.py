@@ -4,7 +4,8 @@ Sections (``--sections``, default all):
 
 * ``expr``: the expression engines (`bench.expr_bench`), pinned to core 1;
 * ``grpc``: the gRPC scenarios (`bench.runner`): each against an empty grpc.aio handler (the
-  floor) started and driven the same way, server on core 0, load generator on core 1;
+  floor), an empty sync grpcio handler and the API's skeleton (`bench.skeletons`), all started
+  and driven the same way, server on core 0, load generator on core 1;
 * ``workers``: throughput of ``--workers 1`` vs ``--workers 2`` (`bench.scaling`), unpinned;
 * ``memory``: RSS and reload time with 1,000 rules, and no failed request during a reload.
 

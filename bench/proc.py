@@ -318,12 +318,23 @@ class MixerServer(Server):
 
 
 class FloorServer(Server):
-    """`bench.floor`: the empty-handler baseline of the same server flavour."""
+    """`bench.floor`: the empty-handler baseline of the same server flavour.
 
-    def __init__(self, log_path: Path, *, cpu: int | None) -> None:
+    With `module` (``bench.skeletons``), another baseline that counts its calls the same way.
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        *,
+        cpu: int | None,
+        name: str = "floor",
+        module: str = "bench.floor",
+        args: Sequence[str] = (),
+    ) -> None:
         port = free_port()
-        argv = [sys.executable, "-m", "bench.floor", "--port", str(port)]
-        super().__init__("floor", pinned(cpu, argv), port, log_path)
+        argv = [sys.executable, "-m", module, "--port", str(port), *args]
+        super().__init__(name, pinned(cpu, argv), port, log_path)
 
     def counts(self) -> tuple[int, int]:
         """(unary calls, stream messages) the floor has served so far."""

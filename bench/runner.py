@@ -308,8 +308,19 @@ class Bench:
     # -- servers ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the floor and one mixer per config the scenarios need, all on core 0."""
+        """Start the baselines (the aio floor, the sync floor, the skeletons) and one mixer per
+        config the scenarios need, all on core 0."""
         self.servers["floor"] = FloorServer(self.work / "floor.log", cpu=SERVER_CPU)
+        self.servers["sync-floor"] = FloorServer(
+            self.work / "sync-floor.log",
+            cpu=SERVER_CPU,
+            name="sync-floor",
+            module="bench.skeletons",
+            args=("--flavour", "sync"),
+        )
+        self.servers["skeleton"] = FloorServer(
+            self.work / "skeleton.log", cpu=SERVER_CPU, name="skeleton", module="bench.skeletons"
+        )
         for config in dict.fromkeys(s.config for s in self.scenarios):
             directory = self.work / f"config-{config}"
             if config == "empty":
@@ -517,13 +528,19 @@ class ScenarioResult:
     scenario: Scenario
     floor: list[Leg] = field(default_factory=list)
     mixer: list[Leg] = field(default_factory=list)
+    skeleton: list[Leg] = field(default_factory=list)  # bench.skeletons, same API
+    sync_floor: list[Leg] = field(default_factory=list)  # empty sync grpcio handler
     compare: list[Leg] = field(default_factory=list)  # the mixer of --compare-root
 
-    def ratio(self, legs: list[Leg] | None = None) -> float:
-        """Median over repetitions of (mixer CPU/RPC) / (floor CPU/RPC)."""
+    def ratio(self, legs: list[Leg] | None = None, base: list[Leg] | None = None) -> float:
+        """Median over repetitions of (mixer CPU/RPC) / (floor CPU/RPC).
+
+        `legs` replaces mixer's legs, `base` the floor's (the skeleton's, the sync floor's).
+        """
         legs = self.mixer if legs is None else legs
+        base = self.floor if base is None else base
         return statistics.median(
-            m.cpu_us_per_call / f.cpu_us_per_call for f, m in zip(self.floor, legs, strict=True)
+            m.cpu_us_per_call / f.cpu_us_per_call for f, m in zip(base, legs, strict=True)
         )
 
     def median(self, legs: list[Leg], attr: str) -> float:
@@ -539,7 +556,7 @@ class ScenarioResult:
 
     def errors(self) -> dict[str, int]:
         total: dict[str, int] = {}
-        for leg in self.floor + self.mixer:
+        for leg in self.floor + self.mixer + self.skeleton + self.sync_floor:
             for code, n in leg.errors.items():
                 total[f"{leg.server}:{code}"] = total.get(f"{leg.server}:{code}", 0) + n
         return total
@@ -575,16 +592,21 @@ class ScenarioResult:
             "mixer": [leg.as_dict() for leg in self.mixer],
             "compare": [leg.as_dict() for leg in self.compare],
             "compare_ratio": self.ratio(self.compare) if self.compare else None,
+            "skeleton": [leg.as_dict() for leg in self.skeleton],
+            "skeleton_ratio": self.ratio(base=self.skeleton),
+            "sync_floor": [leg.as_dict() for leg in self.sync_floor],
+            "sync_floor_ratio": self.ratio(base=self.sync_floor),
         }
 
 
 def run_scenarios(bench: Bench, reps: int, log: Callable[[str], None]) -> list[ScenarioResult]:
-    """All legs: for each repetition, each scenario's floor and mixer legs back to back."""
+    """All legs: for each repetition, each scenario's baseline legs (aio floor, sync floor,
+    skeleton) and mixer legs back to back, the order rotated per repetition."""
     results = {s.name: ScenarioResult(s) for s in bench.scenarios}
     for rep in range(reps):
         for scenario in bench.scenarios:
             frames = bench.frames(scenario, rep)
-            names = ["floor", scenario.config]
+            names = ["floor", "sync-floor", "skeleton", scenario.config]
             if bench.compare_root is not None:
                 names.append(f"{scenario.config}+B")
             shift = rep % len(names)  # rotate who goes first
@@ -593,6 +615,10 @@ def run_scenarios(bench: Bench, reps: int, log: Callable[[str], None]) -> list[S
                 leg = bench.leg(name, scenario, frames)
                 if name == "floor":
                     result.floor.append(leg)
+                elif name == "sync-floor":
+                    result.sync_floor.append(leg)
+                elif name == "skeleton":
+                    result.skeleton.append(leg)
                 elif name.endswith("+B"):
                     result.compare.append(leg)
                 else:
@@ -609,12 +635,14 @@ def run_scenarios(bench: Bench, reps: int, log: Callable[[str], None]) -> list[S
 def format_table(results: Sequence[ScenarioResult]) -> str:
     """The scenario table: floor and mixer side by side, medians over repetitions."""
     head = (
-        f"{'scenario':<16} {'floor µs':>9} {'mixer µs':>9} {'ratio':>6} {'floor/s':>8} "
+        f"{'scenario':<16} {'floor µs':>9} {'mixer µs':>9} {'ratio':>6} {'skel µs':>9} "
+        f"{'m/skel':>6} {'sync µs':>8} {'m/sync':>6} {'floor/s':>8} "
         f"{'mixer/s':>8} {'floor p50/p99 ms':>17} {'mixer p50/p99 ms':>17}  {'goal':<34} met  notes"
     )
     lines = [
         "server CPU-µs per call (ALS: per message), throughput in calls (messages) per second, "
-        "client-side latency; medians over repetitions, ratio = median of per-repetition ratios",
+        "client-side latency; medians over repetitions, ratio = median of per-repetition ratios "
+        "(ratio: mixer / aio floor; m/skel: mixer / skeleton; m/sync: mixer / sync floor)",
         head,
     ]
     for r in results:
@@ -622,7 +650,10 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
         notes: list[str] = []
         if s.entries > 1:
             floor_entry = r.median(r.floor, "cpu_us_per_call") / s.entries
-            notes.append(f"{r.entry_us():.1f} µs/entry (floor {floor_entry:.1f})")
+            skel_entry = r.median(r.skeleton, "cpu_us_per_call") / s.entries
+            notes.append(
+                f"{r.entry_us():.1f} µs/entry (floor {floor_entry:.1f}, skeleton {skel_entry:.1f})"
+            )
         for key, label, fmt in (
             ("cache_hit_ratio", "cache hits", "{:.0%}"),
             ("redis_cmds_per_check", "Redis cmds/check", "{:.2f}"),
@@ -651,6 +682,9 @@ def format_table(results: Sequence[ScenarioResult]) -> str:
         lines.append(
             f"{s.name:<16} {r.median(r.floor, 'cpu_us_per_call'):>9.1f} "
             f"{r.median(r.mixer, 'cpu_us_per_call'):>9.1f} {r.ratio():>5.2f}x "
+            f"{r.median(r.skeleton, 'cpu_us_per_call'):>9.1f} {r.ratio(base=r.skeleton):>5.2f}x "
+            f"{r.median(r.sync_floor, 'cpu_us_per_call'):>8.1f} "
+            f"{r.ratio(base=r.sync_floor):>5.2f}x "
             f"{r.median(r.floor, 'throughput'):>8.0f} {r.median(r.mixer, 'throughput'):>8.0f} "
             f"{lat[0]} {lat[1]}  "
             f"{s.goal or '-':<34} {'-' if met is None else 'yes' if met else 'NO':<4} "
