@@ -16,6 +16,7 @@ from typing import Any
 
 from adapters.base import AdapterInfo
 from mixer.config import names
+from mixer.config.cache import ConfigCache
 from mixer.config.drafts import (
     ExprText,
     HandlerDraft,
@@ -80,24 +81,33 @@ class Parsed:
 
 
 def parse_directory(
-    directory: Path, adapters: Mapping[str, AdapterInfo], default_namespace: str
+    directory: Path,
+    adapters: Mapping[str, AdapterInfo],
+    default_namespace: str,
+    cache: ConfigCache | None = None,
 ) -> Parsed:
-    """Read and parse every config file under `directory` (recursively, in sorted order)."""
+    """Read and parse every config file under `directory` (recursively, in sorted order);
+    with a `cache`, files parsed before with the same content are not parsed again."""
     return parse_files(
         ((file, str(directory / file.relative_to(directory))) for file in config_files(directory)),
         adapters,
         default_namespace,
+        cache,
     )
 
 
 def parse_files(
-    files: Iterable[tuple[Path, str]], adapters: Mapping[str, AdapterInfo], default_namespace: str
+    files: Iterable[tuple[Path, str]],
+    adapters: Mapping[str, AdapterInfo],
+    default_namespace: str,
+    cache: ConfigCache | None = None,
 ) -> Parsed:
-    """Read and parse `files`, given as (path, name shown in messages)."""
+    """Read and parse `files`, given as (path, name shown in messages); `cache` as in
+    `parse_directory`."""
     parser = _Parser(adapters, default_namespace)
     for file, shown_as in files:
         parser.out.files += 1
-        documents, problems = read_documents(file, shown_as)
+        documents, problems = read_documents(file, shown_as, cache)
         parser.out.problems.extend(problems)
         for doc in documents:
             parser.document(doc)

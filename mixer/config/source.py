@@ -10,13 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mixer.config.problems import ConfigProblem, PathPart
+
+if TYPE_CHECKING:
+    from mixer.config.cache import ConfigCache
 
 try:
     from yaml import CSafeLoader as _Loader
@@ -117,15 +120,33 @@ def config_files(directory: Path) -> Iterator[Path]:
     yield from sorted(found)
 
 
-def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[ConfigProblem]]:
+def read_documents(
+    file: Path, shown_as: str, cache: ConfigCache | None = None
+) -> tuple[list[Document], list[ConfigProblem]]:
     """All non-empty documents of `file`, and the problems that kept others from being read.
 
     A syntax error ends the file (the parser cannot resynchronise); documents before it are kept.
+    With a `cache`, a file whose content was parsed before (under the same node limit) is not
+    parsed again; the result is the same either way.
     """
+    if cache is not None:
+        limit = _max_nodes
+        found = cache.documents(
+            file, shown_as, limit, lambda text: parse_documents(text, shown_as, limit)
+        )
+        if found is not None:
+            return found
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         return [], [ConfigProblem(shown_as, 1, "", "", f"cannot read file: {err}")]
+    return parse_documents(text, shown_as, _max_nodes)
+
+
+def parse_documents(
+    text: str, shown_as: str, max_nodes: int
+) -> tuple[list[Document], list[ConfigProblem]]:
+    """`read_documents` of a file's text, with at most `max_nodes` nodes per expanded document."""
     documents: list[Document] = []
     problems: list[ConfigProblem] = []
     try:
@@ -139,7 +160,7 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
                     ConfigProblem(shown_as, start, "", "", "invalid YAML: recursive alias")
                 )
                 continue
-            if expanded_size(node, _max_nodes) > _max_nodes:
+            if expanded_size(node, max_nodes) > max_nodes:
                 problems.append(
                     ConfigProblem(
                         shown_as,
@@ -147,7 +168,7 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
                         "",
                         "",
                         f"invalid YAML: the document expands (aliases included) to more than "
-                        f"{_max_nodes} nodes (--max-config-nodes)",
+                        f"{max_nodes} nodes (--max-config-nodes)",
                     )
                 )
                 continue

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from watchfiles import Change, DefaultFilter
 
+from mixer.config.cache import ConfigCache
 from mixer.config.source import TEST_FILE_SUFFIXES, config_files
 from mixer.errors import ConfigError
 from mixer.redact import mask_credentials
@@ -84,20 +85,25 @@ class Reloader:
         self._event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._fingerprint = ""
+        self._cache = ConfigCache()
+        """Parsed files and compiled programs of the last load; one load at a time uses it."""
+        self._cache_lock = asyncio.Lock()
         self.last_errors: list[str] = []
         self.last_attempt = 0.0
         self.last_success = 0.0
         self.reloads = 0
 
     async def _load(self, previous: Runtime | None) -> Runtime:
-        snapshot = await asyncio.to_thread(
-            functools.partial(
-                load_snapshot,
-                self._dir,
-                self._settings.cel_libraries,
-                merge_ratelimit_domains=self._settings.ratelimit_merge_domains,
+        async with self._cache_lock:
+            snapshot = await asyncio.to_thread(
+                functools.partial(
+                    load_snapshot,
+                    self._dir,
+                    self._settings.cel_libraries,
+                    merge_ratelimit_domains=self._settings.ratelimit_merge_domains,
+                    cache=self._cache,
+                )
             )
-        )
         revision = await asyncio.to_thread(config_revision, self._dir)
         return await build_runtime(
             snapshot,
