@@ -7,9 +7,11 @@ content changed and compiles only the expressions it has not compiled before, an
 
 Contracts:
 
-- **Never stale.** A file's parse is reused only when its content hash (SHA-256 of its bytes)
-  and the node limit in force (``--max-config-nodes``) equal those it was parsed with; size
-  and mtime are recorded but never trusted alone. A program is reused only for the same
+- **Never stale.** A file's parse (its documents read into drafts, with its problems and
+  notes) is reused only when its content hash (SHA-256 of its bytes), the name it is shown as,
+  and the parse's context (the node limit in force, ``--max-config-nodes``; the adapters; the
+  default namespace) equal those it was parsed with; size and mtime are recorded but never
+  trusted alone. A program is reused only for the same
   (text, dialect, vocabulary, CEL libraries).
 - **Bounded.** After every load (`sweep`), files that load did not read and programs it did not
   ask for are dropped: the cache holds at most what the current config holds.
@@ -22,13 +24,11 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TypeVar, cast
 
-from mixer.config.problems import ConfigProblem
 from mixer.expr import CompileError, Program
 
-if TYPE_CHECKING:
-    from mixer.config.source import Document
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,9 @@ class _FileEntry:
     size: int
     mtime_ns: int
     digest: bytes
-    max_nodes: int
     shown_as: str
-    documents: tuple[Document, ...]
-    problems: tuple[ConfigProblem, ...]
+    context: tuple[object, ...]
+    parsed: object
 
 
 VocabularyKey = frozenset[tuple[str, str]]
@@ -61,16 +60,18 @@ class ConfigCache:
         self.compiles = 0
         """Expressions compiled (not reused) since this cache was made."""
 
-    def documents(
+    def file(
         self,
         file: Path,
         shown_as: str,
-        max_nodes: int,
-        parse: Callable[[str], tuple[list[Document], list[ConfigProblem]]],
-    ) -> tuple[list[Document], list[ConfigProblem]] | None:
-        """The documents and problems of `file`, from the cache when its bytes hash the same,
-        else from `parse(text)` (then cached). None when the file cannot be read or decoded:
-        the caller reads it itself, so that the error is reported exactly as without a cache."""
+        context: tuple[object, ...],
+        parse: Callable[[str], T],
+    ) -> T | None:
+        """`parse(text)` of `file`, from the cache when its bytes hash the same and `shown_as`
+        and `context` (whatever else the parse depends on) are equal, else parsed (then
+        cached). None when the file cannot be read or decoded: the caller reads it itself, so
+        that the error is reported exactly as without a cache. The caller must not change what
+        `parse` returned: it is handed out again."""
         key = str(file)
         self._files_seen.add(key)
         try:
@@ -84,10 +85,10 @@ class ConfigCache:
         if (
             entry is not None
             and entry.digest == digest
-            and entry.max_nodes == max_nodes
             and entry.shown_as == shown_as
+            and entry.context == context
         ):
-            return list(entry.documents), list(entry.problems)
+            return cast(T, entry.parsed)
         try:
             # As `Path.read_text` gives it (universal newlines), so that a parse is the same.
             text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
@@ -95,17 +96,9 @@ class ConfigCache:
             self._files.pop(key, None)
             return None
         self.parses += 1
-        documents, problems = parse(text)
-        self._files[key] = _FileEntry(
-            len(raw),
-            stat.st_mtime_ns,
-            digest,
-            max_nodes,
-            shown_as,
-            tuple(documents),
-            tuple(problems),
-        )
-        return documents, problems
+        parsed = parse(text)
+        self._files[key] = _FileEntry(len(raw), stat.st_mtime_ns, digest, shown_as, context, parsed)
+        return parsed
 
     def vocabulary_key(self, vocabulary: Mapping[str, str]) -> VocabularyKey:
         """A hashable key for `vocabulary` (remembered per mapping object for the load)."""

@@ -10,16 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from mixer.config.problems import ConfigProblem, PathPart
-
-if TYPE_CHECKING:
-    from mixer.config.cache import ConfigCache
 
 try:
     from yaml import CSafeLoader as _Loader
@@ -120,22 +117,16 @@ def config_files(directory: Path) -> Iterator[Path]:
     yield from sorted(found)
 
 
-def read_documents(
-    file: Path, shown_as: str, cache: ConfigCache | None = None
-) -> tuple[list[Document], list[ConfigProblem]]:
+def max_nodes() -> int:
+    """The node limit in force (`set_max_nodes`)."""
+    return _max_nodes
+
+
+def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[ConfigProblem]]:
     """All non-empty documents of `file`, and the problems that kept others from being read.
 
     A syntax error ends the file (the parser cannot resynchronise); documents before it are kept.
-    With a `cache`, a file whose content was parsed before (under the same node limit) is not
-    parsed again; the result is the same either way.
     """
-    if cache is not None:
-        limit = _max_nodes
-        found = cache.documents(
-            file, shown_as, limit, lambda text: parse_documents(text, shown_as, limit)
-        )
-        if found is not None:
-            return found
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
