@@ -181,18 +181,22 @@ class Reloader:
         """Load and swap in the config on disk; keep the current one if it fails."""
         assert self.holder is not None
         self.last_attempt = time.time()
+        started = time.perf_counter()
         self._fingerprint = await asyncio.to_thread(content_fingerprint, self._dir)
         try:
             runtime = await self._load(self.holder.current)
         except ConfigError as exc:
+            self._metrics.config_load_seconds.set(time.perf_counter() - started)
             self._record_failure(exc.errors)
             return False
         except Exception as exc:
+            self._metrics.config_load_seconds.set(time.perf_counter() - started)
             logger.exception("config reload failed")
             self._record_failure([f"{type(exc).__name__}: {exc}"])
             return False
         old = self.holder.current
         await self.holder.swap(runtime)
+        self._metrics.config_load_seconds.set(time.perf_counter() - started)
         if old.revision != runtime.revision:
             self._metrics.config_info.remove(old.revision)
         self._record_success(runtime)
