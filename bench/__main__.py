@@ -7,7 +7,8 @@ Sections (``--sections``, default all):
   floor), an empty sync grpcio handler and the API's skeleton (`bench.skeletons`), all started
   and driven the same way, server on core 0, load generator on core 1;
 * ``workers``: throughput of ``--workers 1`` vs ``--workers 2`` (`bench.scaling`), unpinned;
-* ``memory``: RSS and reload time with 1,000 rules, and no failed request during a reload.
+* ``memory``: RSS and reload time with 1,000 rules, and no failed request during a reload; then,
+  in 10 files, the load after editing one rule against the load after editing every rule.
 
 ``--quick`` shrinks every block (a CI smoke test, under a minute); ``--scenarios a,b`` picks
 gRPC scenarios; ``--reps N`` sets the repetitions; ``--profile`` adds one py-spy-sampled leg per
@@ -195,6 +196,18 @@ def run(args: argparse.Namespace, work: Path) -> int:
         )
         print(text[-1], flush=True)
         failed = failed or bool(m["checks_failed"])
+        log("1,000 rules in 10 files: reload after editing one rule")
+        e = scaling.edit_one_rule(work, 1 if args.quick else 3, log)
+        results["memory_edit_one_rule"] = e
+        text.append(
+            f"1,000 rules in {e['files']} files, same server: load after editing one rule "
+            f"{e['warm_median_s']:.3f} s (median of {e['reps']}; max {max(e['warm_s']):.3f} s), "
+            f"after editing every rule {e['cold_median_s']:.3f} s: {e['ratio']:.2f}x; "
+            f"{e['checks_ok']} checks ok, {e['checks_failed']} failed during the reloads "
+            f"(goal one-rule reload < 0.2 s, 0 failed: {'yes' if e['met'] else 'NO'})"
+        )
+        print(text[-1], flush=True)
+        failed = failed or bool(e["checks_failed"])
 
     results["seconds"] = time.monotonic() - started
     results["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]

@@ -16,6 +16,8 @@ the block must succeed. A second reload is timed with no load.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from bench import workload
 from bench.loadgen import percentile, write_frames
@@ -328,5 +332,154 @@ def memory_and_reload(
         f"{out['rss_end_mb']:.0f} MB (peak {out['rss_peak_mb']:.0f} MB), reload "
         f"{reload_loaded_s:.2f} s under load / {reload_idle_s:.2f} s idle, "
         f"{result['ok']} checks ok, {failed} failed"
+    )
+    return out
+
+
+def _write_rules(path: Path, docs: list[dict[str, Any]], every: str, first: str) -> None:
+    """Write `docs` to `path` with `every` appended to each rule's match and `first` also to
+    the first rule's."""
+    edited = copy.deepcopy(docs)
+    seen = False
+    for doc in edited:
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "rule" and spec.get("match"):
+            suffix = every + ("" if seen else first)
+            if suffix:
+                spec["match"] = f"({spec['match']}){suffix}"
+            seen = True
+    path.write_text(workload._dump(edited))
+
+
+def _write_all(originals: dict[Path, list[dict[str, Any]]], every: str) -> None:
+    for path, docs in originals.items():
+        _write_rules(path, docs, every, "")
+
+
+def _load_seconds(server: MixerServer) -> float:
+    return metric_sum(server.metrics(), "mixer_config_last_load_seconds")
+
+
+def _settle(server: MixerServer, quiet: float = 1.0) -> None:
+    """Wait until no reload has happened for `quiet` seconds: writing several files can wake
+    the watcher more than once, and a late reload must not be taken for the next edit's."""
+    count, since = _reloads(server), time.monotonic()
+    while time.monotonic() - since < quiet:
+        time.sleep(0.05)
+        now = _reloads(server)
+        if now != count:
+            count, since = now, time.monotonic()
+
+
+def _edit_and_wait(
+    server: MixerServer, edit: Callable[[], None], timeout: float = 30.0
+) -> tuple[float, float]:
+    """Apply `edit`; (seconds until the server reports one more successful reload, seconds the
+    load itself took by the server's ``mixer_config_last_load_seconds``)."""
+    before = _reloads(server)
+    start = time.monotonic()
+    edit()
+    while time.monotonic() - start < timeout:
+        try:
+            if _reloads(server) > before:
+                found = time.monotonic() - start, _load_seconds(server)
+                _settle(server)
+                return found
+        except OSError:  # the admin port is slow to answer while a load runs: ask again
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(f"no successful reload within {timeout}s:\n{server.log()}")
+
+
+def edit_one_rule(
+    work: Path, reps: int, log: Callable[[str], None], rules: int = 1000
+) -> dict[str, Any]:
+    """1,000 rules in 10 files, under Check load: the reload after editing one rule of one file
+    (warm: one file re-parsed, one expression compiled) against the reload after editing every
+    rule of every file (cold: every file re-parsed, every match compiled), alternated `reps`
+    times in the same server; every Check of the block must succeed."""
+    config = workload.many_rules_config(work / "config-1000-edit", rules)
+    files = sorted(config.glob("rules*.yaml"))
+    originals = {f: [d for d in yaml.safe_load_all(f.read_text()) if d] for f in files}
+    seconds = 3.0 + reps * 4.0
+    frames = work / "edit.frames"
+    write_frames(frames, workload.MixerChecks().requests(500 + int(seconds * 4000), "edit"))
+    server = MixerServer("mixer-1000-edit", config, work / "mixer-1000-edit.log", cpu=SERVER_CPU)
+    server.start()
+    warm: list[float] = []
+    cold: list[float] = []
+    warm_wall: list[float] = []
+    try:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--target",
+            server.address,
+            "--method",
+            CHECK_PATH,
+            "--frames",
+            str(frames),
+            "--concurrency",
+            "8",
+            "--count",
+            str(int(seconds * 4000)),
+            "--seconds",
+            str(seconds),
+            "--warmup",
+            "500",
+        ]
+        client = subprocess.Popen(
+            pinned(CLIENT_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert client.stdin is not None
+            if _readline(client, 120).strip() != "READY":
+                raise RuntimeError("load generator failed")
+            errors0 = _errors(server)
+            client.stdin.write("GO\n")
+            client.stdin.flush()
+            time.sleep(0.5)
+            every = ""
+            for rep in range(reps):
+                # New suffixes each time: no edited expression was ever compiled before.
+                one = f" && {rep + 1} > 0"
+                edit_one = functools.partial(
+                    _write_rules, files[5], originals[files[5]], every, one
+                )
+                wall, load = _edit_and_wait(server, edit_one)
+                warm.append(load)
+                warm_wall.append(wall)
+                every = f" && {rep + 1} >= 0"
+                edit_every = functools.partial(_write_all, originals, every)
+                _, load = _edit_and_wait(server, edit_every)
+                cold.append(load)
+            result = json.loads(_readline(client, seconds + 120))
+        finally:
+            if client.poll() is None:
+                client.wait(30)
+        server_errors = _errors(server) - errors0
+    finally:
+        server.stop()
+    failed = sum(result["errors"].values()) + server_errors
+    out = {
+        "rules": rules,
+        "files": len(files),
+        "reps": reps,
+        "warm_s": warm,
+        "cold_s": cold,
+        "warm_wall_s": warm_wall,
+        "warm_median_s": statistics.median(warm),
+        "cold_median_s": statistics.median(cold),
+        "ratio": statistics.median(warm) / statistics.median(cold),
+        "checks_ok": result["ok"],
+        "checks_failed": failed,
+        "first_error": result["first_error"],
+    }
+    out["met"] = max(warm) < 0.2 and failed == 0
+    log(
+        f"edit one rule of {rules} in {len(files)} files: reload {out['warm_median_s']:.3f} s "
+        f"(one file) vs {out['cold_median_s']:.3f} s (every file), {result['ok']} checks ok, "
+        f"{failed} failed"
     )
     return out

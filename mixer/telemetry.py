@@ -70,6 +70,7 @@ class ServerMetrics:
     handled: LabelledCounter
     latency: LabelledHistogram
     config_reload_success: Gauge
+    config_load_seconds: Gauge
     config_errors: Counter
     config_reloads: Counter
     config_info: Gauge
@@ -115,6 +116,12 @@ class ServerMetrics:
             config_reload_success=Gauge(
                 "mixer_config_last_reload_success",
                 "1 when the last config load succeeded, 0 when it failed.",
+                registry=reg,
+            ),
+            config_load_seconds=Gauge(
+                "mixer_config_last_load_seconds",
+                "Seconds the last config load took, from reading files to the swap (the "
+                "debounce excluded), whatever its outcome.",
                 registry=reg,
             ),
             config_errors=Counter(

@@ -8,6 +8,7 @@ expressions; `mixer.config.validate` checks those against each other and builds 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from adapters.base import AdapterInfo
-from mixer.config import names
+from mixer.config import names, source
+from mixer.config.cache import ConfigCache
 from mixer.config.drafts import (
     ExprText,
     HandlerDraft,
@@ -78,29 +80,74 @@ class Parsed:
     problems: list[ConfigProblem] = field(default_factory=list)
     files: int = 0
 
+    def extend(self, other: Parsed) -> None:
+        """Append everything `other` found (its files included), as if parsed after this."""
+        self.handlers.extend(other.handlers)
+        self.instances.extend(other.instances)
+        self.rules.extend(other.rules)
+        self.manifests.extend(other.manifests)
+        self.quota_specs.extend(other.quota_specs)
+        self.bindings.extend(other.bindings)
+        self.ratelimits.extend(other.ratelimits)
+        self.notes.extend(other.notes)
+        self.problems.extend(other.problems)
+        self.files += other.files
+
 
 def parse_directory(
-    directory: Path, adapters: Mapping[str, AdapterInfo], default_namespace: str
+    directory: Path,
+    adapters: Mapping[str, AdapterInfo],
+    default_namespace: str,
+    cache: ConfigCache | None = None,
 ) -> Parsed:
-    """Read and parse every config file under `directory` (recursively, in sorted order)."""
+    """Read and parse every config file under `directory` (recursively, in sorted order);
+    with a `cache`, files parsed before with the same content are not parsed again."""
     return parse_files(
         ((file, str(directory / file.relative_to(directory))) for file in config_files(directory)),
         adapters,
         default_namespace,
+        cache,
     )
 
 
 def parse_files(
-    files: Iterable[tuple[Path, str]], adapters: Mapping[str, AdapterInfo], default_namespace: str
+    files: Iterable[tuple[Path, str]],
+    adapters: Mapping[str, AdapterInfo],
+    default_namespace: str,
+    cache: ConfigCache | None = None,
 ) -> Parsed:
-    """Read and parse `files`, given as (path, name shown in messages)."""
+    """Read and parse `files`, given as (path, name shown in messages); `cache` as in
+    `parse_directory`."""
     parser = _Parser(adapters, default_namespace)
     for file, shown_as in files:
         parser.out.files += 1
+        if cache is not None:
+            context = (source.max_nodes(), adapters, default_namespace)
+            found = cache.file(
+                file,
+                shown_as,
+                context,
+                functools.partial(_parse_text, shown_as, adapters, default_namespace),
+            )
+            if found is not None:
+                parser.out.extend(found)
+                continue
         documents, problems = read_documents(file, shown_as)
         parser.out.problems.extend(problems)
         for doc in documents:
             parser.document(doc)
+    return parser.out
+
+
+def _parse_text(
+    shown_as: str, adapters: Mapping[str, AdapterInfo], default_namespace: str, text: str
+) -> Parsed:
+    """What `parse_files` finds in one file of text `text` (its `files` count left at 0)."""
+    parser = _Parser(adapters, default_namespace)
+    documents, problems = source.parse_documents(text, shown_as, source.max_nodes())
+    parser.out.problems.extend(problems)
+    for doc in documents:
+        parser.document(doc)
     return parser.out
 
 

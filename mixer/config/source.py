@@ -117,6 +117,11 @@ def config_files(directory: Path) -> Iterator[Path]:
     yield from sorted(found)
 
 
+def max_nodes() -> int:
+    """The node limit in force (`set_max_nodes`)."""
+    return _max_nodes
+
+
 def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[ConfigProblem]]:
     """All non-empty documents of `file`, and the problems that kept others from being read.
 
@@ -126,6 +131,13 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         return [], [ConfigProblem(shown_as, 1, "", "", f"cannot read file: {err}")]
+    return parse_documents(text, shown_as, _max_nodes)
+
+
+def parse_documents(
+    text: str, shown_as: str, max_nodes: int
+) -> tuple[list[Document], list[ConfigProblem]]:
+    """`read_documents` of a file's text, with at most `max_nodes` nodes per expanded document."""
     documents: list[Document] = []
     problems: list[ConfigProblem] = []
     try:
@@ -139,7 +151,7 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
                     ConfigProblem(shown_as, start, "", "", "invalid YAML: recursive alias")
                 )
                 continue
-            if expanded_size(node, _max_nodes) > _max_nodes:
+            if expanded_size(node, max_nodes) > max_nodes:
                 problems.append(
                     ConfigProblem(
                         shown_as,
@@ -147,7 +159,7 @@ def read_documents(file: Path, shown_as: str) -> tuple[list[Document], list[Conf
                         "",
                         "",
                         f"invalid YAML: the document expands (aliases included) to more than "
-                        f"{_max_nodes} nodes (--max-config-nodes)",
+                        f"{max_nodes} nodes (--max-config-nodes)",
                     )
                 )
                 continue

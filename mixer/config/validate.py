@@ -20,6 +20,7 @@ from typing import Any
 
 from adapters.base import AdapterInfo, ParamError
 from mixer.config import names
+from mixer.config.cache import ConfigCache
 from mixer.config.drafts import (
     ExprText,
     Header,
@@ -80,6 +81,7 @@ def check_config(
     default_namespace: str = DEFAULT_NAMESPACE,
     cel_libraries: Iterable[str] | None = None,
     merge_ratelimit_domains: bool = False,
+    cache: ConfigCache | None = None,
 ) -> ConfigReport:
     """Load and validate every config file under `directory`, collecting all problems.
 
@@ -89,16 +91,23 @@ def check_config(
     With `merge_ratelimit_domains`, rate-limit files of one domain are merged (their top-level
     descriptors joined, in file order) as envoyproxy/ratelimit's ``MERGE_DOMAIN_CONFIG`` does;
     otherwise a domain in two files is an error.
+
+    A `cache` (`mixer.config.cache.ConfigCache`) kept from one call to the next makes a call
+    re-parse only changed files and compile only new expressions; the report is the same.
     """
     libraries = CEL_LIBRARIES if cel_libraries is None else tuple(cel_libraries)
     compile_expression("true", dialect="cel", libraries=libraries)  # rejects unknown names
     if not directory.is_dir():
         problem = ConfigProblem(str(directory), 0, "", "", "not a directory")
         return ConfigReport(None, (problem,), ())
-    parsed = parse_directory(directory, adapters, default_namespace)
+    parsed = parse_directory(directory, adapters, default_namespace, cache)
     validator = _Validator(parsed, adapters, str(directory), default_namespace, libraries)
     validator.merge_ratelimit_domains = merge_ratelimit_domains
-    return validator.run()
+    validator.cache = cache
+    report = validator.run()
+    if cache is not None:
+        cache.sweep()
+    return report
 
 
 def validate_directory(
@@ -128,15 +137,17 @@ def load_config(
     default_namespace: str = DEFAULT_NAMESPACE,
     cel_libraries: Iterable[str] | None = None,
     merge_ratelimit_domains: bool = False,
+    cache: ConfigCache | None = None,
 ) -> Snapshot:
     """The validated config under `directory`; raises ConfigError listing every problem.
-    `cel_libraries` and `merge_ratelimit_domains` as in `check_config`."""
+    `cel_libraries`, `merge_ratelimit_domains` and `cache` as in `check_config`."""
     report = check_config(
         directory,
         adapters,
         default_namespace=default_namespace,
         cel_libraries=cel_libraries,
         merge_ratelimit_domains=merge_ratelimit_domains,
+        cache=cache,
     )
     if report.snapshot is None:
         raise ConfigError([str(problem) for problem in report.problems])
@@ -178,6 +189,7 @@ class _Validator:
         self.handlers: dict[str, HandlerSpec] = {}
         self.instances: dict[str, InstanceSpec] = {}
         self._compiled: dict[tuple[str, str], Program | CompileError] = {}
+        self.cache: ConfigCache | None = None
         self._declared: dict[str, Header] = {}
         self.merge_ratelimit_domains = False
         self._ratelimit_configs: list[RateLimitConfig] = []
@@ -387,6 +399,18 @@ class _Validator:
             **self.vocabulary,
             **{prefix + name: kind for name, kind in template.outputs.items()},
         }
+        if self.cache is not None:
+            result = self.cache.program(
+                text,
+                dialect,
+                vocabulary,
+                ("binding",),
+                lambda: compile_expression(text, dialect=dialect, vocabulary=vocabulary),
+            )
+            if isinstance(result, CompileError):
+                scope.error(expr.path, f"{result} in expression {expr.text!r}")
+                return None
+            return result
         try:
             return compile_expression(text, dialect=dialect, vocabulary=vocabulary)
         except CompileError as err:
@@ -397,15 +421,27 @@ class _Validator:
         key = (expr.text, dialect)
         result = self._compiled.get(key)
         if result is None:
-            try:
-                result = compile_expression(
+            if self.cache is not None:
+                vocabulary, libraries = self.vocabulary, self.cel_libraries
+                result = self.cache.program(
                     expr.text,
-                    dialect=dialect,
-                    vocabulary=self.vocabulary,
-                    libraries=self.cel_libraries,
+                    dialect,
+                    vocabulary,
+                    libraries,
+                    lambda: compile_expression(
+                        expr.text, dialect=dialect, vocabulary=vocabulary, libraries=libraries
+                    ),
                 )
-            except CompileError as err:
-                result = err
+            else:
+                try:
+                    result = compile_expression(
+                        expr.text,
+                        dialect=dialect,
+                        vocabulary=self.vocabulary,
+                        libraries=self.cel_libraries,
+                    )
+                except CompileError as err:
+                    result = err
             self._compiled[key] = result
         if isinstance(result, CompileError):
             scope.error(expr.path, f"{result} in expression {expr.text!r}")

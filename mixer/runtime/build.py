@@ -15,6 +15,7 @@ from adapters import load_registry
 from adapters.base import AdapterInfo, Env, Handler, ParamError
 from mixer.config import ConfigProblem, load_config
 from mixer.config import validate_directory as _validate
+from mixer.config.cache import ConfigCache
 from mixer.config.model import HandlerSpec, HeaderOperationSpec, RuleSpec, Snapshot, thaw
 from mixer.errors import ConfigError
 from mixer.expr.predicates import required_equalities
@@ -51,15 +52,17 @@ def load_snapshot(
     cel_libraries: Iterable[str] | None = None,
     *,
     merge_ratelimit_domains: bool = False,
+    cache: ConfigCache | None = None,
 ) -> Snapshot:
     """Load and validate a config directory (raises ConfigError listing every problem); CEL
-    expressions may use `cel_libraries` (None: all); `merge_ratelimit_domains` as in
-    `mixer.config.validate.check_config`."""
+    expressions may use `cel_libraries` (None: all); `merge_ratelimit_domains` and `cache` (what
+    one load reuses from the last) as in `mixer.config.validate.check_config`."""
     return load_config(
         directory,
         adapter_registry(),
         cel_libraries=cel_libraries,
         merge_ratelimit_domains=merge_ratelimit_domains,
+        cache=cache,
     )
 
 

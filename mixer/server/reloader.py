@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from watchfiles import Change, DefaultFilter
 
+from mixer.config.cache import ConfigCache
 from mixer.config.source import TEST_FILE_SUFFIXES, config_files
 from mixer.errors import ConfigError
 from mixer.redact import mask_credentials
@@ -84,20 +85,25 @@ class Reloader:
         self._event = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._fingerprint = ""
+        self._cache = ConfigCache()
+        """Parsed files and compiled programs of the last load; one load at a time uses it."""
+        self._cache_lock = asyncio.Lock()
         self.last_errors: list[str] = []
         self.last_attempt = 0.0
         self.last_success = 0.0
         self.reloads = 0
 
     async def _load(self, previous: Runtime | None) -> Runtime:
-        snapshot = await asyncio.to_thread(
-            functools.partial(
-                load_snapshot,
-                self._dir,
-                self._settings.cel_libraries,
-                merge_ratelimit_domains=self._settings.ratelimit_merge_domains,
+        async with self._cache_lock:
+            snapshot = await asyncio.to_thread(
+                functools.partial(
+                    load_snapshot,
+                    self._dir,
+                    self._settings.cel_libraries,
+                    merge_ratelimit_domains=self._settings.ratelimit_merge_domains,
+                    cache=self._cache,
+                )
             )
-        )
         revision = await asyncio.to_thread(config_revision, self._dir)
         return await build_runtime(
             snapshot,
@@ -175,18 +181,22 @@ class Reloader:
         """Load and swap in the config on disk; keep the current one if it fails."""
         assert self.holder is not None
         self.last_attempt = time.time()
+        started = time.perf_counter()
         self._fingerprint = await asyncio.to_thread(content_fingerprint, self._dir)
         try:
             runtime = await self._load(self.holder.current)
         except ConfigError as exc:
+            self._metrics.config_load_seconds.set(time.perf_counter() - started)
             self._record_failure(exc.errors)
             return False
         except Exception as exc:
+            self._metrics.config_load_seconds.set(time.perf_counter() - started)
             logger.exception("config reload failed")
             self._record_failure([f"{type(exc).__name__}: {exc}"])
             return False
         old = self.holder.current
         await self.holder.swap(runtime)
+        self._metrics.config_load_seconds.set(time.perf_counter() - started)
         if old.revision != runtime.revision:
             self._metrics.config_info.remove(old.revision)
         self._record_success(runtime)
