@@ -219,6 +219,29 @@ def workers_scaling(
     }
 
 
+def _check_load(address: str, frames: Path, seconds: float) -> subprocess.Popen[str]:
+    """A load generator sending Checks from `frames` at concurrency 8 for `seconds`, started,
+    warmed up and READY: write ``GO`` to its stdin to start the timed part."""
+    argv = [
+        sys.executable, "-m", "bench.loadgen",
+        "--target", address,
+        "--method", CHECK_PATH,
+        "--frames", str(frames),
+        "--concurrency", "8",
+        "--count", str(int(seconds * 4000)),
+        "--seconds", str(seconds),
+        "--warmup", "500",
+    ]  # fmt: skip
+    client = subprocess.Popen(
+        pinned(CLIENT_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    if _readline(client, 120).strip() != "READY":
+        client.kill()
+        client.wait(30)
+        raise RuntimeError("load generator failed")
+    return client
+
+
 def _errors(server: MixerServer) -> float:
     m = server.metrics()
     return metric_sum(m, "grpc_server_handled_total", grpc_method="Check") - metric_sum(
@@ -262,32 +285,9 @@ def memory_and_reload(
     startup_s = time.monotonic() - started
     try:
         rss_start = rss_bytes(server.pid)
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--target",
-            server.address,
-            "--method",
-            CHECK_PATH,
-            "--frames",
-            str(frames),
-            "--concurrency",
-            "8",
-            "--count",
-            str(int(seconds * 4000)),
-            "--seconds",
-            str(seconds),
-            "--warmup",
-            "500",
-        ]
-        client = subprocess.Popen(
-            pinned(CLIENT_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        client = _check_load(server.address, frames, seconds)
         try:
             assert client.stdin is not None
-            if _readline(client, 120).strip() != "READY":
-                raise RuntimeError("load generator failed")
             errors0 = _errors(server)
             client.stdin.write("GO\n")
             client.stdin.flush()
@@ -410,32 +410,9 @@ def edit_one_rule(
     cold: list[float] = []
     warm_wall: list[float] = []
     try:
-        argv = [
-            sys.executable,
-            "-m",
-            "bench.loadgen",
-            "--target",
-            server.address,
-            "--method",
-            CHECK_PATH,
-            "--frames",
-            str(frames),
-            "--concurrency",
-            "8",
-            "--count",
-            str(int(seconds * 4000)),
-            "--seconds",
-            str(seconds),
-            "--warmup",
-            "500",
-        ]
-        client = subprocess.Popen(
-            pinned(CLIENT_CPU, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
+        client = _check_load(server.address, frames, seconds)
         try:
             assert client.stdin is not None
-            if _readline(client, 120).strip() != "READY":
-                raise RuntimeError("load generator failed")
             errors0 = _errors(server)
             client.stdin.write("GO\n")
             client.stdin.flush()
