@@ -5,19 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 
 import grpc
 
 from mixer import codes
 from mixer.api.check_encoding import CheckEncoder
-from mixer.api.identity import with_peer_principal
+from mixer.api.identity import peer_principal, with_peer_principal
 from mixer.api.status import unary_handler
-from mixer.attributes.compressed import check_word_count, decode, decode_report
+from mixer.attributes.bag import Bag, Value
+from mixer.attributes.compressed import (
+    check_word_count,
+    decode,
+    decode_report,
+    decode_report_changes,
+)
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.errors import LimitExceeded
 from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.dispatcher import QuotaRequest
-from mixer.runtime.runtime import RuntimeHolder
+from mixer.runtime.report_plan import ReportSession
+from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import Children, ServerMetrics
 from mixer.v1 import mixer_pb2
 
@@ -112,24 +120,74 @@ class MixerService:
             )
         with self._holder.use() as rt:
             debug = logger.isEnabledFor(logging.DEBUG)
-            # Only what some report rule may read: Istio's proxies also send headers, times
-            # and addresses that no metric looks at.
-            bags = decode_report(
-                request,
-                wanted=None if debug else rt.dispatcher.routes.report_names,
-                limits=self._limits,
-            )
-            if self._peer_identity:
-                bags = [with_peer_principal(bag, context) for bag in bags]
-            self._reports.inc(len(bags))
-            if debug:
-                for i, bag in enumerate(bags):
-                    logger.debug("report entry %d: %s", i, dict(bag))
-            # In slices, so that a large batch never holds the event loop (and the checks and
-            # Redis replies waiting on it) for long.
-            for start in range(0, len(bags), _REPORT_SLICE):
-                if start:
-                    await asyncio.sleep(0)
-                chunk = await rt.dispatcher.generate_report(bags[start : start + _REPORT_SLICE])
-                rt.dispatcher.report(chunk)
+            session = None if debug else rt.dispatcher.report_session()
+            if session is not None:
+                await self._report_changes(rt, session, request, context)
+            else:
+                await self._report_bags(rt, request, context, debug)
         return mixer_pb2.ReportResponse()
+
+    async def _report_changes(
+        self,
+        rt: Runtime,
+        session: ReportSession,
+        request: mixer_pb2.ReportRequest,
+        context: grpc.aio.ServicerContext[mixer_pb2.ReportRequest, mixer_pb2.ReportResponse],
+    ) -> None:
+        """Each entry evaluated from what it changed (`ReportSession`)."""
+        delta, changes = decode_report_changes(
+            request, wanted=rt.dispatcher.routes.report_names, limits=self._limits
+        )
+        self._reports.inc(len(changes))
+        current: dict[str, Value] = {}
+        bag = Bag._adopt(current)  # one bag, updated in place entry by entry (DELTA)
+        principal: str | None = None
+        for i, change in enumerate(changes):
+            if i and not i % _REPORT_SLICE:
+                # In slices, so that a large batch never holds the event loop (and the checks
+                # and Redis replies waiting on it) for long.
+                session.flush()
+                await asyncio.sleep(0)
+            if not delta:
+                whole = Bag._adopt(change)
+                session.add_whole(
+                    with_peer_principal(whole, context) if self._peer_identity else whole
+                )
+                continue
+            current.update(change)
+            changed: Collection[str] = change.keys()
+            if self._peer_identity and "source.principal" not in current:
+                if principal is None:
+                    principal = peer_principal(context.auth_context()) or ""
+                if principal:
+                    current["source.principal"] = principal
+                    changed = [*changed, "source.principal"]
+            session.add(bag, changed)
+        session.flush()
+
+    async def _report_bags(
+        self,
+        rt: Runtime,
+        request: mixer_pb2.ReportRequest,
+        context: grpc.aio.ServicerContext[mixer_pb2.ReportRequest, mixer_pb2.ReportResponse],
+        debug: bool,
+    ) -> None:
+        """The reference path: a bag per entry, generation, then every rule from scratch."""
+        # Only what some report rule may read: Istio's proxies also send headers, times and
+        # addresses that no metric looks at.
+        bags = decode_report(
+            request,
+            wanted=None if debug else rt.dispatcher.routes.report_names,
+            limits=self._limits,
+        )
+        if self._peer_identity:
+            bags = [with_peer_principal(bag, context) for bag in bags]
+        self._reports.inc(len(bags))
+        if debug:
+            for i, bag in enumerate(bags):
+                logger.debug("report entry %d: %s", i, dict(bag))
+        for start in range(0, len(bags), _REPORT_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            chunk = await rt.dispatcher.generate_report(bags[start : start + _REPORT_SLICE])
+            rt.dispatcher.report(chunk)

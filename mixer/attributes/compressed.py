@@ -88,6 +88,31 @@ def decode_into(
 ) -> None:
     """Decode `msg` into `data`, overwriting attributes it already holds (delta encoding).
 
+    As `decode_entry`; `data` is only updated when the whole message decodes.
+    """
+    data.update(
+        decode_entry(
+            msg,
+            default_words=default_words,
+            where=where,
+            ip_attributes=ip_attributes,
+            wanted=wanted,
+            limits=limits,
+        )
+    )
+
+
+def decode_entry(
+    msg: attributes_pb2.CompressedAttributes,
+    *,
+    default_words: Sequence[str] = (),
+    where: str = "attributes",
+    ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+    wanted: frozenset[str] | None = None,
+    limits: Limits | None = None,
+) -> dict[str, Value]:
+    """The attributes of one CompressedAttributes message, in a new dict.
+
     A name present in two typed maps of the same message is an error. With `wanted`, only
     those attributes are decoded: the others' names are checked, their values are not read.
     With `limits`, a message crossing them raises LimitExceeded (as `check_compressed`, counted
@@ -102,27 +127,29 @@ def decode_into(
         check_compressed(msg, limits, where)  # raises, naming the first bound crossed
     local = words if len(words) else default_words
     try:
-        if _decode_fast(data, msg, local, ip_attributes, wanted, limits):
-            return
+        out = _decode_fast(msg, local, ip_attributes, wanted, limits)
+        if out is not None:
+            return out
     except (IndexError, OverflowError, ValueError):
         pass
     # Something is wrong with the message: decode it again, checking every step, so that the
     # error names the field and the index.
     if limits is not None:
         check_compressed(msg, limits, where)
-    _decode_checked(data, msg, default_words, where, ip_attributes)
+    checked: dict[str, Value] = {}
+    _decode_checked(checked, msg, default_words, where, ip_attributes)
+    return checked
 
 
 def _decode_fast(
-    data: dict[str, Value],
     msg: attributes_pb2.CompressedAttributes,
     local: Sequence[str],
     ip_attributes: frozenset[str],
     wanted: frozenset[str] | None,
     limits: Limits | None,
-) -> bool:
-    """The common case, without per-word checks: False (or an IndexError) on any doubt,
-    crossing `limits` included; `data` is only updated on success.
+) -> dict[str, Value] | None:
+    """The common case, without per-word checks: the decoded attributes, or None (or an
+    IndexError) on any doubt, crossing `limits` included.
 
     Index ``i >= 0`` is ``GLOBAL_WORDS[i]``; ``i < 0`` is ``local[~i]`` (``~i == -i - 1``); an
     index out of either list raises IndexError. Maps are read key by key (``m[k]``), which is
@@ -177,14 +204,14 @@ def _decode_fast(
         if wanted is None or name in wanted:
             raw = raw_bytes[k]
             if name in ip_attributes and len(raw) not in (4, 16):
-                return False
+                return None
             if len(raw) > longest >= 0:
-                return False
+                return None
             out[name] = bytes(raw)
         else:
             skipped.append(name)
             if longest >= 0 and len(raw_bytes[k]) > longest:
-                return False
+                return None
     entry_count = 0
     maps = msg.string_maps
     for k in maps:
@@ -206,11 +233,10 @@ def _decode_fast(
         + len(durations) + len(raw_bytes) + len(maps)
     )  # fmt: skip
     if limits is not None and keys + entry_count > limits.max_attributes:
-        return False
+        return None
     if len(out) + (len(set(skipped)) if skipped else 0) != keys:
-        return False
-    data.update(out)
-    return True
+        return None
+    return out
 
 
 def _decode_checked(
@@ -298,38 +324,66 @@ def decode_report(
     With `wanted` (the names report rules may read), the other attributes are left out; with
     `limits`, an entry crossing them raises LimitExceeded.
     """
+    delta, changes = decode_report_changes(
+        req, ip_attributes=ip_attributes, wanted=wanted, limits=limits
+    )
+    if not delta:
+        return [Bag._adopt(entry) for entry in changes]
+    bags: list[Bag] = []
+    current: dict[str, Value] = {}
+    for entry in changes:
+        current = {**current, **entry}
+        bags.append(Bag._adopt(current))
+    return bags
+
+
+def decode_report_changes(
+    req: mixer_pb2.ReportRequest,
+    *,
+    ip_attributes: frozenset[str] = DEFAULT_IP_ATTRIBUTES,
+    wanted: frozenset[str] | None = None,
+    limits: Limits | None = None,
+) -> tuple[bool, list[dict[str, Value]]]:
+    """A Report batch as it travels: whether it is DELTA-encoded, and each entry's attributes.
+
+    A DELTA entry holds what changed from the entry before (applying the dicts in order gives
+    every entry's bag, as `decode_report` does); an INDEPENDENT entry holds all of its own.
+    The whole batch is decoded (and refused, if anything in it is malformed or crosses
+    `limits`) before it is returned; `wanted` and `limits` as in `decode_report`.
+    """
     check_word_count(req.global_word_count)
     if limits is not None:
         check_words(req.default_words, limits, "default_words")
     default_words = list(req.default_words)
     delta = req.repeated_attributes_semantics == mixer_pb2.ReportRequest.DELTA_ENCODING
-    bags: list[Bag] = []
-    current: dict[str, Value] = {}
+    changes: list[dict[str, Value]] = []
+    names: set[str] = set()
     # A DELTA entry of two bytes repeats every attribute before it: the expansion, not the
-    # message size, is what the batch costs, so it is bounded (a copy costs at most what the
-    # previous entry was counted for).
+    # message size, is what the batch costs, so it is bounded.
     budget = limits.max_report_values if limits is not None else -1
     expanded = 0
     for i, entry in enumerate(req.attributes):
-        where = f"attributes[{i}]"
-        current = dict(current) if delta else {}
-        decode_into(
-            current,
+        out = decode_entry(
             entry,
             default_words=default_words,
-            where=where,
+            where=f"attributes[{i}]",
             ip_attributes=ip_attributes,
             wanted=wanted,
             limits=limits,
         )
-        expanded += len(current)
+        if delta:
+            names.update(out)
+            expanded += len(names)
+        else:
+            expanded += len(out)
         if 0 <= budget < expanded:
             raise LimitExceeded(
-                f"{where}: the report expands to more than the limit of {budget} attribute values",
+                f"attributes[{i}]: the report expands to more than the limit of {budget} "
+                "attribute values",
                 "max_report_values",
             )
-        bags.append(Bag._adopt(current))
-    return bags
+        changes.append(out)
+    return delta, changes
 
 
 @dataclass

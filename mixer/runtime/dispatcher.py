@@ -25,6 +25,7 @@ from mixer.runtime.check_cache import CheckCache
 from mixer.runtime.generation import Generation
 from mixer.runtime.handler_calls import HandlerCalls
 from mixer.runtime.quota_choices import QuotaChoices
+from mixer.runtime.report_plan import ReportPlan, ReportSession
 from mixer.runtime.reporting import ReportWorker
 from mixer.runtime.routing import (
     Action,
@@ -145,6 +146,7 @@ class Dispatcher:
         self._quota_choices = QuotaChoices()
         self.calls = HandlerCalls(metrics, handler_timeout)
         self.generation = Generation(routes, self.calls, metrics)
+        self._report_plan = ReportPlan(routes)
         self._quota_results = Children(metrics.quota_results)
         self._dry_run = Children(metrics.check_dry_run)
         self._any_dry_run = any(r.dry_run for r in routes.rules)
@@ -511,6 +513,14 @@ class Dispatcher:
         if not self.generation.active:
             return bags
         return await self.generation.run_all(bags)
+
+    def report_session(self) -> ReportSession | None:
+        """A session evaluating one batch's entries incrementally (`ReportSession`), or None
+        when this config needs the reference path (`generate_report`, then `report`): some
+        rule generates attributes, or some program cannot say what it reads."""
+        if self.generation.active or not self._report_plan.usable:
+            return None
+        return ReportSession(self._report_plan, self.report_workers, self._metrics)
 
     def report(self, bags: Sequence[Bag]) -> int:
         """Match report rules for each bag and enqueue instances; returns instances accepted.

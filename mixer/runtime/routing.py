@@ -219,6 +219,38 @@ def _run(
     return out
 
 
+class FieldEvaluator(NamedTuple):
+    """One top-level field of an instance, evaluated whole from a plain `Bag`: a program's
+    value, or a map field's map (the same value, of the same type, as `InstanceBuilder.build`
+    gives). `identity` is shared by every builder evaluating the same thing; `names` is every
+    attribute the evaluation may read."""
+
+    key: str
+    identity: int
+    evaluate: Callable[[Bag], object]
+    names: frozenset[str]
+
+
+def _names_of(node: object) -> frozenset[str] | None:
+    if isinstance(node, Mapping):
+        names: set[str] = set()
+        for child in node.values():
+            found = _names_of(child)
+            if found is None:
+                return None
+            names |= found
+        return frozenset(names)
+    found = getattr(node, "names", None)
+    return found if isinstance(found, frozenset) else None
+
+
+def _map_field(nested: tuple[_Step, ...]) -> Callable[[Bag], object]:
+    def evaluate(bag: Bag) -> object:
+        return _run(nested, bag, None)
+
+    return evaluate
+
+
 @dataclass(frozen=True, slots=True)
 class InstanceBuilder:
     """Builds one instance from a bag: a compiled expression per template field.
@@ -245,6 +277,23 @@ class InstanceBuilder:
         self, activation: Mapping[str, object], memo: dict[int, Any] | None = None
     ) -> Instance:
         return Instance(self.name, self.template, _run(self.plan, activation, memo))
+
+    def field_evaluators(self) -> tuple[FieldEvaluator, ...] | None:
+        """The top-level fields one by one, in `build`'s order; None when some program cannot
+        say what it reads."""
+        out: list[FieldEvaluator] = []
+        for step, node in zip(self.plan, self.fields.values(), strict=True):
+            key, program_id, evaluate, nested, memo = step
+            names = _names_of(node)
+            if names is None:
+                return None
+            if evaluate is not None:
+                out.append(FieldEvaluator(key, program_id, evaluate, names))
+            elif memo is not None:
+                out.append(FieldEvaluator(key, id(memo), memo.build, names))
+            else:
+                out.append(FieldEvaluator(key, id(nested), _map_field(nested), names))
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +403,11 @@ class RuleIndex:
             else:
                 table = self._keys.setdefault((eq.attribute, eq.key), {})
                 table.setdefault(eq.value, []).append(position)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The attributes `select` reads."""
+        return frozenset(attribute for attribute, _ in self._keys)
 
     def select(self, activation: Mapping[str, object]) -> tuple[Rule, ...] | list[Rule]:
         """The rules worth evaluating for `activation`, in config order."""
@@ -472,6 +526,18 @@ class RoutingTable:
             if scoped is not None:
                 return scoped
         return self._default.get(variety, ())
+
+    def selection_names(self, variety: Variety) -> frozenset[str]:
+        """Every attribute choosing the candidates of `variety` may read: the namespace's and
+        the rule indexes'. Candidates stay the same while none of these changes."""
+        names = set(_NAMESPACE_NAMES)
+        for (kind, _), index in self._index_by_ns.items():
+            if kind is variety:
+                names |= index.names
+        default = self._index_default.get(variety)
+        if default is not None:
+            names |= default.names
+        return frozenset(names)
 
     def candidates(
         self, variety: Variety, namespace: str | None, activation: Mapping[str, object]
