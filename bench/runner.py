@@ -80,6 +80,11 @@ def _reports(n: int, salt: str) -> Iterator[bytes]:
         yield workload.report_batch(i * REPORT_ENTRIES, salt, REPORT_ENTRIES)
 
 
+def _proxy_reports(n: int, salt: str) -> Iterator[bytes]:
+    for i in range(n):
+        yield workload.proxy_report_batch(i * REPORT_ENTRIES, salt, REPORT_ENTRIES)
+
+
 def _als(n: int, salt: str) -> Iterator[bytes]:
     return workload.als_messages(n, salt, ALS_ENTRIES)
 
@@ -138,6 +143,17 @@ SCENARIOS: dict[str, Scenario] = {
             pool=64,
             goal="<= 15 µs/entry",
             goal_entry_us=15.0,
+        ),
+        Scenario(
+            "report-proxy",
+            "Mixer Report, one sidecar's 100 requests, Istio metrics",
+            "telemetry",
+            MIXER,
+            "Report",
+            _proxy_reports,
+            concurrency=4,
+            entries=REPORT_ENTRIES,
+            pool=64,
         ),
         Scenario(
             "als",

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TypeVar
 
+from mixer.attributes.bag import StringMap
 from mixer.attributes.tracking import References
 
 Read = tuple[str, str | None, bool]
@@ -94,7 +95,11 @@ class ReadShape:
         values: list[object] = [self.id, whole, types]
         for name, key, present in self.keyed:
             found = data.get(name)
-            value = found.get(key, _ABSENT) if isinstance(found, Mapping) else _ABSENT
+            value = (
+                found.get(key, _ABSENT)
+                if found.__class__ is StringMap or isinstance(found, Mapping)
+                else _ABSENT
+            )
             if (value is _ABSENT) == present:
                 return None
             if present:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from adapters.base import Instance
 from mixer.attributes.bag import Bag
@@ -40,19 +40,38 @@ class _Failed:
 
 
 _STALE: Any = object()
+_MAX_CHANGE_SETS = 1024
 
-# One instance to build: (instance name, template, handler name, (field key, slot) per field).
-_Build = tuple[str, str, str, tuple[tuple[str, int], ...]]
+# One instance to build: (its number in the plan, instance name, template, (field key, slot)
+# per field).
+_Build = tuple[int, str, str, tuple[tuple[str, int], ...]]
+# A rule's instances for one handler.
+_Action = tuple[str, tuple[_Build, ...]]
+# `Instance(...)` goes through a Python-level `__new__`; this is the same tuple, built in C.
+_new_instance: Callable[..., Instance] = tuple.__new__
 
 
 class _RulePlan:
-    __slots__ = ("builds", "match", "name", "sampler")
+    __slots__ = ("actions", "match", "name", "sampler")
 
-    def __init__(self, rule: Rule, match: int, builds: tuple[_Build, ...]) -> None:
+    def __init__(self, rule: Rule, match: int, actions: tuple[_Action, ...]) -> None:
         self.name = rule.name
         self.match = match
         self.sampler = rule.sampler
-        self.builds = builds
+        self.actions = actions
+
+
+class Stale(NamedTuple):
+    """What one set of changed names makes stale."""
+
+    slots: tuple[int, ...]
+    """The programs to evaluate again."""
+    builds: tuple[int, ...]
+    """The instances with a field to evaluate again."""
+    reselect: bool
+    """The candidate rules may differ (the namespace or an indexed attribute changed)."""
+    rematch: bool
+    """Some rule's match may differ."""
 
 
 class ReportPlan:
@@ -66,9 +85,12 @@ class ReportPlan:
         self.routes = routes
         self.usable = True
         self.evaluators: list[Callable[[Bag], object]] = []
+        self.builds = 0
         slots: dict[int, int] = {}
         depends: dict[str, list[int]] = {}
         self.rules: dict[int, _RulePlan] = {}
+        build_slots: list[tuple[int, ...]] = []
+        match_slots: set[int] = set()
 
         def slot(identity: int, evaluate: Callable[[Bag], object], names: frozenset[str]) -> int:
             found = slots.get(identity)
@@ -90,18 +112,47 @@ class ReportPlan:
                     self.usable = False
                     return
                 match = slot(id(rule.match), rule.match.evaluate, names)
-            builds: list[_Build] = []
+                match_slots.add(match)
+            planned: list[_Action] = []
             for action in actions:
+                builds: list[_Build] = []
                 for builder in action.instances:
                     fields = builder.field_evaluators()
                     if fields is None:
                         self.usable = False
                         return
                     steps = tuple((f.key, slot(f.identity, f.evaluate, f.names)) for f in fields)
-                    builds.append((builder.name, builder.template, action.handler.name, steps))
-            self.rules[id(rule)] = _RulePlan(rule, match, tuple(builds))
-        self.depends = {name: tuple(found) for name, found in depends.items()}
-        self.selection = routes.selection_names(Variety.REPORT)
+                    builds.append((len(build_slots), builder.name, builder.template, steps))
+                    build_slots.append(tuple(s for _, s in steps))
+                planned.append((action.handler.name, tuple(builds)))
+            self.rules[id(rule)] = _RulePlan(rule, match, tuple(planned))
+        self.builds = len(build_slots)
+        self._depends = {name: tuple(found) for name, found in depends.items()}
+        self._build_slots = build_slots
+        self._match_slots = frozenset(match_slots)
+        self._selection = routes.selection_names(Variety.REPORT)
+        # Changed names (in the order an entry gave them) -> what they make stale. Entries of
+        # one kind of request change the same names: one lookup instead of one per name.
+        # Names come from requests (only those report rules read, when decoding filters
+        # them): bounded.
+        self._stale: dict[tuple[str, ...], Stale] = {}
+
+    def stale(self, changed: tuple[str, ...]) -> Stale:
+        """What `changed` makes stale."""
+        found = self._stale.get(changed)
+        if found is None:
+            depends = self._depends
+            slots = {slot for name in changed for slot in depends.get(name, ())}
+            found = Stale(
+                tuple(sorted(slots)),
+                tuple(b for b, used in enumerate(self._build_slots) if not slots.isdisjoint(used)),
+                not self._selection.isdisjoint(changed),
+                not self._match_slots.isdisjoint(slots),
+            )
+            if len(self._stale) >= _MAX_CHANGE_SETS:
+                self._stale.clear()
+            self._stale[changed] = found
+        return found
 
 
 class ReportSession:
@@ -110,8 +161,10 @@ class ReportSession:
 
     __slots__ = (
         "_build_errors",
-        "_candidates",
+        "_built",
+        "_failing",
         "_match_errors",
+        "_matched",
         "_metrics",
         "_pending",
         "_plan",
@@ -129,7 +182,13 @@ class ReportSession:
         self._match_errors = Children(metrics.rule_match_errors)
         self._build_errors = Children(metrics.report_dropped)
         self._values: list[Any] = [_STALE] * len(plan.evaluators)
-        self._candidates: list[_RulePlan] | None = None
+        # Each instance as last built (None: not built, or it failed), reused while none of its
+        # fields is stale: instances are immutable, and handlers only read them.
+        self._built: list[Instance | None] = [None] * plan.builds
+        # The candidate rules that matched the entry before, and those whose match failed;
+        # None: choose and match again.
+        self._matched: list[_RulePlan] | None = None
+        self._failing: list[_RulePlan] = []
         self._previous: Mapping[str, object] | None = None
         self._pending: dict[str, list[Instance]] = {}
 
@@ -138,52 +197,70 @@ class ReportSession:
         given before (None: anything may have changed). `bag` must be a plain `Bag`."""
         plan = self._plan
         values = self._values
-        if changed is None or self._candidates is None:
+        built = self._built
+        matched = self._matched
+        if changed is None or matched is None:
             values[:] = [_STALE] * len(values)
-            self._candidates = None
+            built[:] = [None] * len(built)
+            matched = None
         else:
-            depends = plan.depends
-            for name in changed:
-                for stale in depends.get(name, ()):
-                    values[stale] = _STALE
-            if not plan.selection.isdisjoint(changed):
-                self._candidates = None
-        candidates = self._candidates
-        if candidates is None:
-            rules = plan.routes.candidates(Variety.REPORT, request_namespace(bag), bag)
-            candidates = self._candidates = [plan.rules[id(rule)] for rule in rules]
+            stale = plan.stale(tuple(changed))
+            for slot in stale.slots:
+                values[slot] = _STALE
+            # Now, not when next built: an instance not built for this entry (its rule did
+            # not match) must not be reused for a later one.
+            for number in stale.builds:
+                built[number] = None
+            if stale.reselect or stale.rematch:
+                matched = None
         evaluators = plan.evaluators
-        pending = self._pending
-        for rule in candidates:
-            slot = rule.match
-            if slot >= 0:
-                matched = values[slot]
-                if matched is _STALE:
-                    matched = values[slot] = _evaluate(evaluators[slot], bag)
-                if matched is not True:
-                    if matched.__class__ is _Failed:
-                        # Mixer: a match that fails to evaluate does not match; it is counted.
-                        self._match_errors.get(rule.name).inc()
-                        logger.debug("rule %s: match failed: %s", rule.name, matched.error)
+        if matched is None:
+            matched, failing = [], []
+            rules = plan.routes.candidates(Variety.REPORT, request_namespace(bag), bag)
+            for rule in map(plan.rules.__getitem__, map(id, rules)):
+                slot = rule.match
+                if slot < 0:
+                    matched.append(rule)
                     continue
+                result = values[slot]
+                if result is _STALE:
+                    result = values[slot] = _evaluate(evaluators[slot], bag)
+                if result is True:
+                    matched.append(rule)
+                elif result.__class__ is _Failed:
+                    failing.append(rule)
+            self._matched, self._failing = matched, failing
+        for rule in self._failing:
+            # Mixer: a match that fails to evaluate does not match; it is counted.
+            self._match_errors.get(rule.name).inc()
+            logger.debug("rule %s: match failed: %s", rule.name, values[rule.match].error)
+        pending = self._pending
+        for rule in matched:
             if rule.sampler is not None and not rule.sampler.keep(bag):
                 continue
-            for name, template, handler, steps in rule.builds:
-                fields: dict[str, Any] = {}
-                for key, slot in steps:
-                    value = values[slot]
-                    if value is _STALE:
-                        value = values[slot] = _evaluate(evaluators[slot], bag)
-                    if value.__class__ is _Failed:
-                        self._build_errors.get(handler, "build_error").inc()
-                        logger.debug("instance %s failed to build: %s", name, value.error)
-                        break
-                    fields[key] = value
-                else:
-                    found = pending.get(handler)
-                    if found is None:
-                        found = pending[handler] = []
-                    found.append(Instance(name, template, fields))
+            for handler, builds in rule.actions:
+                out = pending.get(handler)
+                if out is None:
+                    out = pending[handler] = []
+                for number, name, template, steps in builds:
+                    instance = built[number]
+                    if instance is not None:
+                        out.append(instance)
+                        continue
+                    fields: dict[str, Any] = {}
+                    for key, slot in steps:
+                        value = values[slot]
+                        if value is _STALE:
+                            value = values[slot] = _evaluate(evaluators[slot], bag)
+                        if value.__class__ is _Failed:
+                            self._build_errors.get(handler, "build_error").inc()
+                            logger.debug("instance %s failed to build: %s", name, value.error)
+                            built[number] = None
+                            break
+                        fields[key] = value
+                    else:
+                        instance = built[number] = _new_instance(Instance, (name, template, fields))
+                        out.append(instance)
 
     def add_whole(self, bag: Bag) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what
@@ -204,7 +281,7 @@ class ReportSession:
         accepted = 0
         for handler, instances in self._pending.items():
             worker = self._workers.get(handler)
-            if worker is not None:
+            if worker is not None and instances:
                 accepted += len(instances) - worker.offer(instances)
         self._pending = {}
         return accepted
