@@ -10,7 +10,9 @@ from mixer.attributes.compressed import (
     Encoder,
     check_word_count,
     decode,
+    decode_entry,
     decode_report,
+    decode_report_changes,
     encode,
     encode_report,
 )
@@ -334,3 +336,56 @@ def test_report_limits_come_before_what_else_is_wrong_with_an_entry() -> None:
         decode_report(req, limits=Limits(max_attributes=5), wanted=frozenset())
     with pytest.raises(BadRequest, match="word index 999"):
         decode_report(req, limits=Limits(max_attributes=6), wanted=frozenset())
+
+
+_INDEX = st.integers(-4, 6) | st.sampled_from([0, 1, 2, 3, 104, 105, 999, -9])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    strings=st.dictionaries(_INDEX, _INDEX, max_size=4),
+    int64s=st.dictionaries(_INDEX, st.integers(-5, 5), max_size=3),
+    raw=st.dictionaries(_INDEX, st.binary(max_size=20), max_size=3),
+    maps=st.dictionaries(_INDEX, st.dictionaries(_INDEX, _INDEX, max_size=3), max_size=2),
+    own_words=st.booleans(),
+    keep=st.sets(st.sampled_from(["source.ip", "a", "b", "c", "request.size", "x"]), max_size=4),
+    max_attributes=st.integers(1, 12),
+)
+def test_a_report_batch_decodes_as_its_entries_do_one_by_one(
+    strings: dict[int, int],
+    int64s: dict[int, int],
+    raw: dict[int, bytes],
+    maps: dict[int, dict[int, int]],
+    own_words: bool,
+    keep: set[str],
+    max_attributes: int,
+) -> None:
+    """Malformed entries too (indexes outside both dictionaries, a name in two typed maps,
+    IP addresses of the wrong length, bounds crossed): the batch decoder answers, or refuses
+    with the message, that `decode_entry` gives for each entry."""
+    req = mixer_pb2.ReportRequest(default_words=["a", "b", "c", "x"])
+    entry = req.attributes.add()
+    if own_words:
+        entry.words.extend(["c", "a", "b", "x"])
+    entry.strings.update(strings)
+    entry.int64s.update(int64s)
+    entry.bytes.update(raw)
+    for key, entries in maps.items():
+        entry.string_maps[key].entries.update(entries)
+    limits = Limits(max_attributes=max_attributes, max_string_length=12)
+    wanted = frozenset(keep)
+    try:
+        expected: object = decode_entry(
+            entry,
+            default_words=list(req.default_words),
+            where="attributes[0]",
+            wanted=wanted,
+            limits=limits,
+        )
+    except (BadRequest, LimitExceeded) as exc:
+        expected = (type(exc), str(exc))
+    try:
+        got: object = decode_report_changes(req, wanted=wanted, limits=limits)[1][0]
+    except (BadRequest, LimitExceeded) as exc:
+        got = (type(exc), str(exc))
+    assert got == expected
