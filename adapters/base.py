@@ -164,10 +164,11 @@ class Env:
 class Handler(Protocol):
     """A built handler. `close` releases connections, threads and registered metrics.
 
-    A handler whose `check`/`quota` coroutines never wait (they answer from process memory)
-    may set ``answers_inline = True`` (class or instance attribute): mixer then awaits
-    them in place, without a task or a timer per call. A timeout could not interrupt such a
-    handler anyway; a handler that does I/O must leave it unset, so that a hang is cut off by
+    A handler whose `check`/`quota`/`report` coroutines never wait (they answer from process
+    memory) may set ``answers_inline = True`` (class or instance attribute): mixer then awaits
+    them in place, without a task or a timer per call (reports without a queue: a report that
+    waits anyway is dropped and counted as a handler error). A timeout could not interrupt such
+    a handler anyway; a handler that does I/O must leave it unset, so that a hang is cut off by
     the handler timeout. See `answers_inline`.
     """
 

@@ -622,6 +622,9 @@ def _short_fqn(name: str) -> tuple[str, str] | None:
 class PrometheusHandler:
     """Applies metric instances to the shared store's series."""
 
+    # `report` only updates series in memory: mixer calls it in place, without a queue.
+    answers_inline = True
+
     def __init__(self, params: Params, env: Env) -> None:
         self._store = MetricStore.on(env.registry, env.clock)
         self._clock = env.clock

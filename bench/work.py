@@ -12,7 +12,7 @@ another commit) and prints this tree's counts as a ratio to DIR's. ``--top N`` l
 functions that execute the most instructions.
 
 Scenarios: the in-process ones of `bench.runner` (``check-0``, ``check-50``, ``check-50-cached``,
-``authz-50``, ``report-100``). Warm-up calls first fill the caches and let the check cache
+``authz-50``, ``report-100``, ``report-proxy``). Warm-up calls first fill the caches and let the check cache
 settle (it decides after 1,024 lookups whether hits are common enough to be worth it).
 """
 
@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 
 from bench import runner, workload
 
-SCENARIOS = ("check-0", "check-50", "check-50-cached", "authz-50", "report-100")
+SCENARIOS = ("check-0", "check-50", "check-50-cached", "authz-50", "report-100", "report-proxy")
 # The servicers take a grpc context for peer identity, which these configs do not use.
 _NO_CONTEXT: Any = None
 

@@ -147,6 +147,7 @@ async def build_runtime(
                         entry.reporter,
                         metrics,
                         timeout=max(handler_timeout, 5.0),
+                        inline=entry.inline,
                     )
                 workers[spec.name] = worker
     except Exception:

@@ -1,7 +1,9 @@
 """Per-handler report queues: the Report RPC only enqueues; one worker per handler delivers.
 
 A full queue drops (and counts) instead of blocking; a handler that raises or exceeds its
-per-call timeout is counted and never delays the others.
+per-call timeout is counted and never delays the others. A handler that answers inline
+(`adapters.base.answers_inline`: its `report` never waits, e.g. in-memory metrics) is called
+in place instead, with no queue, task or timer: there is nothing a queue could wait for.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class ReportWorker:
         max_queue: int = 10_000,
         max_batch: int = 1_000,
         timeout: float = 5.0,
+        inline: bool = False,
     ) -> None:
         self.handler_name = handler_name
         self.adapter = adapter
@@ -57,13 +60,18 @@ class ReportWorker:
         self._lat_ok = metrics.dispatch_latency.labels(adapter, handler_name, "false")
         self._lat_err = metrics.dispatch_latency.labels(adapter, handler_name, "true")
         self._inflight = 0
+        self._inline = inline
         self.accepted = 0
         self.rejected = 0
         self.delivered = 0
         self.dropped = 0
 
     def offer(self, instances: Sequence[Instance]) -> int:
-        """Enqueue without waiting; returns how many were dropped because the queue was full."""
+        """Enqueue without waiting (or, inline, deliver now); returns how many were dropped
+        because the queue was full."""
+        if self._inline:
+            self._deliver_inline(instances)
+            return 0
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
         room = max(self._max_queue - self._queued, 0)
@@ -132,7 +140,27 @@ class ReportWorker:
             self._ok.inc()
             self._lat_ok.observe(time.perf_counter() - start)
 
-    def _account_failure(self, batch: list[Instance], counter: object, start: float) -> None:
+    def _deliver_inline(self, batch: Sequence[Instance]) -> None:
+        self.accepted += len(batch)
+        start = time.perf_counter()
+        report = self._handler.report(batch)
+        try:
+            report.send(None)
+        except StopIteration:
+            self.delivered += len(batch)
+            self._ok.inc()
+            self._lat_ok.observe(time.perf_counter() - start)
+            return
+        except Exception:
+            self._account_failure(batch, self._dropped_error, start)
+            logger.exception("report handler %s failed", self.handler_name)
+            return
+        # It waited, which an inline handler promised never to do: nothing can resume it here.
+        report.close()
+        self._account_failure(batch, self._dropped_error, start)
+        logger.error("report handler %s answers inline but waited", self.handler_name)
+
+    def _account_failure(self, batch: Sequence[Instance], counter: object, start: float) -> None:
         self.dropped += len(batch)
         counter.inc(len(batch))  # type: ignore[attr-defined]
         self._err.inc()

@@ -75,3 +75,51 @@ async def test_stop_counts_what_was_never_delivered() -> None:
     assert stats["delivered"] == 0 and stats["dropped"] == 5
     assert stats["accepted"] == stats["delivered"] + stats["dropped"]
     assert await worker.flush(0.05)
+
+
+class Inline:
+    """A report handler that answers inline: it records, fails, or (breaking its promise)
+    waits, as told."""
+
+    answers_inline = True
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.fail = False
+        self.wait = False
+
+    async def report(self, instances: Sequence[Instance]) -> None:
+        if self.wait:
+            await asyncio.sleep(0)
+        if self.fail:
+            raise ValueError("bad value")
+        self.batches.append([i.name for i in instances])
+
+    async def close(self) -> None:
+        return None
+
+
+def dropped(metrics: ServerMetrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "mixer_report_dropped_total", {"handler": "h", "reason": reason}
+    )
+    return value or 0.0
+
+
+async def test_an_inline_handler_is_called_in_place_and_counted() -> None:
+    handler = Inline()
+    metrics = ServerMetrics.create()
+    worker = ReportWorker("h", "a", handler, metrics, inline=True)
+    assert worker.offer(instances("a", 3)) == 0
+    # Delivered before offer returned: no task, nothing queued.
+    assert handler.batches == [["a0", "a1", "a2"]]
+    assert worker._task is None
+    handler.fail = True
+    assert worker.offer(instances("b", 2)) == 0
+    handler.fail, handler.wait = False, True
+    assert worker.offer(instances("c", 4)) == 0  # it waited: dropped, counted, not resumed
+    assert handler.batches == [["a0", "a1", "a2"]]
+    assert worker.stats() == {"accepted": 9, "rejected": 0, "delivered": 3, "dropped": 6}
+    assert dropped(metrics, "handler_error") == 6
+    assert await worker.flush(1)
+    await worker.stop()
