@@ -18,7 +18,8 @@ from mixer.attributes.envoy import bags_from_access_logs
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.errors import BadRequest, LimitExceeded
-from mixer.runtime.runtime import RuntimeHolder
+from mixer.runtime.report_plan import ReportSession
+from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class AccessLogService:
         bound and `BadRequest` for an entry that cannot be read (`mixer.api.status` maps them).
         Entries of earlier messages have been reported by then."""
         identifier: als_pb2.StreamAccessLogsMessage.Identifier | None = None
+        # Consecutive entries of a stream repeat most attributes: they are evaluated from what
+        # changed (`ReportSession`), across messages, while the runtime stays the same.
+        session: ReportSession | None = None
+        session_of: Runtime | None = None
         async for message in requests:
             if message.HasField("identifier"):
                 identifier = message.identifier
@@ -80,5 +85,12 @@ class AccessLogService:
                 raise BadRequest(f"access log entry: {exc}") from exc
             self._received.inc(len(bags))
             with self._holder.use() as rt:
-                rt.dispatcher.report(await rt.dispatcher.generate_report(bags))
+                if rt is not session_of:
+                    session, session_of = rt.dispatcher.report_session(), rt
+                if session is None:
+                    rt.dispatcher.report(await rt.dispatcher.generate_report(bags))
+                    continue
+                for bag in bags:
+                    session.add_whole(bag)
+                session.flush()
         return als_pb2.StreamAccessLogsResponse()

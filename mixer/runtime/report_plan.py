@@ -251,7 +251,11 @@ class ReportSession:
                     for key, slot in steps:
                         value = values[slot]
                         if value is _STALE:
-                            value = values[slot] = _evaluate(evaluators[slot], bag)
+                            try:
+                                value = evaluators[slot](bag)
+                            except Exception as exc:
+                                value = _Failed(exc)
+                            values[slot] = value
                         if value.__class__ is _Failed:
                             self._build_errors.get(handler, "build_error").inc()
                             logger.debug("instance %s failed to build: %s", name, value.error)

@@ -14,17 +14,22 @@ from __future__ import annotations
 import copy
 import datetime
 import random
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
+from google.protobuf import json_format
 from prometheus_client import CollectorRegistry, generate_latest
 
 from adapters.base import Instance
 from bench import workload
+from mixer.api.accesslog_servicer import AccessLogService
 from mixer.api.mixer_servicer import MixerService
 from mixer.attributes.compressed import encode_report
+from mixer.attributes.envoy import bags_from_access_logs
+from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
@@ -199,6 +204,94 @@ async def test_incremental_reports_equal_the_reference_series_by_series(
 
         assert series(incremental.registry) == series(reference.registry)
         assert any(reference.offered.values()) or not reference.offered
+    finally:
+        await reference.holder.close()
+        await incremental.holder.close()
+
+
+def random_als_messages(rng: random.Random, count: int) -> list[als_pb2.StreamAccessLogsMessage]:
+    """ALS messages of the bench's traffic: HTTP entries changed at random, some TCP ones."""
+    messages = []
+    for m in range(count):
+        entries = []
+        for _ in range(rng.randint(1, 12)):
+            entry = workload._als_entry(rng.randrange(40), "plan")
+            if rng.random() < 0.3:
+                entry["response"]["response_code"] = rng.choice((200, 404, 503))
+            if rng.random() < 0.2:
+                del entry["common_properties"]["tls_properties"]
+            if rng.random() < 0.2:
+                entry["request"]["user_agent"] = rng.choice(("curl/8", "kube-probe/1.15"))
+            if rng.random() < 0.2:
+                del entry["response"]["response_body_bytes"]
+            entries.append(entry)
+        body: dict[str, Any] = {"http_logs": {"log_entry": entries}}
+        if rng.random() < 0.2:
+            body = {
+                "tcp_logs": {
+                    "log_entry": [{"common_properties": e["common_properties"]} for e in entries]
+                }
+            }
+        if m == 0 or rng.random() < 0.1:
+            body["identifier"] = {
+                "node": {
+                    "id": f"sidecar~10.1.2.{m}~ratings-v1-x.default~default.svc.cluster.local"
+                },
+                "log_name": rng.choice(("inbound", "outbound")),
+            }
+        messages.append(json_format.ParseDict(body, als_pb2.StreamAccessLogsMessage()))
+    return messages
+
+
+async def _stream(
+    messages: list[als_pb2.StreamAccessLogsMessage],
+) -> AsyncIterator[als_pb2.StreamAccessLogsMessage]:
+    for message in messages:
+        yield message
+
+
+@pytest.mark.parametrize("seed", range(12))
+async def test_incremental_access_logs_equal_the_reference_series_by_series(
+    seed: int, tmp_path: Path
+) -> None:
+    rng = random.Random(1000 + seed)
+    config = random_config(rng, tmp_path / "config")
+    reference, incremental = await recorded(config), await recorded(config)
+    try:
+        service = AccessLogService(incremental.holder, incremental.metrics)
+        for _ in range(3):
+            messages = random_als_messages(rng, rng.randint(1, 6))
+            await service.stream(_stream(messages), cast(Any, None))
+            identifier = None
+            for message in messages:
+                if message.HasField("identifier"):
+                    identifier = message.identifier
+                reference.runtime.dispatcher.report(bags_from_access_logs(message, identifier))
+        await reference.flush()
+        await incremental.flush()
+        assert reference.offered.keys() == incremental.offered.keys()
+        for handler, instances in reference.offered.items():
+            assert incremental.offered[handler] == instances, handler
+        assert incremental.failures() == reference.failures()
+        assert series(incremental.registry) == series(reference.registry)
+    finally:
+        await reference.holder.close()
+        await incremental.holder.close()
+
+
+async def test_values_equal_in_python_but_not_as_attributes_are_changes(tmp_path: Path) -> None:
+    """1, 1.0 and True are one dict key and compare equal, yet label differently."""
+    config = workload.telemetry_config(tmp_path / "config")
+    reference, incremental = await recorded(config), await recorded(config)
+    try:
+        base = workload.report_attributes(0, "eq")
+        entries = [{**base, "request.size": size} for size in (1, True, 1.0, 1)]
+        message = encode_report(entries, delta=False)
+        await reference.service._report_bags(reference.runtime, message, None, False)
+        await incremental.service.report(message, None)
+        await reference.flush()
+        await incremental.flush()
+        assert series(incremental.registry) == series(reference.registry)
     finally:
         await reference.holder.close()
         await incremental.holder.close()
