@@ -15,7 +15,9 @@ namespace or an indexed attribute changed. Each instance it builds equals the on
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, NamedTuple
 
@@ -131,6 +133,9 @@ class ReportPlan:
         self._build_slots = build_slots
         self._match_slots = frozenset(match_slots)
         self._selection = routes.selection_names(Variety.REPORT)
+        self.read_names = tuple(sorted(set(self._depends) | self._selection))
+        """Every name some program or the choice of rules may read: a whole entry's changes
+        are looked for among these only."""
         # Changed names (in the order an entry gave them) -> what they make stale. Entries of
         # one kind of request change the same names: one lookup instead of one per name.
         # Names come from requests (only those report rules read, when decoding filters
@@ -189,7 +194,7 @@ class ReportSession:
         # None: choose and match again.
         self._matched: list[_RulePlan] | None = None
         self._failing: list[_RulePlan] = []
-        self._previous: Mapping[str, object] | None = None
+        self._previous: tuple[object, ...] | None = None
         self._pending: dict[str, list[Instance]] = {}
 
     def add(self, bag: Bag, changed: Collection[str] | None) -> None:
@@ -268,17 +273,22 @@ class ReportSession:
 
     def add_whole(self, bag: Bag) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what
-        changed is found by comparing it with the bag given before."""
+        changed is found by comparing it with the bag given before, on the names read."""
+        names = self._plan.read_names
+        values = tuple(map(bag._data.get, names))  # attribute values are never None
         previous = self._previous
-        self._previous = bag
+        self._previous = values
         if previous is None:
             self.add(bag, None)
             return
-        changed = [
-            name for name, value in bag.items() if not _same(previous.get(name, _STALE), value)
-        ]
-        changed.extend(name for name in previous if name not in bag)
-        self.add(bag, changed)
+        # In C, name by name: equal values of the same type (1, 1.0 and True are equal in
+        # Python, not as attributes).
+        same = map(
+            operator.and_,
+            map(operator.eq, previous, values),
+            map(operator.is_, map(type, previous), map(type, values)),
+        )
+        self.add(bag, tuple(itertools.compress(names, map(operator.not_, same))))
 
     def flush(self) -> int:
         """Offer what was built so far to the report workers; returns the instances accepted."""
@@ -296,8 +306,3 @@ def _evaluate(evaluate: Callable[[Bag], object], bag: Bag) -> object:
         return evaluate(bag)
     except Exception as exc:
         return _Failed(exc)
-
-
-def _same(old: object, new: object) -> bool:
-    """Equal values of the same type (1, 1.0 and True are equal in Python, not as attributes)."""
-    return old is new or (old.__class__ is new.__class__ and old == new)
