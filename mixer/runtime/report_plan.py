@@ -44,9 +44,12 @@ class _Failed:
 _STALE: Any = object()
 _MAX_CHANGE_SETS = 1024
 
-# One instance to build: (its number in the plan, instance name, template, (field key, slot)
-# per field).
-_Build = tuple[int, str, str, tuple[tuple[str, int], ...]]
+# One instance to build: its number in the plan, instance name, template, field keys, the slot
+# of each field, and a C-level getter of those slots' values (a tuple, in the keys' order; it
+# may hold one value more than there are keys).
+_Build = tuple[
+    int, str, str, tuple[str, ...], tuple[int, ...], Callable[[list[Any]], tuple[Any, ...]]
+]
 # A rule's instances for one handler.
 _Action = tuple[str, tuple[_Build, ...]]
 # `Instance(...)` goes through a Python-level `__new__`; this is the same tuple, built in C.
@@ -123,9 +126,13 @@ class ReportPlan:
                     if fields is None:
                         self.usable = False
                         return
-                    steps = tuple((f.key, slot(f.identity, f.evaluate, f.names)) for f in fields)
-                    builds.append((len(build_slots), builder.name, builder.template, steps))
-                    build_slots.append(tuple(s for _, s in steps))
+                    used = tuple(slot(f.identity, f.evaluate, f.names) for f in fields)
+                    keys = tuple(f.key for f in fields)
+                    number = len(build_slots)
+                    builds.append(
+                        (number, builder.name, builder.template, keys, used, _getter(used))
+                    )
+                    build_slots.append(used)
                 planned.append((action.handler.name, tuple(builds)))
             self.rules[id(rule)] = _RulePlan(rule, match, tuple(planned))
         self.builds = len(build_slots)
@@ -167,6 +174,7 @@ class ReportSession:
     __slots__ = (
         "_build_errors",
         "_built",
+        "_failed",
         "_failing",
         "_match_errors",
         "_matched",
@@ -194,6 +202,7 @@ class ReportSession:
         # None: choose and match again.
         self._matched: list[_RulePlan] | None = None
         self._failing: list[_RulePlan] = []
+        self._failed: set[int] = set()  # the slots whose value is a `_Failed`
         self._previous: tuple[object, ...] | None = None
         self._pending: dict[str, list[Instance]] = {}
 
@@ -204,14 +213,18 @@ class ReportSession:
         values = self._values
         built = self._built
         matched = self._matched
+        failed = self._failed
         if changed is None or matched is None:
             values[:] = [_STALE] * len(values)
             built[:] = [None] * len(built)
+            failed.clear()
             matched = None
         else:
             stale = plan.stale(tuple(changed))
             for slot in stale.slots:
                 values[slot] = _STALE
+            if failed:
+                failed.difference_update(stale.slots)
             # Now, not when next built: an instance not built for this entry (its rule did
             # not match) must not be reused for a later one.
             for number in stale.builds:
@@ -230,6 +243,8 @@ class ReportSession:
                 result = values[slot]
                 if result is _STALE:
                     result = values[slot] = _evaluate(evaluators[slot], bag)
+                    if result.__class__ is _Failed:
+                        failed.add(slot)
                 if result is True:
                     matched.append(rule)
                 elif result.__class__ is _Failed:
@@ -247,29 +262,31 @@ class ReportSession:
                 out = pending.get(handler)
                 if out is None:
                     out = pending[handler] = []
-                for number, name, template, steps in builds:
+                for number, name, template, keys, slots, getter in builds:
                     instance = built[number]
                     if instance is not None:
                         out.append(instance)
                         continue
-                    fields: dict[str, Any] = {}
-                    for key, slot in steps:
-                        value = values[slot]
-                        if value is _STALE:
-                            try:
-                                value = evaluators[slot](bag)
-                            except Exception as exc:
-                                value = _Failed(exc)
-                            values[slot] = value
-                        if value.__class__ is _Failed:
-                            self._build_errors.get(handler, "build_error").inc()
-                            logger.debug("instance %s failed to build: %s", name, value.error)
-                            built[number] = None
-                            break
-                        fields[key] = value
-                    else:
-                        instance = built[number] = _new_instance(Instance, (name, template, fields))
-                        out.append(instance)
+                    found = getter(values)
+                    if _STALE in found:
+                        for slot in slots:
+                            if values[slot] is _STALE:
+                                try:
+                                    values[slot] = evaluators[slot](bag)
+                                except Exception as exc:
+                                    values[slot] = _Failed(exc)
+                                    failed.add(slot)
+                        found = getter(values)
+                    if failed and not failed.isdisjoint(slots):
+                        # As building field by field would: the first failed field is the error.
+                        error = next(values[s].error for s in slots if s in failed)
+                        self._build_errors.get(handler, "build_error").inc()
+                        logger.debug("instance %s failed to build: %s", name, error)
+                        continue
+                    instance = built[number] = _new_instance(
+                        Instance, (name, template, dict(zip(keys, found, strict=False)))
+                    )
+                    out.append(instance)
 
     def add_whole(self, bag: Bag) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what
@@ -299,6 +316,14 @@ class ReportSession:
                 accepted += len(instances) - worker.offer(instances)
         self._pending = {}
         return accepted
+
+
+def _getter(slots: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    if not slots:
+        return lambda values: ()
+    # `itemgetter` of one index returns the value itself, not a tuple: ask for it twice (the
+    # fields are zipped with their keys, which stops at the first key's value).
+    return operator.itemgetter(*slots) if len(slots) > 1 else operator.itemgetter(*slots * 2)
 
 
 def _evaluate(evaluate: Callable[[Bag], object], bag: Bag) -> object:
