@@ -680,6 +680,8 @@ class PrometheusHandler:
                 amount = raw
             elif type(raw) is int:
                 amount = float(raw)
+            elif type(raw) is datetime.timedelta:  # a duration, as `metric_value` reads one
+                amount = raw.total_seconds()
             else:
                 try:
                     amount = metric_value(raw)
