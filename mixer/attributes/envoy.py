@@ -478,9 +478,12 @@ def _entries(
                             "common_properties: start_time plus the duration is past the year 9999"
                         ) from None
         if w_error_code:
-            flags = common.response_flags
-            # The common case, no flag, answered without a call.
-            out["context.proxy_error_code"] = proxy_error_code(flags) if flags.ListFields() else "-"
+            # The common case, no flags at all, answered by one presence check.
+            out["context.proxy_error_code"] = (
+                proxy_error_code(common.response_flags)
+                if common.HasField("response_flags")
+                else "-"
+            )
         service_host = None
         if w_service_host:
             cluster = common.upstream_cluster
@@ -574,19 +577,24 @@ def _entries(
             if w_grpc:
                 # gRPC status travels in trailers, or in headers for trailers-only responses.
                 logged = resp.response_trailers
-                trailers = {name.lower(): logged[name] for name in logged} if logged else _NOTHING
-                grpc_status = trailers.get("grpc-status") or response_headers.get("grpc-status", "")
-                if w_grpc_status and grpc_status:
-                    out["response.grpc_status"] = grpc_status
-                if w_grpc_message:
-                    grpc_message = trailers.get("grpc-message") or response_headers.get(
-                        "grpc-message", ""
+                grpc_status = ""
+                if logged or response_headers:
+                    trailers = {name.lower(): logged[name] for name in logged} if logged else {}
+                    grpc_status = trailers.get("grpc-status") or response_headers.get(
+                        "grpc-status", ""
                     )
-                    if grpc_message:
-                        out["response.grpc_message"] = grpc_message
+                    if w_grpc_status and grpc_status:
+                        out["response.grpc_status"] = grpc_status
+                    if w_grpc_message:
+                        grpc_message = trailers.get("grpc-message") or response_headers.get(
+                            "grpc-message", ""
+                        )
+                        if grpc_message:
+                            out["response.grpc_message"] = grpc_message
                 if w_protocol:
-                    grpc = grpc_status != "" or headers.get("content-type", "").startswith(
-                        "application/grpc"
+                    grpc = grpc_status != "" or (
+                        bool(headers)
+                        and headers.get("content-type", "").startswith("application/grpc")
                     )
                     out["context.protocol"] = "grpc" if grpc else "http"
             if w_service_host and service_host is None:
