@@ -368,7 +368,8 @@ def _entries(
     One function for every entry of a message, its plan unpacked once into locals: protobuf
     field reads and Python calls are what an entry costs, so each is made only when a wanted
     attribute needs it, and values that repeat across entries (addresses, cluster names) come
-    from memos. The attributes are set in the order the documentation lists them.
+    from memos. Attributes are set in one fixed order whatever `plan` says, so a bag with
+    `wanted` lists its attributes as the full bag does.
     """
     (
         w_src_ip, w_src_port, w_dst_ip, w_dst_port, w_src_principal, w_dst_principal, w_mtls,
