@@ -12,8 +12,11 @@ another commit) and prints this tree's counts as a ratio to DIR's. ``--top N`` l
 functions that execute the most instructions.
 
 Scenarios: the in-process ones of `bench.runner` (``check-0``, ``check-50``, ``check-50-cached``,
-``authz-50``, ``report-100``, ``report-proxy``). Warm-up calls first fill the caches and let the check cache
-settle (it decides after 1,024 lookups whether hits are common enough to be worth it).
+``authz-50``, ``report-100``, ``report-proxy``, ``als``). Warm-up calls first fill the caches
+and let the check cache settle (it decides after 1,024 lookups whether hits are common enough to
+be worth it). An ``als`` call is one message of a stream (counted per entry): the warm-up
+messages are one stream and the measured ones another, each opened by a message with the
+identifier, as Envoy's.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -36,7 +39,15 @@ from prometheus_client import CollectorRegistry
 
 from bench import runner, workload
 
-SCENARIOS = ("check-0", "check-50", "check-50-cached", "authz-50", "report-100", "report-proxy")
+SCENARIOS = (
+    "check-0",
+    "check-50",
+    "check-50-cached",
+    "authz-50",
+    "report-100",
+    "report-proxy",
+    "als",
+)
 # The servicers take a grpc context for peer identity, which these configs do not use.
 _NO_CONTEXT: Any = None
 
@@ -93,6 +104,8 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
         )
     holder = RuntimeHolder(runtime)
     call: Callable[[Any, Any], Any]
+    if scenario.service == runner.ALS:
+        return await _count_als(scenario, holder, metrics, calls, warmup, top)
     if scenario.service == runner.AUTHZ:
         call = AuthorizationService(holder, metrics).check
         parse: Callable[[bytes], Any] = external_auth_pb2.CheckRequest.FromString
@@ -105,14 +118,28 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
     frames = scenario.frames(warmup + calls, "work")
     requests = [parse(_unframed(f)) for f in frames]
 
-    async def settle() -> None:
-        # Report instances are handled by the adapters' queue workers: let them finish.
-        for _ in range(20):
-            await asyncio.sleep(0.01)
-
     for request in requests[:warmup]:
         await call(request, _NO_CONTEXT)
-    await settle()
+    await _settle()
+    measured = requests[warmup:]
+
+    async def run() -> None:
+        for request in measured:
+            await call(request, _NO_CONTEXT)
+
+    return await _counted(scenario, calls, top, run)
+
+
+async def _settle() -> None:
+    # Report instances are handled by the adapters' queue workers: let them finish.
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+
+
+async def _counted(
+    scenario: runner.Scenario, calls: int, top: int, run: Callable[[], Awaitable[None]]
+) -> Work:
+    """Count what `run()` (`calls` calls of `scenario`) and the work it queues execute."""
     counts = Counter[str]()
     by_function = Counter[tuple[str, str]]()
 
@@ -130,20 +157,18 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
         elif event == "c_call":
             counts["c_calls"] += 1
 
-    measured = requests[warmup:]
     sys.setprofile(profile)
     sys.settrace(trace)
     try:
-        for request in measured:
-            await call(request, _NO_CONTEXT)
-        await settle()
+        await run()
+        await _settle()
     finally:
         sys.settrace(None)
         sys.setprofile(None)
     per = calls * scenario.entries
     root = str(Path(__file__).resolve().parents[1]) + os.sep
     return Work(
-        name,
+        scenario.name,
         "entry" if scenario.entries > 1 else "call",
         counts["instructions"] / per,
         counts["python_calls"] / per,
@@ -153,6 +178,30 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
             for (path, function), n in by_function.most_common(top)
         ],
     )
+
+
+async def _count_als(
+    scenario: runner.Scenario, holder: Any, metrics: Any, calls: int, warmup: int, top: int
+) -> Work:
+    from mixer.api.accesslog_servicer import AccessLogService
+    from mixer.envoy.service.accesslog.v3 import als_pb2
+
+    parse = als_pb2.StreamAccessLogsMessage.FromString
+    messages = [parse(_unframed(f)) for f in scenario.frames(warmup + calls, "work")]
+    # Each stream opens with the identifier, as Envoy's do (the frames carry it once).
+    messages[warmup].identifier.CopyFrom(messages[0].identifier)
+    service = AccessLogService(holder, metrics)
+
+    async def stream(part: list[Any]) -> None:
+        async def requests() -> AsyncIterator[Any]:
+            for message in part:
+                yield message
+
+        await service.stream(requests(), _NO_CONTEXT)
+
+    await stream(messages[:warmup])
+    await _settle()
+    return await _counted(scenario, calls, top, lambda: stream(messages[warmup:]))
 
 
 def count(names: list[str], calls: int, warmup: int, top: int = 0) -> list[Work]:

@@ -79,12 +79,15 @@ class AccessLogService:
                     f"{self._limits.max_als_entries}",
                     "max_als_entries",
                 )
-            try:
-                bags = bags_from_access_logs(message, identifier)
-            except (ValueError, BadRequest) as exc:
-                raise BadRequest(f"access log entry: {exc}") from exc
-            self._received.inc(len(bags))
             with self._holder.use() as rt:
+                try:
+                    # Only what some report rule may read, as for Mixer Reports.
+                    bags = bags_from_access_logs(
+                        message, identifier, wanted=rt.dispatcher.routes.report_names
+                    )
+                except (ValueError, BadRequest) as exc:
+                    raise BadRequest(f"access log entry: {exc}") from exc
+                self._received.inc(len(bags))
                 if rt is not session_of:
                     session, session_of = rt.dispatcher.report_session(), rt
                 if session is None:

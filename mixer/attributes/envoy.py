@@ -16,7 +16,8 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.json_format import MessageToDict
@@ -27,11 +28,8 @@ from mixer.attributes.node_identity import node_attributes, side_of
 from mixer.envoy.config.core.v3.address_pb2 import Address
 from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, Metadata, RequestMethod
 from mixer.envoy.data.accesslog.v3.accesslog_pb2 import (
-    AccessLogCommon,
     AccessLogType,
-    HTTPAccessLogEntry,
     ResponseFlags,
-    TCPAccessLogEntry,
     TLSProperties,
 )
 from mixer.envoy.service.accesslog.v3.als_pb2 import StreamAccessLogsMessage
@@ -154,29 +152,33 @@ def _flat_metadata(metadata: Metadata) -> dict[str, str]:
 def bags_from_access_logs(
     msg: StreamAccessLogsMessage,
     identifier: StreamAccessLogsMessage.Identifier | None = None,
+    wanted: frozenset[str] | None = None,
 ) -> list[Bag]:
     """One bag per HTTP or TCP entry of an ALS stream message.
 
     Envoy sends the identifier only in the first message of each stream: the caller keeps it and
     passes it for the later messages (the message's own identifier wins when present).
+
+    With `wanted` (the names report rules may read: `RoutingTable.report_names`), a bag holds
+    only the attributes in `wanted`, and a field that only other attributes are made from is not
+    read, as the Mixer Report path does not decode unwanted attributes. So an invalid field (a
+    timestamp or duration out of range, an unknown request method) fails the message only when
+    a wanted attribute is made from it (``docs/envoy-attributes.md`` lists what each attribute
+    reads). Whenever the conversion with ``wanted=None`` succeeds, each bag is exactly its bag
+    restricted to `wanted`.
     """
     ident = msg.identifier if msg.HasField("identifier") else identifier
-    shared: dict[str, Value] = {}
-    kind = "inbound"
-    if ident is not None:
-        kind = reporter_kind(ident.log_name)
-        if ident.node.id:
-            shared["context.reporter.uid"] = ident.node.id
-        if ident.node.user_agent_version:
-            shared["context.proxy_version"] = ident.node.user_agent_version
-        # The reporting proxy's own identity; an entry's attributes are set over it.
-        shared.update(node_attributes(ident.node.metadata, side_of(kind)))
-    shared["context.reporter.kind"] = kind
+    kind, shared = _shared(ident)
+    if wanted is None:
+        plan = _FULL_PLAN
+    else:
+        plan = _PLANS.get(wanted) or _plan_for(wanted)
+        shared = {name: value for name, value in shared.items() if name in wanted}
     which = msg.WhichOneof("log_entries")
     if which == "http_logs":
-        return [_http_entry(shared, kind, e) for e in msg.http_logs.log_entry]
+        return _entries(shared, kind, plan, msg.http_logs.log_entry, True)
     if which == "tcp_logs":
-        return [_tcp_entry(shared, kind, e) for e in msg.tcp_logs.log_entry]
+        return _entries(shared, kind, plan, msg.tcp_logs.log_entry, False)
     return []
 
 
@@ -263,127 +265,370 @@ def _http_request(out: dict[str, Value], http: AttributeContext.HttpRequest) -> 
         out["destination.service.host"] = _strip_port(http.host)
 
 
-def _http_entry(shared: Mapping[str, Value], kind: str, entry: HTTPAccessLogEntry) -> Bag:
-    out = dict(shared)
-    _common(out, kind, entry.common_properties)
-    req = entry.request
-    headers = _lower_keys(req.request_headers)
-    # Envoy logs these headers in dedicated fields; keep them reachable through request.headers.
-    for name, value in (
-        ("user-agent", req.user_agent),
-        ("referer", req.referer),
-        ("x-forwarded-for", req.forwarded_for),
-        ("x-request-id", req.request_id),
-    ):
-        if value and name not in headers:
-            headers[name] = value
-    out["request.headers"] = StringMap._adopt(headers)
-    if req.request_method != RequestMethod.METHOD_UNSPECIFIED:
-        out["request.method"] = RequestMethod.Name(req.request_method)
-    _set_str(out, "request.scheme", req.scheme)
-    _set_str(out, "request.host", req.authority)
-    _path(out, req.path)
-    _set_str(out, "request.useragent", req.user_agent)
-    _set_str(out, "request.referer", req.referer)
-    _set_str(out, "request.id", req.request_id)
-    out["request.size"] = req.request_body_bytes
-    out["request.total_size"] = req.request_headers_bytes + req.request_body_bytes
+# What an ALS entry may set besides the identifier's attributes, in the order of the plan tuples.
+_ALS_ATTRIBUTES = (
+    # common properties
+    "source.ip", "source.port", "destination.ip", "destination.port", "source.principal",
+    "destination.principal", "connection.mtls", "connection.requested_server_name",
+    "request.time", "response.duration", "response.time", "context.proxy_error_code",
+    "destination.service.host",
+    # HTTP entries
+    "request.headers", "request.method", "request.scheme", "request.host", "request.path",
+    "request.url_path", "request.query_params", "request.useragent", "request.referer",
+    "request.id", "request.size", "request.total_size", "response.headers", "response.code",
+    "response.code_details", "response.size", "response.total_size", "response.grpc_status",
+    "response.grpc_message", "context.protocol",
+    # TCP entries
+    "connection.received.bytes", "connection.received.bytes_total", "connection.sent.bytes",
+    "connection.sent.bytes_total", "connection.event", "connection.id", "connection.duration",
+)  # fmt: skip
+_FULL_PLAN = (True,) * len(_ALS_ATTRIBUTES)
 
-    resp = entry.response
-    response_headers = _lower_keys(resp.response_headers)
-    out["response.headers"] = StringMap._adopt(response_headers)
-    if resp.HasField("response_code"):
-        out["response.code"] = resp.response_code.value
-    _set_str(out, "response.code_details", resp.response_code_details)
-    out["response.size"] = resp.response_body_bytes
-    out["response.total_size"] = resp.response_headers_bytes + resp.response_body_bytes
-    trailers = _lower_keys(resp.response_trailers)
-    # gRPC status travels in trailers, or in headers for trailers-only responses.
-    grpc_status = trailers.get("grpc-status") or response_headers.get("grpc-status", "")
-    grpc_message = trailers.get("grpc-message") or response_headers.get("grpc-message", "")
-    _set_str(out, "response.grpc_status", grpc_status)
-    _set_str(out, "response.grpc_message", grpc_message)
-
-    grpc = grpc_status != "" or headers.get("content-type", "").startswith("application/grpc")
-    out["context.protocol"] = "grpc" if grpc else "http"
-    if "destination.service.host" not in out and req.authority:
-        out["destination.service.host"] = _strip_port(req.authority)
-    return Bag(out)
+# Memos: each is emptied when full, and keys longer than their bound are not kept, so what a
+# stream of hostile messages can make them hold is bounded. A config names a handful of
+# `wanted` sets in its lifetime; clients name identifiers, addresses and clusters.
+_MEMO_ENTRIES = 1024
+_MEMO_TEXT = 256
+_IDENTIFIERS_KEPT = 64
+_IDENTIFIER_BYTES = 16 * 1024
+_PLANS: dict[frozenset[str], tuple[bool, ...]] = {}
+_IPS: dict[str, bytes | None] = {}
+_CLUSTERS: dict[str, str | None] = {}
+_SHARED: dict[bytes, tuple[str, dict[str, Value]]] = {}
+_NO_IDENTIFIER: tuple[str, dict[str, Value]] = ("inbound", {"context.reporter.kind": "inbound"})
+_METHODS = {value: name for name, value in RequestMethod.items() if value}
+_NOTHING: dict[str, str] = {}
 
 
-def _tcp_entry(shared: Mapping[str, Value], kind: str, entry: TCPAccessLogEntry) -> Bag:
-    out = dict(shared)
-    common = entry.common_properties
-    _common(out, kind, common)
-    out["context.protocol"] = "tcp"
-    conn = entry.connection_properties
-    # Envoy's counts are connection totals; a pure mapping has no per-connection state to turn
-    # them into Istio's since-last-report deltas, so both names carry the total.
-    out["connection.received.bytes"] = conn.received_bytes
-    out["connection.received.bytes_total"] = conn.received_bytes
-    out["connection.sent.bytes"] = conn.sent_bytes
-    out["connection.sent.bytes_total"] = conn.sent_bytes
-    out["connection.event"] = _TCP_EVENTS.get(common.access_log_type, "close")
-    _set_str(out, "connection.id", common.stream_id)
-    if common.HasField("duration"):
-        out["connection.duration"] = _span(common.duration, "common_properties.duration")
-    return Bag(out)
+def _plan_for(wanted: frozenset[str]) -> tuple[bool, ...]:
+    plan = tuple(name in wanted for name in _ALS_ATTRIBUTES)
+    if len(_PLANS) >= 16:
+        _PLANS.clear()
+    _PLANS[wanted] = plan
+    return plan
 
 
-def _common(out: dict[str, Value], kind: str, common: AccessLogCommon) -> None:
-    """Addresses, identities, timing and flags shared by HTTP and TCP entries."""
-    if not _address(out, "source", common.downstream_remote_address):
-        _address(out, "source", common.downstream_direct_remote_address)
-    # An inbound proxy fronts the destination (its local address is the workload's); an outbound
-    # one forwards to it (the upstream host is the destination).
-    local, upstream = common.downstream_local_address, common.upstream_remote_address
-    first, second = (local, upstream) if kind == "inbound" else (upstream, local)
-    if not _address(out, "destination", first):
-        _address(out, "destination", second)
-
-    tls = common.tls_properties
-    peer = _cert_principal(tls.peer_certificate_properties)
-    if peer:
-        out["source.principal"] = peer
-    local_principal = _cert_principal(tls.local_certificate_properties)
-    if local_principal and kind == "inbound":
-        out["destination.principal"] = local_principal
-    out["connection.mtls"] = bool(peer)
-    _set_str(out, "connection.requested_server_name", tls.tls_sni_hostname)
-
-    start = (
-        _time(common.start_time, "common_properties.start_time")
-        if common.HasField("start_time")
-        else None
-    )
-    if start is not None:
-        out["request.time"] = start
-    duration = _response_duration(common)
-    if duration is not None:
-        out["response.duration"] = duration
-        if start is not None:
-            try:
-                out["response.time"] = start + duration
-            except OverflowError:
-                raise BadRequest(
-                    "common_properties: start_time plus the duration is past the year 9999"
-                ) from None
-    out["context.proxy_error_code"] = proxy_error_code(common.response_flags)
-    match = _ISTIO_CLUSTER.match(common.upstream_cluster)
-    if match:
-        out["destination.service.host"] = match["host"]
+def _shared(
+    ident: StreamAccessLogsMessage.Identifier | None,
+) -> tuple[str, dict[str, Value]]:
+    """The reporter kind and the attributes every entry under `ident` starts from (never to be
+    changed: they are memoized by the identifier's wire form)."""
+    if ident is None:
+        return _NO_IDENTIFIER
+    key = ident.SerializeToString()
+    memo = _SHARED.get(key)
+    if memo is not None:
+        return memo
+    shared: dict[str, Value] = {}
+    kind = reporter_kind(ident.log_name)
+    if ident.node.id:
+        shared["context.reporter.uid"] = ident.node.id
+    if ident.node.user_agent_version:
+        shared["context.proxy_version"] = ident.node.user_agent_version
+    # The reporting proxy's own identity; an entry's attributes are set over it.
+    shared.update(node_attributes(ident.node.metadata, side_of(kind)))
+    shared["context.reporter.kind"] = kind
+    if len(key) <= _IDENTIFIER_BYTES:
+        if len(_SHARED) >= _IDENTIFIERS_KEPT:
+            _SHARED.clear()
+        _SHARED[key] = (kind, shared)
+    return kind, shared
 
 
-def _response_duration(common: AccessLogCommon) -> datetime.timedelta | None:
-    """Start to the last byte sent downstream; the stream's whole lifetime when that is unset."""
-    if common.HasField("time_to_last_downstream_tx_byte"):
-        return _span(
-            common.time_to_last_downstream_tx_byte,
-            "common_properties.time_to_last_downstream_tx_byte",
-        )
-    if common.HasField("duration"):
-        return _span(common.duration, "common_properties.duration")
-    return None
+def _ip_memo(text: str) -> bytes | None:
+    """`_ip_bytes`, memoized."""
+    ip = _ip_bytes(text)
+    if len(text) <= _MEMO_TEXT:
+        if len(_IPS) >= _MEMO_ENTRIES:
+            _IPS.clear()
+        _IPS[text] = ip
+    return ip
+
+
+def _cluster_host(cluster: str) -> str | None:
+    """The service host of an Istio cluster name, None for other names; memoized."""
+    match = _ISTIO_CLUSTER.match(cluster)
+    host = match["host"] if match else None
+    if len(cluster) <= _MEMO_TEXT:
+        if len(_CLUSTERS) >= _MEMO_ENTRIES:
+            _CLUSTERS.clear()
+        _CLUSTERS[cluster] = host
+    return host
+
+
+def _entries(
+    shared: Mapping[str, Value],
+    kind: str,
+    plan: tuple[bool, ...],
+    entries: Iterable[Any],  # HTTPAccessLogEntry when `http`, else TCPAccessLogEntry
+    http: bool,
+) -> list[Bag]:
+    """The bags of a message's HTTP (`http`) or TCP entries, setting only what `plan` says.
+
+    One function for every entry of a message, its plan unpacked once into locals: protobuf
+    field reads and Python calls are what an entry costs, so each is made only when a wanted
+    attribute needs it, and values that repeat across entries (addresses, cluster names) come
+    from memos. Attributes are set in one fixed order whatever `plan` says, so a bag with
+    `wanted` lists its attributes as the full bag does.
+    """
+    (
+        w_src_ip, w_src_port, w_dst_ip, w_dst_port, w_src_principal, w_dst_principal, w_mtls,
+        w_sni, w_req_time, w_resp_duration, w_resp_time, w_error_code, w_service_host,
+        w_req_headers, w_method, w_scheme, w_host, w_path, w_url_path, w_query, w_useragent,
+        w_referer, w_id, w_req_size, w_req_total, w_resp_headers, w_code, w_code_details,
+        w_resp_size, w_resp_total, w_grpc_status, w_grpc_message, w_protocol,
+        w_received, w_received_total, w_sent, w_sent_total, w_event, w_conn_id, w_conn_duration,
+    ) = plan  # fmt: skip
+    w_src = w_src_ip or w_src_port
+    w_dst = w_dst_ip or w_dst_port
+    w_peer = w_src_principal or w_mtls
+    w_local = w_dst_principal and kind == "inbound"
+    w_start = w_req_time or w_resp_time
+    w_grpc = w_grpc_status or w_grpc_message or w_protocol
+    inbound = kind == "inbound"
+    ips, clusters = _IPS, _CLUSTERS
+    bags: list[Bag] = []
+    for entry in entries:
+        out = dict(shared)
+        common = entry.common_properties
+
+        if w_src:
+            for address in (
+                common.downstream_remote_address,
+                common.downstream_direct_remote_address,
+            ):
+                # An unset address, a pipe or an internal one reads as an empty socket
+                # address, which is no IP: no need to ask which one it is.
+                socket_address = address.socket_address
+                text = socket_address.address
+                ip = ips.get(text, b"") if text else None
+                if ip == b"":
+                    ip = _ip_memo(text)
+                if ip is not None:
+                    if w_src_ip:
+                        out["source.ip"] = ip
+                    if w_src_port:
+                        port = socket_address.port_value
+                        if port or socket_address.WhichOneof("port_specifier") == "port_value":
+                            out["source.port"] = port
+                    break
+        if w_dst:
+            # An inbound proxy fronts the destination (its local address is the workload's);
+            # an outbound one forwards to it (the upstream host is the destination).
+            local, upstream = common.downstream_local_address, common.upstream_remote_address
+            for address in (local, upstream) if inbound else (upstream, local):
+                socket_address = address.socket_address
+                text = socket_address.address
+                ip = ips.get(text, b"") if text else None
+                if ip == b"":
+                    ip = _ip_memo(text)
+                if ip is not None:
+                    if w_dst_ip:
+                        out["destination.ip"] = ip
+                    if w_dst_port:
+                        port = socket_address.port_value
+                        if port or socket_address.WhichOneof("port_specifier") == "port_value":
+                            out["destination.port"] = port
+                    break
+
+        if w_peer or w_local or w_sni:
+            tls = common.tls_properties
+            if w_peer:
+                peer = _cert_principal(tls.peer_certificate_properties)
+                if peer and w_src_principal:
+                    out["source.principal"] = peer
+            if w_local:
+                local_principal = _cert_principal(tls.local_certificate_properties)
+                if local_principal:
+                    out["destination.principal"] = local_principal
+            if w_mtls:
+                out["connection.mtls"] = bool(peer)
+            if w_sni:
+                sni = tls.tls_sni_hostname
+                if sni:
+                    out["connection.requested_server_name"] = sni
+
+        # response.time is made from both times: each is read only when the other is set.
+        has_start = w_start and common.HasField("start_time")
+        start = None
+        if w_req_time and has_start:
+            start = _time(common.start_time, "common_properties.start_time")
+            out["request.time"] = start
+        if w_resp_duration or (w_resp_time and has_start):
+            # Start to the last byte sent downstream; the stream's whole lifetime when that
+            # is unset. A zero span is told from an unset one only when it is zero.
+            last = common.time_to_last_downstream_tx_byte
+            seconds, nanos = last.seconds, last.nanos
+            duration = None
+            if seconds or nanos or common.HasField("time_to_last_downstream_tx_byte"):
+                duration = _span_of(
+                    seconds, nanos, "common_properties.time_to_last_downstream_tx_byte"
+                )
+            elif common.HasField("duration"):
+                duration = _span(common.duration, "common_properties.duration")
+            if duration is not None:
+                if w_resp_duration:
+                    out["response.duration"] = duration
+                if w_resp_time and has_start:
+                    if start is None:
+                        start = _time(common.start_time, "common_properties.start_time")
+                    try:
+                        out["response.time"] = start + duration
+                    except OverflowError:
+                        raise BadRequest(
+                            "common_properties: start_time plus the duration is past the year 9999"
+                        ) from None
+        if w_error_code:
+            # The common case, no flags at all, answered by one presence check.
+            out["context.proxy_error_code"] = (
+                proxy_error_code(common.response_flags)
+                if common.HasField("response_flags")
+                else "-"
+            )
+        service_host = None
+        if w_service_host:
+            cluster = common.upstream_cluster
+            if cluster:
+                service_host = clusters.get(cluster, "")
+                if service_host == "":
+                    service_host = _cluster_host(cluster)
+                if service_host is not None:
+                    out["destination.service.host"] = service_host
+
+        if http:
+            req = entry.request
+            headers = _NOTHING
+            if w_req_headers or w_protocol:
+                logged = req.request_headers
+                headers = {name.lower(): logged[name] for name in logged} if logged else {}
+            if w_req_headers:
+                # Envoy logs these headers in dedicated fields; keep them reachable through
+                # request.headers.
+                for name, value in (
+                    ("user-agent", req.user_agent),
+                    ("referer", req.referer),
+                    ("x-forwarded-for", req.forwarded_for),
+                    ("x-request-id", req.request_id),
+                ):
+                    if value and name not in headers:
+                        headers[name] = value
+                out["request.headers"] = StringMap._adopt(headers)
+            if w_method:
+                method = req.request_method
+                if method:  # METHOD_UNSPECIFIED; an unknown number raises ValueError
+                    out["request.method"] = _METHODS.get(method) or RequestMethod.Name(method)
+            if w_scheme:
+                scheme = req.scheme
+                if scheme:
+                    out["request.scheme"] = scheme
+            if w_host:
+                authority = req.authority
+                if authority:
+                    out["request.host"] = authority
+            if w_path or w_url_path or w_query:
+                path = req.path
+                if path:
+                    if w_path:
+                        out["request.path"] = path
+                    url_path, _, query = path.partition("#")[0].partition("?")
+                    if w_url_path:
+                        out["request.url_path"] = url_path
+                    if w_query:
+                        out["request.query_params"] = StringMap._adopt(_query_params(query))
+            if w_useragent:
+                useragent = req.user_agent
+                if useragent:
+                    out["request.useragent"] = useragent
+            if w_referer:
+                referer = req.referer
+                if referer:
+                    out["request.referer"] = referer
+            if w_id:
+                request_id = req.request_id
+                if request_id:
+                    out["request.id"] = request_id
+            if w_req_size or w_req_total:
+                body = req.request_body_bytes
+                if w_req_size:
+                    out["request.size"] = body
+                if w_req_total:
+                    out["request.total_size"] = req.request_headers_bytes + body
+
+            resp = entry.response
+            response_headers = _NOTHING
+            if w_resp_headers or w_grpc:
+                logged = resp.response_headers
+                response_headers = {name.lower(): logged[name] for name in logged} if logged else {}
+                if w_resp_headers:
+                    out["response.headers"] = StringMap._adopt(response_headers)
+            if w_code:
+                code = resp.response_code.value
+                if code or resp.HasField("response_code"):
+                    out["response.code"] = code
+            if w_code_details:
+                details = resp.response_code_details
+                if details:
+                    out["response.code_details"] = details
+            if w_resp_size or w_resp_total:
+                body = resp.response_body_bytes
+                if w_resp_size:
+                    out["response.size"] = body
+                if w_resp_total:
+                    out["response.total_size"] = resp.response_headers_bytes + body
+            if w_grpc:
+                # gRPC status travels in trailers, or in headers for trailers-only responses.
+                logged = resp.response_trailers
+                grpc_status = ""
+                if logged or response_headers:
+                    trailers = {name.lower(): logged[name] for name in logged} if logged else {}
+                    grpc_status = trailers.get("grpc-status") or response_headers.get(
+                        "grpc-status", ""
+                    )
+                    if w_grpc_status and grpc_status:
+                        out["response.grpc_status"] = grpc_status
+                    if w_grpc_message:
+                        grpc_message = trailers.get("grpc-message") or response_headers.get(
+                            "grpc-message", ""
+                        )
+                        if grpc_message:
+                            out["response.grpc_message"] = grpc_message
+                if w_protocol:
+                    grpc = grpc_status != "" or (
+                        bool(headers)
+                        and headers.get("content-type", "").startswith("application/grpc")
+                    )
+                    out["context.protocol"] = "grpc" if grpc else "http"
+            if w_service_host and service_host is None:
+                authority = req.authority
+                if authority:
+                    out["destination.service.host"] = _strip_port(authority)
+        else:
+            if w_protocol:
+                out["context.protocol"] = "tcp"
+            if w_received or w_received_total or w_sent or w_sent_total:
+                conn = entry.connection_properties
+                # Envoy's counts are connection totals; a pure mapping has no per-connection
+                # state to turn them into Istio's since-last-report deltas, so both names carry
+                # the total.
+                received, sent = conn.received_bytes, conn.sent_bytes
+                if w_received:
+                    out["connection.received.bytes"] = received
+                if w_received_total:
+                    out["connection.received.bytes_total"] = received
+                if w_sent:
+                    out["connection.sent.bytes"] = sent
+                if w_sent_total:
+                    out["connection.sent.bytes_total"] = sent
+            if w_event:
+                out["connection.event"] = _TCP_EVENTS.get(common.access_log_type, "close")
+            if w_conn_id:
+                stream_id = common.stream_id
+                if stream_id:
+                    out["connection.id"] = stream_id
+            if w_conn_duration and common.HasField("duration"):
+                out["connection.duration"] = _span(common.duration, "common_properties.duration")
+        bags.append(Bag._adopt(out))
+    return bags
 
 
 # Computed here rather than by protobuf's ToDatetime / ToTimedelta, which are Python code run
@@ -402,24 +647,35 @@ def _time(ts: Timestamp, where: str) -> datetime.datetime:
             f"{where}: invalid timestamp: seconds {seconds} must be in [-62135596800, "
             f"253402300799] and nanos {nanos} in [0, 999999999]"
         )
-    return _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+    return _EPOCH + datetime.timedelta(0, seconds, nanos // 1000)
 
 
 def _span(d: Duration, where: str) -> datetime.timedelta:
     """A protobuf Duration as timedelta (microseconds, rounded toward zero); BadRequest when it
     is out of timedelta's range."""
-    nanos = d.nanos
+    return _span_of(d.seconds, d.nanos, where)
+
+
+def _span_of(seconds: int, nanos: int, where: str) -> datetime.timedelta:
+    """`_span` of a Duration's two fields."""
     micros = nanos // 1000 if nanos >= 0 else -(-nanos // 1000)
     try:
-        return datetime.timedelta(seconds=d.seconds, microseconds=micros)
+        return datetime.timedelta(0, seconds, micros)
     except OverflowError as err:
         raise BadRequest(f"{where}: invalid duration: {err}") from None
 
 
 def _cert_principal(cert: TLSProperties.CertificateProperties) -> str:
     """Envoy's principal rule: the first URI SAN, else the first DNS SAN, else the subject."""
+    sans = cert.subject_alt_name
+    if not sans:
+        return cert.subject
+    first = sans[0]
+    if first.WhichOneof("san") == "uri":  # the common case: a SPIFFE id first
+        uri: str = first.uri
+        return uri
     for kind in ("uri", "dns"):
-        for san in cert.subject_alt_name:
+        for san in sans:
             if san.WhichOneof("san") == kind:
                 value: str = getattr(san, kind)
                 return value

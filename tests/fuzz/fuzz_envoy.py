@@ -6,7 +6,8 @@ Input: one selector byte, then a serialized message. Selector % 2 picks:
    ext_authz servicer does);
 1. ``envoy.service.accesslog.v3.StreamAccessLogsMessage`` -> `bags_from_access_logs`, without a
    remembered identifier and with an outbound one (as a later message of a stream), then
-   `check_bag` on every bag.
+   `check_bag` on every bag; and again with the names a telemetry config reads as `wanted`,
+   whose bags must be the full conversion's restricted to them whenever that succeeds.
 
 Acceptable outcomes are what each servicer handles on purpose: protobuf's ``DecodeError`` (grpc
 refuses the message), `mixer.errors.MixerError` (the unary wrapper maps it to a status), and for
@@ -46,6 +47,32 @@ STRUCTURAL = ProtoMutator(MESSAGES)
 CHECK_ACCEPTED = (DecodeError, MixerError)
 ALS_ACCEPTED = (DecodeError, MixerError, ValueError)
 
+# What a telemetry config's report rules read (Istio's standard metrics), and a few more.
+WANTED = frozenset(
+    [
+        "connection.mtls",
+        "context.protocol",
+        "context.proxy_error_code",
+        "context.reporter.kind",
+        "destination.principal",
+        "destination.service.host",
+        "destination.workload.name",
+        "request.host",
+        "request.size",
+        "request.time",
+        "request.useragent",
+        "response.code",
+        "response.duration",
+        "response.grpc_status",
+        "response.size",
+        "source.ip",
+        "source.principal",
+        "source.workload.name",
+        "connection.received.bytes",
+        "connection.event",
+        "connection.duration",
+    ]
+)
 OUTBOUND = StreamAccessLogsMessage.Identifier(log_name="istio.outbound_http")
 OUTBOUND.node.id = "sidecar~10.0.0.1~client.default~default.svc.cluster.local"
 
@@ -64,11 +91,25 @@ def TestOneInput(data: bytes) -> None:
         with contextlib.suppress(*CHECK_ACCEPTED):
             _verify(bag_from_check_request(CheckRequest.FromString(payload)))
         return
-    with contextlib.suppress(*ALS_ACCEPTED):
+    try:
         msg = StreamAccessLogsMessage.FromString(payload)
-        for identifier in (None, OUTBOUND):
-            for bag in bags_from_access_logs(msg, identifier):
-                _verify(bag)
+    except DecodeError:
+        return
+    for identifier in (None, OUTBOUND):
+        full = None
+        with contextlib.suppress(*ALS_ACCEPTED):
+            full = bags_from_access_logs(msg, identifier)
+        try:
+            some = bags_from_access_logs(msg, identifier, wanted=WANTED)
+        except ALS_ACCEPTED:
+            # Reading fewer fields can only fail where reading them all does.
+            assert full is None, "the wanted conversion failed where the full one did not"
+            continue
+        for bag in [*(full or ()), *some]:
+            _verify(bag)
+        if full is not None:
+            restricted = [{k: v for k, v in bag.items() if k in WANTED} for bag in full]
+            assert [dict(bag) for bag in some] == restricted
 
 
 if __name__ == "__main__":

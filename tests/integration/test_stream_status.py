@@ -4,6 +4,7 @@ access-log service over a real socket, with every call counted once by its code.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -86,3 +87,26 @@ async def test_each_error_of_a_stream_gets_its_status_and_is_counted_once(
     assert _handled(metrics, "INVALID_ARGUMENT") == 1
     received = metrics.registry.get_sample_value("mixer_reports_received_total", {"api": "als"})
     assert received == 4  # 3 entries of the good stream, 1 before the oversized message
+
+
+async def test_an_invalid_field_no_rule_reads_does_not_fail_the_stream(tmp_path: Path) -> None:
+    # As for a Report's unwanted attributes: with no report rule reading request.time, a
+    # start_time past the year 9999 is never read (docs/envoy-attributes.md).
+    metrics = ServerMetrics.create()
+    runtime = await build_runtime(load_config(tmp_path, load_registry()), metrics, revision="t")
+    names = runtime.dispatcher.routes.report_names
+    assert names is not None and not {"request.time", "response.time"} & names
+    holder = RuntimeHolder(runtime)
+    service = AccessLogService(holder, metrics)
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((service.handler(),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        sent = await _send(f"127.0.0.1:{port}", _message(2, bad_start=True), _message(1))
+        assert sent == (grpc.StatusCode.OK, "")
+    finally:
+        await server.stop(None)
+        await holder.close()
+    received = metrics.registry.get_sample_value("mixer_reports_received_total", {"api": "als"})
+    assert received == 3

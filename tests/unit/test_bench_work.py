@@ -20,3 +20,13 @@ def test_report_counts_are_per_entry() -> None:
     (report,) = work.count(["report-100"], calls=2, warmup=2)
     assert report.per == "entry"
     assert 0 < report.instructions < 50_000  # a whole batch would be 100 times more
+
+
+def test_als_counts_are_per_entry_through_the_stream_servicer() -> None:
+    (als,) = work.count(["als"], calls=2, warmup=2, top=40)
+    assert als.per == "entry"
+    assert 0 < als.instructions < 20_000  # a whole message would be 20 times more
+    # The entries went through the ALS conversion and on to the report rules.
+    functions = [where for where, _ in als.top]
+    assert any(where.endswith("envoy.py:_entries") for where in functions), functions
+    assert any(where.endswith("prometheus.py:report") for where in functions), functions
