@@ -12,6 +12,7 @@ from mixer import codes
 from mixer.api.check_encoding import CheckEncoder
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
+from mixer.api.threaded import LoopBridge
 from mixer.attributes.compressed import check_word_count, decode, decode_report
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.errors import LimitExceeded
@@ -49,16 +50,24 @@ class MixerService:
         self._results = Children(metrics.check_results)
         self._encoder = CheckEncoder()
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self, bridge: LoopBridge | None = None) -> grpc.GenericRpcHandler:
         """The generic handler serving /istio.mixer.v1.Mixer/{Check,Report}."""
         m = self._metrics
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
                 "Check": unary_handler(
-                    m, SERVICE, "Check", self.check, mixer_pb2.CheckRequest, encoded=True
+                    m,
+                    SERVICE,
+                    "Check",
+                    self.check,
+                    mixer_pb2.CheckRequest,
+                    encoded=True,
+                    bridge=bridge,
                 ),
-                "Report": unary_handler(m, SERVICE, "Report", self.report, mixer_pb2.ReportRequest),
+                "Report": unary_handler(
+                    m, SERVICE, "Report", self.report, mixer_pb2.ReportRequest, bridge=bridge
+                ),
             },
         )
 
