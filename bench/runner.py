@@ -52,7 +52,8 @@ class Scenario:
     entries: int = 1  # attribute sets per call (report batches, ALS messages)
     pool: int = 0  # > 0: build this many frames once and cycle them (no per-call uniqueness)
     goal: str = ""
-    goal_ratio: float | None = None  # CPU/RPC over the floor's
+    # CPU/RPC over the sync floor's: the cheapest empty handler of any flavour (issue 23)
+    goal_ratio: float | None = None
     goal_entry_us: float | None = None  # server CPU-µs per entry
 
     @property
@@ -95,8 +96,8 @@ SCENARIOS: dict[str, Scenario] = {
             MIXER,
             "Check",
             _checks.requests,
-            goal="<= 1.5x floor",
-            goal_ratio=1.5,
+            goal="<= 2.5x sync floor",
+            goal_ratio=2.5,
         ),
         Scenario(
             "check-50-cached",
@@ -113,8 +114,8 @@ SCENARIOS: dict[str, Scenario] = {
             MIXER,
             "Check",
             _checks.requests,
-            goal="<= 2x floor, <= 1 Redis cmd/check",
-            goal_ratio=2.0,
+            goal="<= 3.5x sync, <= 1 Redis cmd/check",
+            goal_ratio=3.5,
         ),
         Scenario(
             "authz-50",
@@ -123,8 +124,8 @@ SCENARIOS: dict[str, Scenario] = {
             AUTHZ,
             "Check",
             _authz.requests,
-            goal="<= 1.6x floor",
-            goal_ratio=1.6,
+            goal="<= 2.8x sync floor",
+            goal_ratio=2.8,
         ),
         Scenario(
             "report-100",
@@ -579,7 +580,7 @@ class ScenarioResult:
         s = self.scenario
         ok: bool | None = None
         if s.goal_ratio is not None:
-            ok = self.ratio() <= s.goal_ratio
+            ok = self.ratio(base=self.sync_floor) <= s.goal_ratio
         if s.goal_entry_us is not None:
             ok = self.entry_us() <= s.goal_entry_us
         if s.name == "check-50-redis" and ok is not None:

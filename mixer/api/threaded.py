@@ -13,9 +13,10 @@ suspends (no Redis, no handler under a timeout) costs no hand-over at all. When 
 awaits an asyncio future, the thread releases the lock and sleeps until the loop thread has
 completed the future, then takes the lock again and resumes the coroutine; a bare ``yield``
 (``asyncio.sleep(0)``) only lets the loop thread in. A coroutine that awaits `unlocked(fn, ...)`
-runs ``fn(...)`` without the lock (the blocking read of a stream's next message). Whatever a
-step scheduled on the loop (callbacks, tasks, timers) wakes the loop thread before the lock is
-released.
+runs ``fn(...)`` without the lock (the blocking read of a stream's next message). Callbacks a
+step made ready on the loop (a report worker woken by `offer`) are run by the handler thread
+itself before it lets go of the lock, as the loop thread would have run them; what they
+schedule in turn, and new timers, wake the loop thread.
 
 During a step the loop is the handler thread's running loop, so `asyncio.get_running_loop()`
 works, and `asyncio.current_task()` is a stand-in for the call's task (`_ThreadTask`) that
@@ -188,6 +189,8 @@ class LoopBridge:
                 else:
                     error = RuntimeError(f"a handler thread cannot await {yielded!r}")
                     continue
+                if ready:
+                    _help(ready)
                 if ready or len(scheduled) != timers:
                     loop._write_to_self()
                 events._set_running_loop(None)
@@ -209,6 +212,8 @@ class LoopBridge:
                     task.waiting = None
                     timers = len(scheduled)
         finally:
+            if ready:
+                _help(ready)
             if ready or len(scheduled) != timers:
                 loop._write_to_self()
             events._set_running_loop(None)
@@ -236,6 +241,17 @@ class LoopBridge:
 
 
 _END = object()
+
+
+def _help(ready: Any) -> None:
+    """Run the callbacks that are ready on the loop now, here, as the loop thread would have
+    (under the lock, with the loop running here, no task current): a report queue's worker
+    woken by this call delivers on this thread instead of waking the loop thread. Callbacks
+    these schedule are left to the loop."""
+    for _ in range(len(ready)):
+        handle = ready.popleft()
+        if not handle._cancelled:
+            handle._run()
 
 
 def _set(event: threading.Event, _: object) -> None:
