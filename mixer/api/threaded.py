@@ -10,13 +10,13 @@ time, exactly as under `grpc.aio`, and none of it has to be thread-safe.
 
 A handler thread drives its call's coroutine itself (`LoopBridge.run`): a call that never
 suspends (no Redis, no handler under a timeout) costs no hand-over at all. When the coroutine
-awaits an asyncio future, the thread releases the lock and sleeps until the loop thread has
-completed the future, then takes the lock again and resumes the coroutine; a bare ``yield``
-(``asyncio.sleep(0)``) only lets the loop thread in. A coroutine that awaits `unlocked(fn, ...)`
-runs ``fn(...)`` without the lock (the blocking read of a stream's next message). Callbacks a
-step made ready on the loop (a report worker woken by `offer`) are run by the handler thread
-itself before it lets go of the lock, as the loop thread would have run them; what they
-schedule in turn, and new timers, wake the loop thread.
+awaits an asyncio future, the thread releases the lock and sleeps; the thread that completes
+the future (the loop thread: a Redis reply, a timer) continues the coroutine itself, as it
+would a task, and wakes the handler thread only when the call is over, so that it returns the
+answer without taking the lock again. A bare ``yield`` (``asyncio.sleep(0)``) gives the others
+a turn at the lock. A coroutine that awaits `unlocked(fn, ...)` has ``fn(...)`` run by its
+handler thread without the lock (the blocking read of a stream's next message). Whatever a
+handler thread's step scheduled on the loop (callbacks, tasks, timers) wakes the loop thread.
 
 During a step the loop is the handler thread's running loop, so `asyncio.get_running_loop()`
 works, and `asyncio.current_task()` is a stand-in for the call's task (`_ThreadTask`) that
@@ -129,6 +129,26 @@ class _ThreadTask:
         return self._cancels
 
 
+_DONE = object()
+_WAIT = object()
+_UNLOCKED = object()
+_STOPPED = object()
+
+
+class _Call:
+    """One call driven by a bridge: its coroutine, task stand-in and outcome."""
+
+    __slots__ = ("coro", "done", "error", "pending", "result", "task")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], task: _ThreadTask) -> None:
+        self.coro = coro
+        self.task = task
+        self.done = threading.Event()  # set by the loop thread: over, or handed back
+        self.pending: _Unlocked | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
 class LoopBridge:
     """The lock and the loop of a sync-flavour server (see the module docstring).
 
@@ -152,17 +172,45 @@ class LoopBridge:
         return loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Drive `coro` to its end on this (handler) thread, holding the lock for every step."""
+        """Drive `coro` to its end from this (handler) thread (see the module docstring)."""
+        call = _Call(coro, _ThreadTask(self.loop))
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            with self.lock:
+                state = self._drive(call, value, error)
+            if state is _WAIT:
+                state = self._wait(call)
+                if state is _STOPPED:
+                    value, error = None, asyncio.CancelledError("the event loop stopped")
+                    continue
+            if state is _DONE:
+                if call.error is not None:
+                    raise call.error
+                return call.result  # type: ignore[no-any-return]
+            pending = call.pending  # _UNLOCKED: a blocking call, or a turn for the others
+            call.pending = None
+            value = error = None
+            if pending is not None:
+                try:
+                    value = pending.fn(*pending.args)
+                except BaseException as exc:
+                    error = exc
+
+    def _drive(self, call: _Call, value: Any, error: BaseException | None) -> object:
+        """Run `call`'s coroutine under the lock until it ends (_DONE), awaits a future
+        (_WAIT: `_resume` continues it on the thread that completes the future, the loop
+        thread) or must let go of the lock (_UNLOCKED: `call.pending`, if any, is run by the
+        handler thread without it)."""
         loop = self.loop
-        lock = self.lock
-        task = _ThreadTask(loop)
-        lock.acquire()
-        events._set_running_loop(loop)
+        on_loop = events._get_running_loop() is loop
+        if not on_loop:
+            events._set_running_loop(loop)
         ready = loop._ready
         scheduled = loop._scheduled
         timers = len(scheduled)
-        value: Any = None
-        error: BaseException | None = None
+        task = call.task
+        coro = call.coro
         try:
             while True:
                 if task.must_cancel:
@@ -172,52 +220,56 @@ class LoopBridge:
                 try:
                     yielded = coro.send(value) if error is None else coro.throw(error)
                 except StopIteration as stop:
-                    return stop.value  # type: ignore[no-any-return]
+                    call.result = stop.value
+                    return _DONE
+                except BaseException as exc:
+                    call.error = exc
+                    return _DONE
                 finally:
                     _leave_task(loop, task)
                 value = error = None
-                done: threading.Event | None = None
-                if yielded is None:
-                    pass  # asyncio.sleep(0): only let the loop thread in
-                elif type(yielded) is _Unlocked:
-                    pass
-                elif getattr(yielded, "_asyncio_future_blocking", None):
+                if yielded is None:  # asyncio.sleep(0): give the others a turn
+                    if on_loop:
+                        loop.call_soon(self._resume, call, None)
+                        return _WAIT
+                    return _UNLOCKED
+                if type(yielded) is _Unlocked:
+                    call.pending = yielded
+                    if on_loop:
+                        call.done.set()  # the handler thread runs it
+                    return _UNLOCKED
+                if getattr(yielded, "_asyncio_future_blocking", None):
                     yielded._asyncio_future_blocking = False
-                    done = threading.Event()
-                    yielded.add_done_callback(functools.partial(_set, done))
                     task.waiting = yielded
-                else:
-                    error = RuntimeError(f"a handler thread cannot await {yielded!r}")
-                    continue
-                if ready:
-                    _help(ready)
+                    yielded.add_done_callback(functools.partial(self._resume, call))
+                    return _WAIT
+                error = RuntimeError(f"a handler thread cannot await {yielded!r}")
+        finally:
+            if not on_loop:
                 if ready or len(scheduled) != timers:
                     loop._write_to_self()
                 events._set_running_loop(None)
-                lock.release()
-                try:
-                    if done is not None:
-                        while not done.wait(_WAIT_SLICE):
-                            if not loop.is_running():
-                                error = asyncio.CancelledError("the event loop stopped")
-                                break
-                    elif yielded is not None:
-                        try:
-                            value = yielded.fn(*yielded.args)
-                        except BaseException as exc:
-                            error = exc
-                finally:
-                    lock.acquire()
-                    events._set_running_loop(loop)
-                    task.waiting = None
-                    timers = len(scheduled)
-        finally:
-            if ready:
-                _help(ready)
-            if ready or len(scheduled) != timers:
-                loop._write_to_self()
-            events._set_running_loop(None)
-            lock.release()
+
+    def _resume(self, call: _Call, _: object) -> None:
+        """Continue `call` on the loop thread once what it awaited is done; the handler thread
+        is woken only when the call is over or needs it."""
+        call.task.waiting = None
+        state = self._drive(call, None, None)
+        if state is _DONE:
+            call.done.set()
+
+    def _wait(self, call: _Call) -> object:
+        """Wait without the lock until the loop thread has finished `call` (_DONE) or hands it
+        back (_UNLOCKED); _STOPPED when the loop stopped first."""
+        done = call.done
+        while not done.wait(_WAIT_SLICE):
+            if not self.loop.is_running():
+                with self.lock:
+                    if not done.is_set():
+                        call.task.waiting = None
+                        return _STOPPED
+        done.clear()
+        return _UNLOCKED if call.pending is not None else _DONE
 
     def call(
         self,
@@ -241,21 +293,6 @@ class LoopBridge:
 
 
 _END = object()
-
-
-def _help(ready: Any) -> None:
-    """Run the callbacks that are ready on the loop now, here, as the loop thread would have
-    (under the lock, with the loop running here, no task current): a report queue's worker
-    woken by this call delivers on this thread instead of waking the loop thread. Callbacks
-    these schedule are left to the loop."""
-    for _ in range(len(ready)):
-        handle = ready.popleft()
-        if not handle._cancelled:
-            handle._run()
-
-
-def _set(event: threading.Event, _: object) -> None:
-    event.set()
 
 
 async def _messages(requests: Iterator[Any]) -> AsyncIterator[Any]:

@@ -187,3 +187,24 @@ def test_asyncio_timeout_cancels_what_a_handler_thread_waits_for(bridge: LoopBri
     assert cancelled
     assert 0.05 <= elapsed < 1.0
     assert ok
+
+
+def test_the_loop_thread_continues_a_call_and_hands_blocking_work_back(
+    bridge: LoopBridge,
+) -> None:
+    """After a future, the rest of the call runs on the thread that completed it (no second
+    hand-over to take the lock back); `unlocked` work still runs on the handler thread."""
+
+    async def call() -> tuple[int, int, int, int]:
+        first = threading.get_ident()
+        await asyncio.sleep(0.01)
+        after_future = threading.get_ident()
+        in_unlocked = await unlocked(threading.get_ident)
+        await asyncio.sleep(0.01)
+        return first, after_future, in_unlocked, threading.get_ident()
+
+    loop_thread: list[int] = []
+    bridge.loop.call_soon_threadsafe(lambda: loop_thread.append(threading.get_ident()))
+    first, after_future, in_unlocked, last = bounded(bridge, call())
+    assert first == in_unlocked != loop_thread[0]
+    assert after_future == last == loop_thread[0]
