@@ -69,9 +69,9 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=int(env_default("WORKERS", "1")))
     p.add_argument(
         "--server-flavour",
-        default=env_default("SERVER_FLAVOUR", "aio"),
+        default=env_default("SERVER_FLAVOUR", "sync"),
         choices=["aio", "sync"],
-        help="grpc.aio, or a sync grpcio server with a thread pool (docs/decisions/0015)",
+        help="a sync grpcio server with a thread pool, or grpc.aio (docs/decisions/0015)",
     )
     # Internal: how `--workers N` starts its processes, so that only they share the port.
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)

@@ -19,9 +19,10 @@ pytest_plugins = ["tests.redis_server"]
 
 @pytest.fixture
 def server_flavour() -> str:
-    """The `--server-flavour` of the mixers `start_mixer` starts; a module that must hold on
-    both flavours overrides it with one parametrized by `tests.mixer_process.FLAVOURS`."""
-    return "aio"
+    """The `--server-flavour` of the mixers `start_mixer` starts (mixer's default); a module
+    that must hold on both flavours overrides it with one parametrized by
+    `tests.mixer_process.FLAVOURS`."""
+    return "sync"
 
 
 @pytest.fixture
