@@ -63,18 +63,32 @@ def unlocked(fn: Callable[..., T], *args: Any) -> Any:
 
 
 class _UnlockingPoller:
-    """The selector's poll object: the lock is released while the loop thread waits in it."""
+    """The selector's poll object: the lock is released while the loop thread waits in it.
+
+    When taking the lock back had to wait (handler threads held it), the loop polls once more
+    without waiting: what arrived meanwhile (a Redis reply) is handled in this iteration, before
+    the timers that came due while it waited (a liveness watchdog must see the reply first).
+    """
 
     def __init__(self, inner: Any, lock: threading.Lock) -> None:
         self._inner = inner
         self._lock = lock
 
     def poll(self, *args: Any) -> Any:
-        self._lock.release()
+        lock = self._lock
+        lock.release()
         try:
-            return self._inner.poll(*args)
+            ready = self._inner.poll(*args)
         finally:
-            self._lock.acquire()
+            waited = not lock.acquire(blocking=False)
+            if waited:
+                lock.acquire()
+        if not waited:
+            return ready
+        events = dict(ready)
+        for fd, event in self._inner.poll(0):
+            events[fd] = events.get(fd, 0) | event
+        return list(events.items())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
