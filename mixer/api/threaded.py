@@ -30,6 +30,7 @@ import asyncio
 import functools
 import selectors
 import threading
+import time
 from asyncio import events
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ import grpc
 
 T = TypeVar("T")
 
+# The longest a handler thread giving its turn waits for a waiting thread to take the lock.
+_TURN_WAIT = 0.005
 # How often a handler thread waiting for a future checks that the loop still runs (at shutdown
 # a stopped loop completes nothing).
 _WAIT_SLICE = 1.0
@@ -70,19 +73,16 @@ class _UnlockingPoller:
     the timers that came due while it waited (a liveness watchdog must see the reply first).
     """
 
-    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+    def __init__(self, inner: Any, bridge: LoopBridge) -> None:
         self._inner = inner
-        self._lock = lock
+        self._bridge = bridge
 
     def poll(self, *args: Any) -> Any:
-        lock = self._lock
-        lock.release()
+        self._bridge.lock.release()
         try:
             ready = self._inner.poll(*args)
         finally:
-            waited = not lock.acquire(blocking=False)
-            if waited:
-                lock.acquire()
+            waited = self._bridge.acquire()
         if not waited:
             return ready
         events = dict(ready)
@@ -94,12 +94,12 @@ class _UnlockingPoller:
         return getattr(self._inner, name)
 
 
-def _locked_selector(lock: threading.Lock) -> selectors.BaseSelector:
+def _locked_selector(bridge: LoopBridge) -> selectors.BaseSelector:
     selector = selectors.DefaultSelector()
     inner = getattr(selector, "_selector", None)
     if inner is None or not hasattr(inner, "poll"):
         raise RuntimeError(f"the sync server flavour needs epoll or poll, not {selector!r}")
-    selector._selector = _UnlockingPoller(inner, lock)  # type: ignore[attr-defined]
+    selector._selector = _UnlockingPoller(inner, bridge)  # type: ignore[attr-defined]
     return selector
 
 
@@ -167,7 +167,7 @@ class LoopBridge:
     """The lock and the loop of a sync-flavour server (see the module docstring).
 
     The thread that runs the loop must hold `lock` whenever it runs anything else of mixer's
-    (`held` around the loop's whole life).
+    (`mixer.server.app.run` holds it around the loop's whole life).
     """
 
     def __init__(self, max_streams: int = 1000) -> None:
@@ -177,11 +177,41 @@ class LoopBridge:
         self.loop: Any = None
         self.max_streams = max_streams
         self.streams = 0  # changed under the lock only
+        self._turns = 0  # times the lock was taken (changed under it)
+        self._waiters = 0  # threads blocked taking it (changed under _count)
+        self._count = threading.Lock()
+
+    def acquire(self) -> bool:
+        """Take the lock; True when that had to wait for another thread."""
+        lock = self.lock
+        if lock.acquire(blocking=False):
+            self._turns += 1
+            return False
+        with self._count:
+            self._waiters += 1
+        lock.acquire()
+        with self._count:
+            self._waiters -= 1
+        self._turns += 1
+        return True
+
+    def _give_turn(self) -> None:
+        """Release the lock and, when threads wait for it, let one of them take it before
+        this thread may take it again (a plain lock lets the releasing thread win; a long
+        sliced call would then hold everyone up). Bounded: at most `_TURN_WAIT` seconds."""
+        turns = self._turns
+        waiters = self._waiters
+        self.lock.release()
+        if not waiters:
+            return
+        deadline = time.monotonic() + _TURN_WAIT
+        while self._turns == turns and time.monotonic() < deadline:
+            time.sleep(0)
 
     def new_loop(self) -> asyncio.AbstractEventLoop:
         """An event loop whose selector releases `lock` while it waits for I/O (a
         `asyncio.Runner` loop factory)."""
-        loop = asyncio.SelectorEventLoop(_locked_selector(self.lock))
+        loop = asyncio.SelectorEventLoop(_locked_selector(self))
         self.loop = loop
         return loop
 
@@ -191,8 +221,17 @@ class LoopBridge:
         value: Any = None
         error: BaseException | None = None
         while True:
-            with self.lock:
+            self.acquire()
+            try:
                 state = self._drive(call, value, error)
+            except BaseException:
+                self.lock.release()
+                raise
+            if state is _UNLOCKED and call.pending is None:
+                self._give_turn()  # asyncio.sleep(0)
+                value = error = None
+                continue
+            self.lock.release()
             if state is _WAIT:
                 state = self._wait(call)
                 if state is _STOPPED:
@@ -202,7 +241,7 @@ class LoopBridge:
                 if call.error is not None:
                     raise call.error
                 return call.result  # type: ignore[no-any-return]
-            pending = call.pending  # _UNLOCKED: a blocking call, or a turn for the others
+            pending = call.pending  # _UNLOCKED: a blocking call for this thread
             call.pending = None
             value = error = None
             if pending is not None:
@@ -278,7 +317,7 @@ class LoopBridge:
         done = call.done
         while not done.wait(_WAIT_SLICE):
             if not self.loop.is_running():
-                with self.lock:
+                with self.lock:  # the loop stopped: nothing else takes it
                     if not done.is_set():
                         call.task.waiting = None
                         return _STOPPED
