@@ -13,7 +13,9 @@ Sections (``--sections``, default all):
 ``--quick`` shrinks every block (a CI smoke test, under a minute); ``--scenarios a,b`` picks
 gRPC scenarios; ``--reps N`` sets the repetitions; ``--profile`` adds one py-spy-sampled leg per
 mixer scenario and prints where the time went; ``--compare-root DIR`` also runs a mixer from
-another source tree (a patched copy) in every gRPC repetition, for A/B measurements of a change.
+another source tree (a patched copy) in every gRPC repetition, for A/B measurements of a change;
+``--compare-flavour sync`` runs that second mixer on another server flavour (``--flavour`` sets
+the first one's), for an A/B of the flavours.
 Results go to ``bench/results/<time>.json`` (and ``latest.json``). The exit status is 1 if a
 leg failed requests; missed goals are reported, not failed on (the figures are ratios measured
 on a noisy machine).
@@ -117,6 +119,14 @@ def _options() -> argparse.Namespace:
         type=Path,
         help="also run mixer from this source tree (e.g. a patched copy) in the gRPC legs",
     )
+    p.add_argument(
+        "--flavour", choices=("aio", "sync"), help="the mixer's server flavour (default: its own)"
+    )
+    p.add_argument(
+        "--compare-flavour",
+        choices=("aio", "sync"),
+        help="also run mixer on this flavour in the gRPC legs (from --compare-root if given)",
+    )
     p.add_argument("--out", type=Path, help="JSON results (default bench/results/<time>.json)")
     return p.parse_args()
 
@@ -153,7 +163,14 @@ def run(args: argparse.Namespace, work: Path) -> int:
         print(text[-1], flush=True)
 
     if "grpc" in sections:
-        bench = Bench(work, budget, scenarios, args.compare_root)
+        bench = Bench(
+            work,
+            budget,
+            scenarios,
+            args.compare_root,
+            flavour=args.flavour,
+            compare_flavour=args.compare_flavour,
+        )
         try:
             log(f"starting servers for {', '.join(s.name for s in scenarios)}")
             bench.start()
@@ -177,7 +194,9 @@ def run(args: argparse.Namespace, work: Path) -> int:
             f"({w['throughput_2']:.0f}/s vs {w['throughput_1']:.0f}/s, client {w['client']}, "
             f"{w['cpus']} CPUs; goal >= 1.7x: {'yes' if w['met'] else 'NO'}; "
             f"errors {w['errors']}); cores kept busy by 1 worker {w['cores_busy_1']:.2f}, "
-            f"by 2 workers {w['cores_busy_2']:.2f}"
+            f"by 2 workers {w['cores_busy_2']:.2f}; server CPU per call "
+            f"{w['cpu_us_per_call_2']:.1f} vs {w['cpu_us_per_call_1']:.1f} µs: "
+            f"{w['cpu_ratio']:.2f}x (goal <= 1.1x: {'yes' if w['cpu_met'] else 'NO'})"
         )
         print(text[-1], flush=True)
         failed = failed or bool(w["errors"])

@@ -253,6 +253,7 @@ class MixerServer(Server):
         cpu: int | None,
         workers: int = 1,
         root: Path = ROOT,
+        extra_args: Sequence[str] = (),
     ) -> None:
         port = free_port()
         # Worker k listens on admin and metrics port + k (mixer.server.workers).
@@ -275,6 +276,7 @@ class MixerServer(Server):
             f"127.0.0.1:{self.metrics_port}",
             "--workers",
             str(workers),
+            *extra_args,
         ]
         super().__init__(name, pinned(cpu, argv), port, log_path, root)
 

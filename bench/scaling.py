@@ -143,7 +143,8 @@ def _python_client(address: str, frames: Path, seconds: float) -> dict[str, floa
 def workers_scaling(
     work: Path, reps: int, seconds: float, log: Callable[[str], None]
 ) -> dict[str, Any]:
-    """Throughput of 1 and 2 workers, interleaved over `reps`; median ratio 2/1."""
+    """Throughput and server CPU per call (every process of the server, from /proc, over the
+    calls its workers counted) of 1 and 2 workers, interleaved over `reps`; median ratios 2/1."""
     config = workload.policy_config(work / "config-workers")
     req = _check_body()
     body = work / "check.grpc"
@@ -190,18 +191,26 @@ def workers_scaling(
                     for k in range(n)
                 ]
                 r["worker_share"] = min(per_worker) / max(1.0, sum(per_worker)) if n > 1 else 1.0
+                # Every process of the server (supervisor and workers, from /proc) per call
+                # that the workers served.
+                r["calls"] = sum(per_worker)
+                r["cpu_us_per_call"] = r["cpu_s"] / max(1.0, r["calls"]) * 1e6
                 r["server_errors"] = _errors(server) - errors0
                 r["failed"] = r["done"] - r["succeeded"]
                 runs[n].append(r)
                 log(
                     f"rep {rep + 1}/{reps} workers={n} {r['throughput']:8.0f}/s "
                     f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms "
-                    f"least-loaded worker {r['worker_share']:.0%} errors {r['server_errors']:.0f}"
+                    f"least-loaded worker {r['worker_share']:.0%} errors {r['server_errors']:.0f} "
+                    f"server {r['cpu_us_per_call']:.1f} CPU-µs/call"
                 )
     finally:
         for server in servers.values():
             server.stop()
     ratios = [b["throughput"] / a["throughput"] for a, b in zip(runs[1], runs[2], strict=True)]
+    cpu_ratios = [
+        b["cpu_us_per_call"] / a["cpu_us_per_call"] for a, b in zip(runs[1], runs[2], strict=True)
+    ]
     errors = sum(r["server_errors"] + r["failed"] for rs in runs.values() for r in rs)
     # One worker is not one core: gRPC's own threads run beside the event loop.
     return {
@@ -214,6 +223,11 @@ def workers_scaling(
         "throughput_1": statistics.median(r["throughput"] for r in runs[1]),
         "throughput_2": statistics.median(r["throughput"] for r in runs[2]),
         "ratio": statistics.median(ratios),
+        "cpu_us_per_call_1": statistics.median(r["cpu_us_per_call"] for r in runs[1]),
+        "cpu_us_per_call_2": statistics.median(r["cpu_us_per_call"] for r in runs[2]),
+        # Scaling efficiency: server CPU per call of 2 workers over 1 worker's (goal <= 1.1).
+        "cpu_ratio": statistics.median(cpu_ratios),
+        "cpu_met": statistics.median(cpu_ratios) <= 1.1 and not errors,
         "errors": errors,
         "met": statistics.median(ratios) >= 1.7 and not errors,
     }

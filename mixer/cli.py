@@ -67,6 +67,12 @@ def _serve_parser(sub: Any) -> None:
         help="where the prometheus adapter's metrics are served",
     )
     p.add_argument("--workers", type=int, default=int(env_default("WORKERS", "1")))
+    p.add_argument(
+        "--server-flavour",
+        default=env_default("SERVER_FLAVOUR", "sync"),
+        choices=["aio", "sync"],
+        help="a sync grpcio server with a thread pool, or grpc.aio (docs/decisions/0015)",
+    )
     # Internal: how `--workers N` starts its processes, so that only they share the port.
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
@@ -335,6 +341,7 @@ def _serve(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         workers=args.workers,
         reuse_port=args.reuse_port,
+        server_flavour=args.server_flavour,
         log_level=args.log_level,
         log_format=args.log_format,
         grace_period=args.grace_period,
@@ -402,9 +409,9 @@ def _serve(args: argparse.Namespace) -> int:
         from mixer.server.workers import run_workers
 
         return run_workers(settings, sys.argv)
-    from mixer.server.app import serve
+    from mixer.server.app import run
 
-    return asyncio.run(serve(settings))
+    return run(settings)
 
 
 def _validate(

@@ -52,6 +52,8 @@ class Settings:
     workers: int = 1
     # Set by `--workers N` for its own processes only: they share the gRPC port (SO_REUSEPORT).
     reuse_port: bool = False
+    # "sync" (grpcio thread pool, mixer.api.threaded) or "aio" (grpc.aio).
+    server_flavour: str = "sync"
     log_level: str = "info"
     log_format: str = "json"
     grace_period: float = 10.0

@@ -18,7 +18,15 @@ pytest_plugins = ["tests.redis_server"]
 
 
 @pytest.fixture
-def start_mixer(tmp_path: Path) -> Iterator[Callable[..., MixerProcess]]:
+def server_flavour() -> str:
+    """The `--server-flavour` of the mixers `start_mixer` starts (mixer's default); a module
+    that must hold on both flavours overrides it with one parametrized by
+    `tests.mixer_process.FLAVOURS`."""
+    return "sync"
+
+
+@pytest.fixture
+def start_mixer(tmp_path: Path, server_flavour: str) -> Iterator[Callable[..., MixerProcess]]:
     """Start `mixer serve` on free loopback ports: start_mixer(config_dir, extra_args=...)."""
     started: list[MixerProcess] = []
 
@@ -35,7 +43,7 @@ def start_mixer(tmp_path: Path) -> Iterator[Callable[..., MixerProcess]]:
         proc = MixerProcess(
             config_dir,
             tmp_path / f"mixer{len(started)}.log",
-            extra_args=extra_args,
+            extra_args=[*extra_args, "--server-flavour", server_flavour],
             env=env,
             port=port,
             credentials=credentials,

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from mixer.api.status import stream_unary_handler
+from mixer.api.threaded import LoopBridge
 from mixer.attributes.envoy import bags_from_access_logs
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.service.accesslog.v3 import als_pb2
@@ -43,7 +44,7 @@ class AccessLogService:
         self._limits = limits
         self._received = metrics.reports_received.labels("als")
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self, bridge: LoopBridge | None = None) -> grpc.GenericRpcHandler:
         """The generic handler serving the ALS stream method."""
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -54,6 +55,7 @@ class AccessLogService:
                     METHOD,
                     self.stream,
                     als_pb2.StreamAccessLogsMessage,
+                    bridge=bridge,
                 )
             },
         )

@@ -17,6 +17,7 @@ from mixer import codes
 from mixer.api.check_encoding import PartTable
 from mixer.api.identity import with_peer_principal
 from mixer.api.status import unary_handler
+from mixer.api.threaded import LoopBridge
 from mixer.attributes.bag import Bag, StringMap
 from mixer.attributes.envoy import bag_from_check_request
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits, check_bag
@@ -149,7 +150,7 @@ class AuthorizationService:
         value = headers.get(self._dedup_header) if isinstance(headers, StringMap) else None
         return value if isinstance(value, str) else ""
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self, bridge: LoopBridge | None = None) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.auth.v3.Authorization/Check."""
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -161,6 +162,7 @@ class AuthorizationService:
                     self.check,
                     external_auth_pb2.CheckRequest,
                     encoded=True,
+                    bridge=bridge,
                 )
             },
         )

@@ -13,6 +13,7 @@ from mixer import codes
 from mixer.api.check_encoding import CheckEncoder
 from mixer.api.identity import peer_principal, with_peer_principal
 from mixer.api.status import unary_handler
+from mixer.api.threaded import LoopBridge
 from mixer.attributes.bag import Bag, Value
 from mixer.attributes.compressed import (
     check_word_count,
@@ -57,16 +58,24 @@ class MixerService:
         self._results = Children(metrics.check_results)
         self._encoder = CheckEncoder()
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self, bridge: LoopBridge | None = None) -> grpc.GenericRpcHandler:
         """The generic handler serving /istio.mixer.v1.Mixer/{Check,Report}."""
         m = self._metrics
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
                 "Check": unary_handler(
-                    m, SERVICE, "Check", self.check, mixer_pb2.CheckRequest, encoded=True
+                    m,
+                    SERVICE,
+                    "Check",
+                    self.check,
+                    mixer_pb2.CheckRequest,
+                    encoded=True,
+                    bridge=bridge,
                 ),
-                "Report": unary_handler(m, SERVICE, "Report", self.report, mixer_pb2.ReportRequest),
+                "Report": unary_handler(
+                    m, SERVICE, "Report", self.report, mixer_pb2.ReportRequest, bridge=bridge
+                ),
             },
         )
 

@@ -18,6 +18,7 @@ import grpc
 
 from mixer.api.ratelimit_stats import RuleStats
 from mixer.api.status import unary_handler
+from mixer.api.threaded import LoopBridge
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.config.core.v3 import base_pb2
 from mixer.envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
@@ -275,7 +276,7 @@ class RateLimitService:
         self._dynamic_metadata = dynamic_metadata
         self._stats = RuleStats(metrics, near_limit_ratio, max_stat_keys)
 
-    def handler(self) -> grpc.GenericRpcHandler:
+    def handler(self, bridge: LoopBridge | None = None) -> grpc.GenericRpcHandler:
         """The generic handler serving /envoy.service.ratelimit.v3.RateLimitService/…"""
         return grpc.method_handlers_generic_handler(
             SERVICE,
@@ -286,6 +287,7 @@ class RateLimitService:
                     "ShouldRateLimit",
                     self.should_rate_limit,
                     rls_pb2.RateLimitRequest,
+                    bridge=bridge,
                 )
             },
         )

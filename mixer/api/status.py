@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
 
+from mixer.api.threaded import LoopBridge
 from mixer.errors import (
     BackendUnavailable,
     BadRequest,
@@ -174,13 +175,21 @@ def unary_handler(
     request_type: Any,
     *,
     encoded: bool = False,
+    bridge: LoopBridge | None = None,
 ) -> grpc.RpcMethodHandler[Any, Resp]:
     """A grpc method handler for `fn`, wrapped by `rpc`, decoding `request_type` inside the
-    guarded path; `encoded`: `fn` returns the response already serialized."""
-    return grpc.unary_unary_rpc_method_handler(
-        rpc(metrics, service, method, fn, decoder(request_type)),
-        response_serializer=None if encoded else _serialize,
-    )
+    guarded path; `encoded`: `fn` returns the response already serialized. With `bridge`, a
+    handler for a sync grpcio server, running `fn` through the bridge (`mixer.api.threaded`)
+    under the same guard."""
+    handler = rpc(metrics, service, method, fn, decoder(request_type))
+    serializer = None if encoded else _serialize
+    if bridge is None:
+        return grpc.unary_unary_rpc_method_handler(handler, response_serializer=serializer)
+
+    def threaded(request: Any, context: grpc.ServicerContext) -> Resp:
+        return bridge.call(handler, request, context)
+
+    return grpc.unary_unary_rpc_method_handler(threaded, response_serializer=serializer)
 
 
 def stream_unary_handler(
@@ -189,13 +198,43 @@ def stream_unary_handler(
     method: str,
     fn: StreamUnary[Req, Resp],
     request_type: Any,
+    *,
+    bridge: LoopBridge | None = None,
 ) -> grpc.RpcMethodHandler[Any, Resp]:
     """A grpc method handler for the client-streaming `fn`, wrapped by `stream_rpc`, decoding
-    each message of the stream inside the guarded path."""
-    return grpc.stream_unary_rpc_method_handler(
-        stream_rpc(metrics, service, method, fn, decoder(request_type)),
-        response_serializer=_serialize,
-    )
+    each message of the stream inside the guarded path; with `bridge`, for a sync grpcio
+    server (the stream is read without the bridge's lock)."""
+    if bridge is None:
+        handler = stream_rpc(metrics, service, method, fn, decoder(request_type))
+        return grpc.stream_unary_rpc_method_handler(handler, response_serializer=_serialize)
+    handler = stream_rpc(metrics, service, method, _capped(bridge, fn), decoder(request_type))
+
+    def threaded(requests: Iterator[Any], context: grpc.ServicerContext) -> Resp:
+        return bridge.call(handler, bridge.messages(requests), context)
+
+    return grpc.stream_unary_rpc_method_handler(threaded, response_serializer=_serialize)
+
+
+def _capped(bridge: LoopBridge, fn: StreamUnary[Req, Resp]) -> StreamUnary[Req, Resp]:
+    """`fn` refusing a stream past `bridge.max_streams` open at once (RESOURCE_EXHAUSTED): on
+    a sync server every open stream holds a thread."""
+
+    async def capped(
+        requests: AsyncIterator[Req], context: grpc.aio.ServicerContext[Req, Resp]
+    ) -> Resp:
+        if bridge.streams >= bridge.max_streams:
+            raise LimitExceeded(
+                f"streams: more than the limit of {bridge.max_streams} client streams open at "
+                "once on this server",
+                "max_concurrent_streams",
+            )
+        bridge.streams += 1
+        try:
+            return await fn(requests, context)
+        finally:
+            bridge.streams -= 1
+
+    return capped
 
 
 def _serialize(message: Any) -> bytes:

@@ -22,6 +22,7 @@ from mixer.api.mixer_servicer import SERVICE as MIXER_SERVICE
 from mixer.api.mixer_servicer import MixerService
 from mixer.api.ratelimit_servicer import SERVICE as RLS_SERVICE
 from mixer.api.ratelimit_servicer import RateLimitService
+from mixer.api.threaded import LoopBridge
 from mixer.attributes.mask import Mask
 from mixer.runtime.decision_log import DecisionLog
 from mixer.runtime.runtime import RuntimeHolder
@@ -58,14 +59,17 @@ def tune_garbage_collector() -> None:
 class Application:
     """One serving process: gRPC port, admin port, config reloader."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, bridge: LoopBridge | None = None) -> None:
+        """`bridge`: serve on a sync grpcio server through it (`mixer.api.threaded`); the
+        caller runs the event loop that `bridge.new_loop` made, holding its lock."""
         self.settings = settings
+        self.bridge = bridge
         self.metrics = ServerMetrics.create()
         self.metrics.build.labels("mixer", __version__).set(1)
         self.adapter_registry = CollectorRegistry()
         self.reloader = Reloader(settings, self.metrics, self.adapter_registry)
         self.holder: RuntimeHolder | None = None
-        self.server: grpc.aio.Server | None = None
+        self.server: Any = None
         self.admin: AdminServer | None = None
         self.adapter_metrics: AdminServer | None = None
         self.port = 0
@@ -84,12 +88,14 @@ class Application:
             peer_identity=self.settings.tls_client_ca is not None,
             decisions=self._decisions,
         )
-        handlers = [mixer.handler()]
+        handlers = [mixer.handler(self.bridge)]
         names = [MIXER_SERVICE]
         for extra_handler, name in self._envoy_services(self.holder):
             handlers.append(extra_handler)
             names.append(name)
-        self.server, health, self.port = create_server(self.settings, handlers, names)
+        self.server, health, self.port = create_server(
+            self.settings, handlers, names, sync=self.bridge is not None
+        )
         self._health = health
         self._names = names
         host, admin_port = split_address(self.settings.admin_address)
@@ -163,9 +169,9 @@ class Application:
             limits=limits,
         )
         return [
-            (authz.handler(), AUTHZ_SERVICE),
-            (als.handler(), ALS_SERVICE),
-            (rls.handler(), RLS_SERVICE),
+            (authz.handler(self.bridge), AUTHZ_SERVICE),
+            (als.handler(self.bridge), ALS_SERVICE),
+            (rls.handler(self.bridge), RLS_SERVICE),
         ]
 
     def _debug_routes(self) -> dict[str, Any]:
@@ -221,9 +227,19 @@ class Application:
         logger.info("mixer stopped", extra={"seconds": round(time.monotonic() - started, 3)})
 
 
-async def serve(settings: Settings) -> int:
+def run(settings: Settings) -> int:
+    """`serve` on the server flavour `settings.server_flavour` names; returns the exit code."""
+    if settings.server_flavour != "sync":
+        return asyncio.run(serve(settings))
+    bridge = LoopBridge(max_streams=settings.max_concurrent_streams)
+    # This thread runs the loop: it holds the bridge's lock except while the loop waits for I/O.
+    with bridge.lock, asyncio.Runner(loop_factory=bridge.new_loop) as runner:
+        return runner.run(serve(settings, bridge))
+
+
+async def serve(settings: Settings, bridge: LoopBridge | None = None) -> int:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config. Returns the exit code."""
-    app = Application(settings)
+    app = Application(settings, bridge)
     try:
         await app.start()
     except Exception as exc:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable
+from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,14 +17,55 @@ from mixer.server.tls import CertificateReloader
 from mixer.settings import Settings
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+# Sync flavour: threads of the pool that client streams can never take.
+UNARY_THREADS = 64
+
+
+class SyncServer:
+    """A sync grpcio server behind the aio server's `start`/`stop` coroutines.
+
+    A client stream (the access-log service) holds a thread of its pool for its whole life:
+    the pool has `UNARY_THREADS` more threads than the streams allowed at once
+    (`--max-concurrent-streams`, server-wide on this flavour, `LoopBridge.max_streams`), so
+    that open streams never leave unary calls without one. Threads start only when calls need
+    them.
+    """
+
+    def __init__(self, options: list[tuple[str, Any]], threads: int) -> None:
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+            options=options,
+        )
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        self.server.add_generic_rpc_handlers(handlers)
+
+    def add_insecure_port(self, address: str) -> int:
+        return self.server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, credentials: grpc.ServerCredentials) -> int:
+        return self.server.add_secure_port(address, credentials)
+
+    async def start(self) -> None:
+        self.server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        """Stop accepting, let calls in flight finish within `grace` seconds (they need the
+        event loop: it keeps running while this waits)."""
+        stopped = self.server.stop(grace)
+        while not stopped.is_set():
+            await asyncio.sleep(0.02)
 
 
 def create_server(
     settings: Settings,
     handlers: list[grpc.GenericRpcHandler],
     service_names: list[str],
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """Build (not start) the aio server; returns it, its health servicer and the bound port.
+    *,
+    sync: bool = False,
+) -> tuple[Any, Any, int]:
+    """Build (not start) the aio server, or with `sync` a `SyncServer`; returns it, its health
+    servicer and the bound port.
 
     The port is shared (SO_REUSEPORT) only when `settings.reuse_port` says this process is one of
     mixer's own workers; otherwise an address in use raises `AddressInUse`.
@@ -34,13 +79,23 @@ def create_server(
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
     ]
-    server = grpc.aio.server(options=options)
+    server: Any
+    health_servicer: Any
+    if sync:
+        server = SyncServer(options, settings.max_concurrent_streams + UNARY_THREADS)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server.server)
+        reflection.enable_server_reflection(
+            (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server.server
+        )
+    else:
+        server = grpc.aio.server(options=options)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server
+        )
     server.add_generic_rpc_handlers(tuple(handlers))
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, HEALTH_SERVICE, reflection.SERVICE_NAME), server
-    )
     if settings.tls_cert is not None and settings.tls_key is not None:
         reloader = CertificateReloader(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         port = _bind(lambda: server.add_secure_port(settings.address, reloader.credentials()))
@@ -59,12 +114,15 @@ def _bind(add_port: Callable[[], int]) -> int:
         return 0
 
 
-async def set_serving(servicer: health.aio.HealthServicer, names: list[str], serving: bool) -> None:
-    """Mark the whole server and each named service SERVING or NOT_SERVING."""
+async def set_serving(servicer: Any, names: list[str], serving: bool) -> None:
+    """Mark the whole server and each named service SERVING or NOT_SERVING (an aio or a sync
+    health servicer)."""
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
         else health_pb2.HealthCheckResponse.NOT_SERVING
     )
     for name in ["", *names]:
-        await servicer.set(name, status)
+        done = servicer.set(name, status)
+        if inspect.isawaitable(done):
+            await done

@@ -40,6 +40,8 @@ def worker_argv(settings: Settings, k: int) -> list[str]:
         "--workers",
         "1",
         "--reuse-port",
+        "--server-flavour",
+        settings.server_flavour,
         "--config-dir",
         str(settings.config_dir),
         "--address",

@@ -24,7 +24,7 @@ import pytest
 from mixer.client import MixerClient
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from mixer.v1 import mixer_pb2
-from tests.mixer_process import ROOT, MixerProcess, free_port
+from tests.mixer_process import FLAVOURS, ROOT, MixerProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,12 @@ _BAD_UTF8 = {
     "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit": b"\x0a\x02\xff\xfe",
     "/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs": b"\x0a\x04\x12\x02\xff\xfe",
 }
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
 
 
 def _get(url: str) -> str:

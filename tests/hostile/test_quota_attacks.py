@@ -28,7 +28,7 @@ from adapters.base import Env, Instance, QuotaArgs, QuotaResult
 from mixer.client import MixerClient, decode_check_response
 from mixer.envoy.service.auth.v3 import external_auth_pb2
 from mixer.v1 import mixer_pb2
-from tests.mixer_process import MixerProcess
+from tests.mixer_process import FLAVOURS, MixerProcess
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -43,6 +43,12 @@ RATE, BURST = 100, 200
 RATINGS_RATE, RATINGS_BURST = 20, 20
 ATTACK_SECONDS = 60.0  # no attack below may run longer than this
 RPC_ERROR = 1000  # added to the code of a call that failed as a whole (not a Check answer)
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
 
 
 @pytest.fixture(params=["memquota", "redis"])

@@ -13,7 +13,14 @@ from mixer.client import MixerClient
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.envoy.service.auth.v3 import external_auth_pb2
 from mixer.v1 import mixer_pb2
-from tests.mixer_process import MixerProcess
+from tests.mixer_process import FLAVOURS, MixerProcess
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
+
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,14 @@ import pytest
 
 from tests.compat.harness import run_envoy_client
 from tests.integration.live import metric
-from tests.mixer_process import MixerProcess
+from tests.mixer_process import FLAVOURS, MixerProcess
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
+
 
 pytestmark = pytest.mark.integration
 

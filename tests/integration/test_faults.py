@@ -21,7 +21,14 @@ from mixer.client import MixerClient
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.v1 import mixer_pb2
 from tests.integration.live import RATINGS_FROM_V3, metric, ratings, write_rule
-from tests.mixer_process import MixerProcess
+from tests.mixer_process import FLAVOURS, MixerProcess
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
+
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,14 @@ import pytest
 
 from mixer.envoy.service.ratelimit.v3 import rls_pb2
 from tests.integration.live import metric
-from tests.mixer_process import ROOT, MixerProcess
+from tests.mixer_process import FLAVOURS, ROOT, MixerProcess
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
+
 
 pytestmark = pytest.mark.integration
 

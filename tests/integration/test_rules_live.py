@@ -13,11 +13,17 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mixer.client import MixerClient
 from tests.integration.live import RATINGS_FROM_V3, ratings, write_rule
-from tests.mixer_process import MixerProcess
+from tests.mixer_process import FLAVOURS, MixerProcess
 
 pytestmark = pytest.mark.integration
 
 Start = Callable[..., MixerProcess]
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
 
 
 @pytest.mark.parametrize("lang", ["CEL", "CEXL"])
@@ -98,6 +104,7 @@ def test_editing_the_rule_flips_the_decision_without_failed_requests(
 def test_a_broken_edit_keeps_the_old_decision_and_reports_the_error(
     start_mixer: Start, tmp_path: Path
 ) -> None:
+
     rules = tmp_path / "rules"
     rules.mkdir()
     write_rule(rules)

@@ -20,11 +20,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from mixer.client import MixerClient
 from mixer.v1 import mixer_pb2
 from tests import wire
-from tests.mixer_process import ROOT, MixerProcess
+from tests.mixer_process import FLAVOURS, ROOT, MixerProcess
 
 pytestmark = pytest.mark.integration
 
 Start = Callable[..., MixerProcess]
+
+
+@pytest.fixture(params=FLAVOURS)
+def server_flavour(request: pytest.FixtureRequest) -> str:
+    """Every server of this module runs on each flavour (`mixer serve --server-flavour`)."""
+    return str(request.param)
 
 
 def raw_check(address: str, payload: bytes) -> bytes:
@@ -54,6 +60,7 @@ def test_no_rules_means_ok_for_60s_and_10000_uses(start_mixer: Start, empty_conf
 def test_a_client_built_from_istios_field_numbers_is_served(
     start_mixer: Start, empty_config: Path
 ) -> None:
+
     mixer = start_mixer(empty_config)
     # CompressedAttributes{words=["a.b.svc.cluster.local"], strings={destination.service(9): -1}}
     attrs = wire.field_bytes(1, b"a.b.svc.cluster.local") + wire.map_sint32_sint32(2, 9, -1)

@@ -16,7 +16,7 @@ from mixer.settings import Settings
 def parse(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> Settings:
     seen: list[Settings] = []
 
-    async def fake_serve(settings: Settings) -> int:
+    async def fake_serve(settings: Settings, bridge: object = None) -> int:
         seen.append(settings)
         return 0
 
