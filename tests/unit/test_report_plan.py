@@ -170,6 +170,18 @@ class Recorded:
             assert await worker.flush(5.0)
 
 
+async def assert_same(reference: Recorded, incremental: Recorded) -> None:
+    """Once both have delivered: the same instances offered to each handler, in order, the
+    same failures counted and the same prometheus series."""
+    await reference.flush()
+    await incremental.flush()
+    assert reference.offered.keys() == incremental.offered.keys()
+    for handler, instances in reference.offered.items():
+        assert incremental.offered[handler] == instances, handler
+    assert incremental.failures() == reference.failures()
+    assert series(incremental.registry) == series(reference.registry)
+
+
 async def recorded(config: Path) -> Recorded:
     metrics = ServerMetrics.create()
     registry = CollectorRegistry()
@@ -195,15 +207,7 @@ async def test_incremental_reports_equal_the_reference_series_by_series(
             message = mixer_pb2.ReportRequest.FromString(request.SerializeToString())
             await reference.service._report_bags(reference.runtime, message, None, False)
             await incremental.service.report(message, None)
-        await reference.flush()
-        await incremental.flush()
-        assert reference.offered.keys() == incremental.offered.keys()
-        for handler, instances in reference.offered.items():
-            assert incremental.offered[handler] == instances, handler
-        assert incremental.failures() == reference.failures()
-
-        assert series(incremental.registry) == series(reference.registry)
-        assert any(reference.offered.values()) or not reference.offered
+        await assert_same(reference, incremental)
     finally:
         await reference.holder.close()
         await incremental.holder.close()
@@ -267,20 +271,15 @@ async def test_incremental_access_logs_equal_the_reference_series_by_series(
                 if message.HasField("identifier"):
                     identifier = message.identifier
                 reference.runtime.dispatcher.report(bags_from_access_logs(message, identifier))
-        await reference.flush()
-        await incremental.flush()
-        assert reference.offered.keys() == incremental.offered.keys()
-        for handler, instances in reference.offered.items():
-            assert incremental.offered[handler] == instances, handler
-        assert incremental.failures() == reference.failures()
-        assert series(incremental.registry) == series(reference.registry)
+        await assert_same(reference, incremental)
     finally:
         await reference.holder.close()
         await incremental.holder.close()
 
 
 async def test_values_equal_in_python_but_not_as_attributes_are_changes(tmp_path: Path) -> None:
-    """1, 1.0 and True are one dict key and compare equal, yet label differently."""
+    """1, 1.0 and True are one dict key and compare equal, yet are different attribute values
+    (True is no metric value at all)."""
     config = workload.telemetry_config(tmp_path / "config")
     reference, incremental = await recorded(config), await recorded(config)
     try:
@@ -289,9 +288,7 @@ async def test_values_equal_in_python_but_not_as_attributes_are_changes(tmp_path
         message = encode_report(entries, delta=False)
         await reference.service._report_bags(reference.runtime, message, None, False)
         await incremental.service.report(message, None)
-        await reference.flush()
-        await incremental.flush()
-        assert series(incremental.registry) == series(reference.registry)
+        await assert_same(reference, incremental)
     finally:
         await reference.holder.close()
         await incremental.holder.close()
