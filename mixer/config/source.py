@@ -240,6 +240,10 @@ class _Walker:
                     return False
                 continue
             key = key_node.value if isinstance(key_node, ScalarNode) else str(key_node)
+            # A complex key (`? {...}`) can hold an alias to an ancestor too: the cycle must be
+            # found here, before anything counts or constructs the document.
+            if not isinstance(key_node, ScalarNode) and not self.walk(key_node, (*path, key)):
+                return False
             if key in keys:
                 self.duplicates.append((path, key, key_node.start_mark.line + 1))
             keys.add(key)

@@ -173,6 +173,19 @@ CRASHES: tuple[Crash, ...] = (
         summary="a Mixer-dialect string literal with a \\U escape of 0x80000000 or more makes "
         "chr() raise OverflowError (the CEL parser reports a CompileError)",
     ),
+    Crash(
+        id="config-recursive-alias-in-a-key",
+        harness="config",
+        inputs=(
+            b"# expect: recursive_alias.yaml:)2: invalid YAML: recursive alias\n"
+            b"apiVersion: config.istio.io/v1alpha2\nkind: handler\nmetadata:\n  name: loop\n"
+            b"spec: &spec\n  compiledAdapter: denier\n  params:\n  ?  again: *spec\n",
+        ),
+        error=RecursionError,
+        where=("mixer/config/source.py:expanded_size",),
+        summary="an alias to an ancestor inside a complex mapping key ('? {again: *spec}') "
+        "escaped the recursive-alias check, and counting the expanded size recursed forever",
+    ),
 )
 
 OPEN: frozenset[str] = frozenset()
