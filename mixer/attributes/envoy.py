@@ -335,6 +335,32 @@ def _shared(
     return kind, shared
 
 
+def _first_ip(
+    out: dict[str, Value],
+    addresses: tuple[Address, Address],
+    ip_name: str | None,
+    port_name: str | None,
+) -> None:
+    """The IP (as `ip_name`) and port (as `port_name`; None: not wanted) of the first of
+    `addresses` that holds an IP address."""
+    for address in addresses:
+        # An unset address, a pipe or an internal one reads as an empty socket address, which
+        # is no IP: no need to ask which one it is.
+        socket_address = address.socket_address
+        text = socket_address.address
+        ip = _IPS.get(text, b"") if text else None
+        if ip == b"":
+            ip = _ip_memo(text)
+        if ip is not None:
+            if ip_name is not None:
+                out[ip_name] = ip
+            if port_name is not None:
+                port = socket_address.port_value
+                if port or socket_address.WhichOneof("port_specifier") == "port_value":
+                    out[port_name] = port
+            return
+
+
 def _ip_memo(text: str) -> bytes | None:
     """`_ip_bytes`, memoized."""
     ip = _ip_bytes(text)
@@ -386,50 +412,29 @@ def _entries(
     w_start = w_req_time or w_resp_time
     w_grpc = w_grpc_status or w_grpc_message or w_protocol
     inbound = kind == "inbound"
-    ips, clusters = _IPS, _CLUSTERS
+    clusters = _CLUSTERS
     bags: list[Bag] = []
     for entry in entries:
         out = dict(shared)
         common = entry.common_properties
 
         if w_src:
-            for address in (
-                common.downstream_remote_address,
-                common.downstream_direct_remote_address,
-            ):
-                # An unset address, a pipe or an internal one reads as an empty socket
-                # address, which is no IP: no need to ask which one it is.
-                socket_address = address.socket_address
-                text = socket_address.address
-                ip = ips.get(text, b"") if text else None
-                if ip == b"":
-                    ip = _ip_memo(text)
-                if ip is not None:
-                    if w_src_ip:
-                        out["source.ip"] = ip
-                    if w_src_port:
-                        port = socket_address.port_value
-                        if port or socket_address.WhichOneof("port_specifier") == "port_value":
-                            out["source.port"] = port
-                    break
+            _first_ip(
+                out,
+                (common.downstream_remote_address, common.downstream_direct_remote_address),
+                "source.ip" if w_src_ip else None,
+                "source.port" if w_src_port else None,
+            )
         if w_dst:
             # An inbound proxy fronts the destination (its local address is the workload's);
             # an outbound one forwards to it (the upstream host is the destination).
             local, upstream = common.downstream_local_address, common.upstream_remote_address
-            for address in (local, upstream) if inbound else (upstream, local):
-                socket_address = address.socket_address
-                text = socket_address.address
-                ip = ips.get(text, b"") if text else None
-                if ip == b"":
-                    ip = _ip_memo(text)
-                if ip is not None:
-                    if w_dst_ip:
-                        out["destination.ip"] = ip
-                    if w_dst_port:
-                        port = socket_address.port_value
-                        if port or socket_address.WhichOneof("port_specifier") == "port_value":
-                            out["destination.port"] = port
-                    break
+            _first_ip(
+                out,
+                (local, upstream) if inbound else (upstream, local),
+                "destination.ip" if w_dst_ip else None,
+                "destination.port" if w_dst_port else None,
+            )
 
         if w_peer or w_local or w_sni:
             tls = common.tls_properties
