@@ -65,7 +65,7 @@ class ReadShape:
     types too: 1, 1.0 and True are equal in Python but not as attributes), then the absent names
     and the string-map keys one by one. `key` is None when the bag has another shape."""
 
-    __slots__ = ("absent", "id", "keyed", "present", "single")
+    __slots__ = ("absent", "id", "keyed", "maps", "present", "single")
 
     def __init__(self, shape: Shape, shape_id: int) -> None:
         self.id = shape_id
@@ -76,6 +76,22 @@ class ReadShape:
         self.single = len(names) == 1
         self.absent = tuple(name for name, key, present in shape if key is None and not present)
         self.keyed = tuple((name, key, present) for name, key, present in shape if key is not None)
+        # The keyed reads by map, in shape order: a getter of the keys read present (one C
+        # call per map; a tuple even for one key), and the keys read absent.
+        maps: dict[str, tuple[list[str], list[str]]] = {}
+        for name, key, present in self.keyed:
+            assert key is not None
+            maps.setdefault(name, ([], []))[0 if present else 1].append(key)
+        self.maps = tuple(
+            (
+                name,
+                operator.itemgetter(*present_keys * (2 if len(present_keys) == 1 else 1))
+                if present_keys
+                else None,
+                tuple(absent_keys),
+            )
+            for name, (present_keys, absent_keys) in maps.items()
+        )
 
     def key(self, data: Mapping[str, object]) -> tuple[object, ...] | None:
         """The values of the shape's reads in `data` (see `plain`), or None if it differs."""
@@ -87,23 +103,27 @@ class ReadShape:
             except KeyError:
                 return None
             types = whole.__class__ if self.single else tuple(map(type, whole))  # type: ignore[call-overload]
-        for name in self.absent:
-            if name in data:
-                return None
-        if not self.keyed:
+        if self.absent and not data.keys().isdisjoint(self.absent):
+            return None
+        if not self.maps:
             return (self.id, whole, types)
         values: list[object] = [self.id, whole, types]
-        for name, key, present in self.keyed:
+        for name, present, absent in self.maps:
             found = data.get(name)
-            value = (
-                found.get(key, _ABSENT)
-                if found.__class__ is StringMap or isinstance(found, Mapping)
-                else _ABSENT
-            )
-            if (value is _ABSENT) == present:
-                return None
-            if present:
-                values.append(value)
+            if found.__class__ is StringMap:
+                found = found._data
+            elif not isinstance(found, Mapping):
+                if present is not None:
+                    return None  # no map: every key is absent
+                continue
+            if present is not None:
+                try:
+                    values.append(present(found))
+                except KeyError:
+                    return None
+            for key in absent:
+                if key in found:
+                    return None
         return tuple(values)
 
 
@@ -136,6 +156,20 @@ class ShapeSet:
 
     def __iter__(self) -> Iterator[ReadShape]:
         return iter(self.shapes.values())
+
+    def first(self, table: Mapping[tuple[object, ...], V], data: Mapping[str, object]) -> V | None:
+        """The first entry `found` would give, or None."""
+        for shape in self.shapes.values():
+            key = shape.key(data)
+            if key is None:
+                continue
+            try:
+                value = table.get(key)
+            except TypeError:  # an unhashable value read: no entry can have it
+                continue
+            if value is not None:
+                return value
+        return None
 
     def found(
         self, table: Mapping[tuple[object, ...], V], data: Mapping[str, object]

@@ -149,7 +149,8 @@ class MapFieldMemo:
     def build(self, bag: Bag) -> Mapping[str, Any]:
         """The field's value for `bag`: remembered, or evaluated (and remembered)."""
         data = bag._data
-        for _, found in self._shapes.found(self._table, data):
+        found = self._shapes.first(self._table, data)
+        if found is not None:
             return found
         tracking = TrackingBag(bag)
         value = MappingProxyType(_run(self._plan, tracking, None))
