@@ -60,6 +60,7 @@ __all__ = [
     "QuotaHandler",
     "QuotaResult",
     "ReportHandler",
+    "SeriesReportHandler",
     "StringMap",
     "Template",
     "Variety",
@@ -215,6 +216,34 @@ class ReportHandler(Handler, Protocol):
     """Takes REPORT instances (metric, logentry, tracespan) in batches."""
 
     async def report(self, instances: Sequence[Instance]) -> None: ...
+
+
+@runtime_checkable
+class SeriesReportHandler(ReportHandler, Protocol):
+    """A report handler that records instances into series (metrics), answers inline, and can
+    take an instance as a prepared series and a value.
+
+    Consecutive reports of one series differ in their `series_value` field only. Mixer calls
+    `prepare` with a whole instance and keeps the handle it returns while the instance's other
+    fields stay the same; it then hands `record` pairs of ``(handle, value)`` instead of
+    instances, in the order a `report` of the same instances would have seen them, where
+    ``value`` is that field's value. A pair ``(None, instance)`` is a whole instance (one
+    `prepare` declined). `record` must leave the series exactly as `report` of the same
+    instances would, and fail as it would: all applicable values applied, then one exception.
+    """
+
+    series_value: str
+    """The field that varies within one series (a metric's ``value``)."""
+
+    def prepare(self, instance: Instance) -> object | None:
+        """A handle for the series of `instance`, or None to be given whole instances. It must
+        not record anything (the value may still fail to convert)."""
+        ...
+
+    def record(self, items: Sequence[tuple[object | None, Any]]) -> None:
+        """Apply `items` (``(handle, value)`` or ``(None, instance)``) in order; raise once, at
+        the end, if some could not be applied."""
+        ...
 
 
 @runtime_checkable

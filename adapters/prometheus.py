@@ -52,7 +52,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -600,6 +600,11 @@ class _Binding:
     views: dict[int, tuple[Mapping[str, Any], _Cell]] = field(default_factory=dict)
 
 
+_Prepared = list[Any]
+"""``[instance name, binding, dimensions, cell]``: one series as a report session holds it; the
+cell (None until first recorded) is found again if it expired."""
+
+
 def _getter(keys: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
     """The dimension values for `keys` as a tuple, fetched in C; KeyError if one is missing."""
     if len(keys) > 1:
@@ -660,22 +665,47 @@ class PrometheusHandler:
         self._bindings[name] = binding
         return binding
 
+    series_value = "value"
+
     async def report(self, instances: Sequence[Instance]) -> None:
         """Record each instance; problems are collected and raised once the batch is done."""
+        self.record([(None, instance) for instance in instances])
+
+    def prepare(self, instance: Instance) -> _Prepared | None:
+        """The series of `instance` (by its name and dimensions), found when first recorded;
+        None for an instance no metric is configured for (`report` says so)."""
+        name = instance.name
+        try:
+            binding = self._bindings[name]
+        except KeyError:
+            binding = self._resolve(name)
+        if binding is None:
+            return None
+        return [name, binding, instance.fields.get("dimensions") or _NO_DIMENSIONS, None]
+
+    def record(self, items: Sequence[tuple[object | None, Any]]) -> None:
+        """Record ``(None, instance)`` and ``(prepared, value)`` items (`prepare`) in order;
+        problems are collected and raised once the batch is done."""
         now = self._clock()
         errors: list[str] = []
         bindings = self._bindings
-        for instance in instances:
-            name = instance.name
-            try:
-                binding = bindings[name]
-            except KeyError:
-                binding = self._resolve(name)
-            if binding is None:
-                errors.append(f"no metric configured for instance {name}")
-                continue
-            fields = instance.fields
-            raw = fields.get("value")
+        for handle, raw in items:
+            prepared: _Prepared | None
+            if handle is None:
+                prepared = None
+                name = raw.name
+                try:
+                    binding = bindings[name]
+                except KeyError:
+                    binding = self._resolve(name)
+                if binding is None:
+                    errors.append(f"no metric configured for instance {name}")
+                    continue
+                fields = raw.fields
+                raw = fields.get("value")
+            else:
+                prepared = cast(_Prepared, handle)
+                name, binding, dims, cell = prepared
             if type(raw) is float:
                 amount = raw
             elif type(raw) is int:
@@ -688,13 +718,20 @@ class PrometheusHandler:
                 except ValueError as exc:
                     errors.append(f"{name}: {exc}")
                     continue
-            dims = fields.get("dimensions") or _NO_DIMENSIONS
-            seen = binding.views.get(id(dims))
-            if seen is not None and seen[0] is dims and seen[1][4]:
-                cell = seen[1]
+            if prepared is None:
+                dims = fields.get("dimensions") or _NO_DIMENSIONS
+                cell = None
+            if cell is not None and cell[4]:
                 cell[1] = now
             else:
-                cell = self._cell(binding, dims, now)
+                seen = binding.views.get(id(dims))
+                if seen is not None and seen[0] is dims and seen[1][4]:
+                    cell = seen[1]
+                    cell[1] = now
+                else:
+                    cell = self._cell(binding, dims, now)
+                if prepared is not None:
+                    prepared[3] = cell
             try:
                 cell[0](amount)
             except ValueError as exc:  # a negative counter increment

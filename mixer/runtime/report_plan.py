@@ -15,10 +15,11 @@ namespace or an indexed attribute changed. Each instance it builds equals the on
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import operator
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from adapters.base import Instance
@@ -42,16 +43,25 @@ class _Failed:
 
 
 _STALE: Any = object()
+_STALES = itertools.repeat(_STALE)
+_NONES = itertools.repeat(None)
+# Runs an iterator to its end in C (as itertools' "consume" recipe).
+_drain: collections.deque[object] = collections.deque(maxlen=0)
+_consume: Callable[[Iterable[object]], None] = _drain.extend
 _MAX_CHANGE_SETS = 1024
+_MAX_HANDLES = 1024  # prepared series remembered per instance of a rule
 
 # One instance to build: its number in the plan, instance name, template, field keys, the slot
-# of each field, and a C-level getter of those slots' values (a tuple, in the keys' order; it
-# may hold one value more than there are keys).
+# of each field, a C-level getter of those slots' values (a tuple, in the keys' order; it may
+# hold one value more than there are keys), and the slot of the series value for a handler
+# that takes prepared series (-1: the handler is given whole instances).
 _Build = tuple[
-    int, str, str, tuple[str, ...], tuple[int, ...], Callable[[list[Any]], tuple[Any, ...]]
+    int, str, str, tuple[str, ...], tuple[int, ...], Callable[[list[Any]], tuple[Any, ...]], int
 ]
-# A rule's instances for one handler.
-_Action = tuple[str, tuple[_Build, ...]]
+# A rule's instances for one handler: its name, its `prepare` when it takes prepared series
+# (`adapters.base.SeriesReportHandler`: its instances then travel as (handle, value) or
+# (None, instance) pairs), and the builds.
+_Action = tuple[str, Callable[[Instance], object | None] | None, tuple[_Build, ...]]
 # `Instance(...)` goes through a Python-level `__new__`; this is the same tuple, built in C.
 _new_instance: Callable[..., Instance] = tuple.__new__
 
@@ -94,6 +104,16 @@ class ReportPlan:
         slots: dict[int, int] = {}
         depends: dict[str, list[int]] = {}
         self.rules: dict[int, _RulePlan] = {}
+        self.series_handlers: set[str] = set()
+        """The handlers given prepared series and values (`ReportWorker.record`)."""
+        # Per build, for a prepared series: a getter of the fields other than the value (from
+        # the tuple of field values), the handles prepared so far by those values'
+        # identities, and the value's position among the fields. Metric dimensions are
+        # memoized (`MapFieldMemo`): a repeated series has the very same dimensions object,
+        # found here without building an instance.
+        self.series_of: list[
+            tuple[Callable[[Any], tuple[Any, ...]], dict[tuple[int, ...], Any], int]
+        ] = []
         build_slots: list[tuple[int, ...]] = []
         match_slots: set[int] = set()
 
@@ -120,6 +140,9 @@ class ReportPlan:
                 match_slots.add(match)
             planned: list[_Action] = []
             for action in actions:
+                series = action.handler.series
+                if series is not None:
+                    self.series_handlers.add(action.handler.name)
                 builds: list[_Build] = []
                 for builder in action.instances:
                     fields = builder.field_evaluators()
@@ -128,12 +151,25 @@ class ReportPlan:
                         return
                     used = tuple(slot(f.identity, f.evaluate, f.names) for f in fields)
                     keys = tuple(f.key for f in fields)
+                    value_at = -1
+                    if series is not None and series.series_value in keys:
+                        value_at = keys.index(series.series_value)
                     number = len(build_slots)
+                    others = tuple(i for i in range(len(keys)) if i != value_at)
+                    self.series_of.append((_getter(others), {}, value_at))
+                    vslot = used[value_at] if value_at >= 0 else -1
                     builds.append(
-                        (number, builder.name, builder.template, keys, used, _getter(used))
+                        (number, builder.name, builder.template, keys, used, _getter(used), vslot)
                     )
-                    build_slots.append(used)
-                planned.append((action.handler.name, tuple(builds)))
+                    # A prepared series is kept while its other fields are: a changed value
+                    # alone does not make it stale.
+                    build_slots.append(
+                        tuple(s for i, s in enumerate(used) if i != value_at)
+                        if value_at >= 0
+                        else used
+                    )
+                prepare = series.prepare if series is not None else None
+                planned.append((action.handler.name, prepare, tuple(builds)))
             self.rules[id(rule)] = _RulePlan(rule, match, tuple(planned))
         self.builds = len(build_slots)
         self._depends = {name: tuple(found) for name, found in depends.items()}
@@ -196,15 +232,16 @@ class ReportSession:
         self._build_errors = Children(metrics.report_dropped)
         self._values: list[Any] = [_STALE] * len(plan.evaluators)
         # Each instance as last built (None: not built, or it failed), reused while none of its
-        # fields is stale: instances are immutable, and handlers only read them.
-        self._built: list[Instance | None] = [None] * plan.builds
+        # fields is stale: instances are immutable, and handlers only read them. For a handler
+        # given prepared series: the series handle, or (None, instance) for a whole instance.
+        self._built: list[Any] = [None] * plan.builds
         # The candidate rules that matched the entry before, and those whose match failed;
         # None: choose and match again.
         self._matched: list[_RulePlan] | None = None
         self._failing: list[_RulePlan] = []
         self._failed: set[int] = set()  # the slots whose value is a `_Failed`
         self._previous: tuple[object, ...] | None = None
-        self._pending: dict[str, list[Instance]] = {}
+        self._pending: dict[str, list[Any]] = {}  # instances, or pairs (`series_handlers`)
 
     def add(self, bag: Bag, changed: Collection[str] | None) -> None:
         """Report the entry `bag`, whose attributes other than `changed` are those of the bag
@@ -221,14 +258,12 @@ class ReportSession:
             matched = None
         else:
             stale = plan.stale(tuple(changed))
-            for slot in stale.slots:
-                values[slot] = _STALE
+            _consume(map(values.__setitem__, stale.slots, _STALES))
             if failed:
                 failed.difference_update(stale.slots)
             # Now, not when next built: an instance not built for this entry (its rule did
             # not match) must not be reused for a later one.
-            for number in stale.builds:
-                built[number] = None
+            _consume(map(built.__setitem__, stale.builds, _NONES))
             if stale.reselect or stale.rematch:
                 matched = None
         evaluators = plan.evaluators
@@ -258,14 +293,30 @@ class ReportSession:
         for rule in matched:
             if rule.sampler is not None and not rule.sampler.keep(bag):
                 continue
-            for handler, builds in rule.actions:
+            for handler, prepare, builds in rule.actions:
                 out = pending.get(handler)
                 if out is None:
                     out = pending[handler] = []
-                for number, name, template, keys, slots, getter in builds:
-                    instance = built[number]
-                    if instance is not None:
-                        out.append(instance)
+                for number, name, template, keys, slots, getter, vslot in builds:
+                    held = built[number]
+                    if held is not None:
+                        if vslot < 0:
+                            out.append(held)
+                            continue
+                        # A prepared series whose other fields are unchanged: only its value.
+                        value = values[vslot]
+                        if value is _STALE:
+                            try:
+                                value = evaluators[vslot](bag)
+                            except Exception as exc:
+                                value = _Failed(exc)
+                                failed.add(vslot)
+                            values[vslot] = value
+                        if value.__class__ is _Failed:
+                            self._build_errors.get(handler, "build_error").inc()
+                            logger.debug("instance %s failed to build: %s", name, value.error)
+                            continue
+                        out.append((held, value))
                         continue
                     found = getter(values)
                     if _STALE in found:
@@ -283,10 +334,34 @@ class ReportSession:
                         self._build_errors.get(handler, "build_error").inc()
                         logger.debug("instance %s failed to build: %s", name, error)
                         continue
-                    instance = built[number] = _new_instance(
+                    if vslot >= 0:
+                        others, handles, value_at = plan.series_of[number]
+                        identity = others(found)
+                        key = tuple(map(id, identity))
+                        # The ids are those of the objects a remembered entry holds alive: equal
+                        # ids are the same objects.
+                        held = handles.get(key)
+                        if held is not None:
+                            out.append((held[1], found[value_at]))
+                            built[number] = held[1]
+                            continue
+                    instance = _new_instance(
                         Instance, (name, template, dict(zip(keys, found, strict=False)))
                     )
-                    out.append(instance)
+                    if prepare is None:
+                        out.append(instance)
+                        built[number] = instance
+                    elif vslot < 0 or (handle := prepare(instance)) is None:
+                        item = (None, instance)
+                        out.append(item)
+                        if vslot < 0:
+                            built[number] = item
+                    else:
+                        out.append((handle, found[value_at]))
+                        built[number] = handle
+                        if len(handles) >= _MAX_HANDLES:
+                            handles.clear()
+                        handles[key] = (identity, handle)  # holds `identity`: ids stay unique
 
     def add_whole(self, bag: Bag) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what
@@ -310,10 +385,16 @@ class ReportSession:
     def flush(self) -> int:
         """Offer what was built so far to the report workers; returns the instances accepted."""
         accepted = 0
-        for handler, instances in self._pending.items():
+        series = self._plan.series_handlers
+        for handler, items in self._pending.items():
             worker = self._workers.get(handler)
-            if worker is not None and instances:
-                accepted += len(instances) - worker.offer(instances)
+            if worker is None or not items:
+                continue
+            if handler in series:
+                worker.record(items)
+                accepted += len(items)
+            else:
+                accepted += len(items) - worker.offer(items)
         self._pending = {}
         return accepted
 

@@ -14,8 +14,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
-from adapters.base import Instance, ReportHandler
+from adapters.base import Instance, ReportHandler, SeriesReportHandler
 from mixer.telemetry import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,23 @@ class ReportWorker:
         self._account_failure(batch, self._dropped_error, start)
         logger.error("report handler %s answers inline but waited", self.handler_name)
 
-    def _account_failure(self, batch: Sequence[Instance], counter: object, start: float) -> None:
+    def record(self, items: Sequence[tuple[object | None, Any]]) -> None:
+        """Deliver prepared series and values now (`adapters.base.SeriesReportHandler`, an
+        inline handler only), counted as `offer` counts instances."""
+        handler = cast(SeriesReportHandler, self._handler)
+        self.accepted += len(items)
+        start = time.perf_counter()
+        try:
+            handler.record(items)
+        except Exception:
+            self._account_failure(items, self._dropped_error, start)
+            logger.exception("report handler %s failed", self.handler_name)
+            return
+        self.delivered += len(items)
+        self._ok.inc()
+        self._lat_ok.observe(time.perf_counter() - start)
+
+    def _account_failure(self, batch: Sequence[object], counter: object, start: float) -> None:
         self.dropped += len(batch)
         counter.inc(len(batch))  # type: ignore[attr-defined]
         self._err.inc()

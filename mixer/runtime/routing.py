@@ -22,6 +22,7 @@ from adapters.base import (
     Instance,
     QuotaHandler,
     ReportHandler,
+    SeriesReportHandler,
     answers_inline,
 )
 from mixer.attributes.bag import Bag
@@ -314,6 +315,8 @@ class HandlerEntry:
     generator: AttributeGenerator | None = field(init=False)
     inline: bool = field(init=False)
     """The handler answers from memory (`adapters.base.answers_inline`): no timer, no task."""
+    series: SeriesReportHandler | None = field(init=False)
+    """The handler takes prepared series (`adapters.base.SeriesReportHandler`; inline only)."""
 
     def __post_init__(self) -> None:
         h = self.handler
@@ -323,6 +326,8 @@ class HandlerEntry:
         object.__setattr__(self, "reporter", h if isinstance(h, ReportHandler) else None)
         object.__setattr__(self, "generator", h if isinstance(h, AttributeGenerator) else None)
         object.__setattr__(self, "inline", answers_inline(h))
+        series = h if self.inline and isinstance(h, SeriesReportHandler) else None
+        object.__setattr__(self, "series", series)
 
 
 @dataclass(frozen=True, slots=True)

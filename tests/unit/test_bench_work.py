@@ -29,4 +29,4 @@ def test_als_counts_are_per_entry_through_the_stream_servicer() -> None:
     # The entries went through the ALS conversion and on to the report rules.
     functions = [where for where, _ in als.top]
     assert any(where.endswith("envoy.py:_entries") for where in functions), functions
-    assert any(where.endswith("prometheus.py:report") for where in functions), functions
+    assert any(where.endswith("prometheus.py:record") for where in functions), functions

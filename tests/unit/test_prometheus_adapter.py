@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters import prometheus
-from adapters.base import Env, Instance, ParamError
+from adapters.base import Env, Instance, ParamError, SeriesReportHandler
 from mixer.server.admin import AdminServer
 from tests.shared_data import require_shared
 
@@ -751,6 +751,57 @@ async def test_shared_read_only_dimensions_find_their_series_again_even_after_ex
     await handler.report([inst("a", 7)])
     assert totals() == {"a": 7, "b": 5}
     await handler.close()
+
+
+async def test_prepared_series_record_what_the_instances_would() -> None:
+    """`prepare` + `record` (what a report session hands the adapter) leave the same scrape
+    as `report` of the same instances, mixed with whole instances, and fail the same way."""
+    registries = CollectorRegistry(), CollectorRegistry()
+    clock = FakeClock()
+    whole, prepared = (expiring_counter(r, clock) for r in registries)
+    assert isinstance(prepared, SeriesReportHandler) and prepared.series_value == "value"
+    shared = MappingProxyType({"k": "a"})
+
+    def inst(value: object, dims: Mapping[str, object] = shared) -> Instance:
+        return Instance("c.instance.ns", "metric", {"value": value, "dimensions": dims})
+
+    def series(registry: CollectorRegistry) -> Any:
+        return scrape(registry)["istio_c"]
+
+    handle = prepared.prepare(inst(1))
+    assert handle is not None
+    assert prepared.prepare(Instance("other.instance.ns", "metric", {"value": 1})) is None
+    assert series(registries[1]).samples == []  # preparing records nothing
+
+    batches: list[list[tuple[object | None, Any]]] = [
+        [(handle, 1), (None, inst(2, {"k": "b"})), (handle, 3.5)],
+        [(handle, "not a number"), (handle, -1), (handle, 2), (None, inst(1, {"k": "b"}))],
+    ]
+    for items, failing in zip(batches, (False, True), strict=True):
+        instances = [inst(v) if h is not None else v for h, v in items]
+        errors: list[str | None] = [None, None]
+        try:
+            await whole.report(instances)
+        except ValueError as exc:
+            errors[0] = str(exc)
+        try:
+            prepared.record(items)
+        except ValueError as exc:
+            errors[1] = str(exc)
+        assert errors[0] == errors[1]
+        assert (errors[1] is not None) == failing
+        assert series(registries[0]) == series(registries[1])
+    assert samples(series(registries[1]), "istio_c_total", k="a")[0].value == 6.5
+
+    # The series expires; the handle finds (a new) one again, as a report would.
+    clock.now += 20
+    assert series(registries[0]).samples == series(registries[1]).samples == []
+    prepared.record([(handle, 4)])
+    await whole.report([inst(4)])
+    assert series(registries[0]) == series(registries[1])
+    assert samples(series(registries[1]), "istio_c_total", k="a")[0].value == 4
+    await whole.close()
+    await prepared.close()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import yaml
 from google.protobuf import json_format
 from prometheus_client import CollectorRegistry, generate_latest
 
-from adapters.base import Instance
+from adapters.base import Instance, SeriesReportHandler
 from bench import workload
 from mixer.api.accesslog_servicer import AccessLogService
 from mixer.api.mixer_servicer import MixerService
@@ -31,6 +31,7 @@ from mixer.attributes.compressed import encode_report
 from mixer.attributes.envoy import bags_from_access_logs
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.runtime.build import build_runtime, load_snapshot
+from mixer.runtime.report_plan import ReportPlan
 from mixer.runtime.runtime import Runtime, RuntimeHolder
 from mixer.telemetry import ServerMetrics
 from mixer.v1 import mixer_pb2
@@ -137,7 +138,10 @@ def series(registry: CollectorRegistry) -> list[str]:
 
 
 class Recorded:
-    """A runtime whose report workers' offers are recorded (and still delivered)."""
+    """A runtime whose report workers' offers are recorded (and still delivered).
+
+    Prepared series (`adapters.base.SeriesReportHandler`) are recorded as the instances they
+    stand for: the instance each handle was prepared from, with the value given."""
 
     def __init__(self, runtime: Runtime, metrics: ServerMetrics, registry: CollectorRegistry):
         self.runtime = runtime
@@ -146,8 +150,17 @@ class Recorded:
         self.holder = RuntimeHolder(runtime)
         self.service = MixerService(self.holder, metrics)
         self.offered: dict[str, list[Instance]] = {}
-        for name, worker in runtime.dispatcher.report_workers.items():
+        self.prepared: dict[int, tuple[object, Instance]] = {}
+        dispatcher = runtime.dispatcher
+        for name, worker in dispatcher.report_workers.items():
             worker.offer = self._recorder(name, worker.offer)  # type: ignore[method-assign]
+            worker.record = self._series_recorder(name, worker.record)  # type: ignore[method-assign]
+            handler = cast(Any, worker)._handler
+            if isinstance(handler, SeriesReportHandler):
+                handler.prepare = self._preparer(handler.prepare)  # type: ignore[method-assign]
+        # The plan holds each handler's `prepare`: plan again with the recording one.
+        dispatcher._report_plan = ReportPlan(dispatcher.routes)
+        self.series_handlers = dispatcher._report_plan.series_handlers
 
     def _recorder(self, name: str, offer: Any) -> Any:
         def record(instances: list[Instance]) -> int:
@@ -155,6 +168,28 @@ class Recorded:
             return int(offer(instances))
 
         return record
+
+    def _preparer(self, prepare: Any) -> Any:
+        def recording(instance: Instance) -> object:
+            handle = prepare(instance)
+            if handle is not None:
+                self.prepared[id(handle)] = (handle, instance)  # kept alive: ids stay unique
+            return handle
+
+        return recording
+
+    def _series_recorder(self, name: str, record: Any) -> Any:
+        def recording(items: list[tuple[object | None, Any]]) -> None:
+            out = self.offered.setdefault(name, [])
+            for handle, value in items:
+                if handle is None:
+                    out.append(value)
+                    continue
+                instance = self.prepared[id(handle)][1]
+                out.append(instance._replace(fields={**instance.fields, "value": value}))
+            record(items)
+
+        return recording
 
     def failures(self) -> dict[str, float]:
         out = {}

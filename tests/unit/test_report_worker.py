@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from adapters.base import Instance
 from mixer.runtime.reporting import ReportWorker
@@ -104,6 +105,33 @@ def dropped(metrics: ServerMetrics, reason: str) -> float:
         "mixer_report_dropped_total", {"handler": "h", "reason": reason}
     )
     return value or 0.0
+
+
+class Series(Inline):
+    """An inline handler that also takes prepared series (`record`)."""
+
+    series_value = "value"
+
+    def prepare(self, instance: Instance) -> object | None:
+        return instance.name
+
+    def record(self, items: Sequence[tuple[object | None, Any]]) -> None:
+        if self.fail:
+            raise ValueError("bad value")
+        self.batches.append([f"{h}={v}" for h, v in items])
+
+
+async def test_prepared_series_are_recorded_in_place_and_counted_as_instances() -> None:
+    handler = Series()
+    metrics = ServerMetrics.create()
+    worker = ReportWorker("h", "a", handler, metrics, inline=True)
+    worker.record([("a", 1), ("a", 2)])
+    assert handler.batches == [["a=1", "a=2"]]
+    handler.fail = True
+    worker.record([("a", 3), ("b", 4), ("c", 5)])
+    assert worker.stats() == {"accepted": 5, "rejected": 0, "delivered": 2, "dropped": 3}
+    assert dropped(metrics, "handler_error") == 3
+    await worker.stop()
 
 
 async def test_an_inline_handler_is_called_in_place_and_counted() -> None:
