@@ -60,10 +60,27 @@ _Build = tuple[
 ]
 # A rule's instances for one handler: its name, its `prepare` when it takes prepared series
 # (`adapters.base.SeriesReportHandler`: its instances then travel as (handle, value) or
-# (None, instance) pairs), and the builds.
-_Action = tuple[str, Callable[[Instance], object | None] | None, tuple[_Build, ...]]
+# (None, instance) pairs), the builds, and their `_Group` if they form one.
+_Action = tuple[
+    str, Callable[[Instance], object | None] | None, tuple[_Build, ...], "_Group | None"
+]
 # `Instance(...)` goes through a Python-level `__new__`; this is the same tuple, built in C.
 _new_instance: Callable[..., Instance] = tuple.__new__
+
+
+class _Group:
+    """Prepared series that share every field but their values (Istio's HTTP metrics share
+    their dimensions): the slots of those fields, a getter of their values, the builds'
+    numbers, and the builds' handles as last prepared together, by those values' identities.
+    One lookup finds every handle of a repeated series set."""
+
+    __slots__ = ("handles", "numbers", "slots", "values")
+
+    def __init__(self, slots: tuple[int, ...], numbers: tuple[int, ...]) -> None:
+        self.slots = slots
+        self.values = _getter(slots)
+        self.numbers = numbers
+        self.handles: dict[tuple[int, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
 
 
 class _RulePlan:
@@ -169,7 +186,11 @@ class ReportPlan:
                         else used
                     )
                 prepare = series.prepare if series is not None else None
-                planned.append((action.handler.name, prepare, tuple(builds)))
+                group = None
+                shared = {build_slots[b[0]] for b in builds}
+                if len(builds) > 1 and len(shared) == 1 and all(b[6] >= 0 for b in builds):
+                    group = _Group(shared.pop(), tuple(b[0] for b in builds))
+                planned.append((action.handler.name, prepare, tuple(builds), group))
             self.rules[id(rule)] = _RulePlan(rule, match, tuple(planned))
         self.builds = len(build_slots)
         self._depends = {name: tuple(found) for name, found in depends.items()}
@@ -179,6 +200,7 @@ class ReportPlan:
         self.read_names = tuple(sorted(set(self._depends) | self._selection))
         """Every name some program or the choice of rules may read: a whole entry's changes
         are looked for among these only."""
+        self.read_set = frozenset(self.read_names)
         # Changed names (in the order an entry gave them) -> what they make stale. Entries of
         # one kind of request change the same names: one lookup instead of one per name.
         # Names come from requests (only those report rules read, when decoding filters
@@ -215,9 +237,12 @@ class ReportSession:
         "_match_errors",
         "_matched",
         "_metrics",
+        "_names",
         "_pending",
         "_plan",
         "_previous",
+        "_previous_types",
+        "_seen",
         "_values",
         "_workers",
     )
@@ -241,6 +266,9 @@ class ReportSession:
         self._failing: list[_RulePlan] = []
         self._failed: set[int] = set()  # the slots whose value is a `_Failed`
         self._previous: tuple[object, ...] | None = None
+        self._previous_types: tuple[type, ...] = ()
+        self._seen: set[str] = set()
+        self._names: tuple[str, ...] = ()
         self._pending: dict[str, list[Any]] = {}  # instances, or pairs (`series_handlers`)
 
     def add(self, bag: Bag, changed: Collection[str] | None) -> None:
@@ -293,10 +321,29 @@ class ReportSession:
         for rule in matched:
             if rule.sampler is not None and not rule.sampler.keep(bag):
                 continue
-            for handler, prepare, builds in rule.actions:
+            for handler, prepare, builds, group in rule.actions:
                 out = pending.get(handler)
                 if out is None:
                     out = pending[handler] = []
+                group_key = None
+                if group is not None and built[group.numbers[0]] is None:
+                    # The group's series went stale together: find them again in one lookup
+                    # by the shared fields' values (each build then takes only its value).
+                    shared = group.values(values)
+                    if _STALE in shared:
+                        for slot in group.slots:
+                            if values[slot] is _STALE:
+                                values[slot] = result = _evaluate(evaluators[slot], bag)
+                                if result.__class__ is _Failed:
+                                    failed.add(slot)
+                        shared = group.values(values)
+                    if not failed or failed.isdisjoint(group.slots):
+                        group_key = tuple(map(id, shared))
+                        # Ids of objects a remembered entry holds alive: same ids, same objects.
+                        hit = group.handles.get(group_key)
+                        if hit is not None:
+                            _consume(map(built.__setitem__, group.numbers, hit[1]))
+                            group_key = None
                 for number, name, template, keys, slots, getter, vslot in builds:
                     held = built[number]
                     if held is not None:
@@ -362,25 +409,47 @@ class ReportSession:
                         if len(handles) >= _MAX_HANDLES:
                             handles.clear()
                         handles[key] = (identity, handle)  # holds `identity`: ids stay unique
+                if group_key is not None:
+                    prepared = tuple(map(built.__getitem__, group.numbers))  # type: ignore[union-attr]
+                    if None not in prepared:
+                        remembered = group.handles  # type: ignore[union-attr]
+                        if len(remembered) >= _MAX_HANDLES:
+                            remembered.clear()
+                        remembered[group_key] = (shared, prepared)
 
     def add_whole(self, bag: Bag) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what
         changed is found by comparing it with the bag given before, on the names read."""
-        names = self._plan.read_names
-        values = tuple(map(bag._data.get, names))  # attribute values are never None
-        previous = self._previous
-        self._previous = values
+        data = bag._data
+        # Only the names read that some entry of this session had: the others were absent in
+        # every entry before, and still are unless they are new here.
+        new = data.keys() - self._seen
+        if new:
+            new &= self._plan.read_set
+            if new:
+                self._seen |= new
+                self._names = tuple(n for n in self._plan.read_names if n in self._seen)
+                self._previous = None  # a new name changed: evaluate this entry whole
+        names = self._names
+        values = tuple(map(data.get, names))  # attribute values are never None
+        types = tuple(map(type, values))
+        previous, previous_types = self._previous, self._previous_types
+        self._previous, self._previous_types = values, types
         if previous is None:
             self.add(bag, None)
             return
         # In C, name by name: equal values of the same type (1, 1.0 and True are equal in
-        # Python, not as attributes).
-        same = map(
-            operator.and_,
-            map(operator.eq, previous, values),
-            map(operator.is_, map(type, previous), map(type, values)),
-        )
-        self.add(bag, tuple(itertools.compress(names, map(operator.not_, same))))
+        # Python, not as attributes). Entries of one stream mostly keep every type: then the
+        # types are compared once, as tuples.
+        if types == previous_types:
+            differ: Iterable[object] = map(operator.ne, previous, values)
+        else:
+            differ = map(
+                operator.or_,
+                map(operator.ne, previous, values),
+                map(operator.is_not, previous_types, types),
+            )
+        self.add(bag, tuple(itertools.compress(names, differ)))
 
     def flush(self) -> int:
         """Offer what was built so far to the report workers; returns the instances accepted."""
