@@ -52,7 +52,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import (
@@ -690,7 +690,7 @@ class PrometheusHandler:
         errors: list[str] = []
         bindings = self._bindings
         for handle, raw in items:
-            prepared: _Prepared | None
+            prepared: Any  # None, or a handle `prepare` made (a `_Prepared`)
             if handle is None:
                 prepared = None
                 name = raw.name
@@ -704,7 +704,7 @@ class PrometheusHandler:
                 fields = raw.fields
                 raw = fields.get("value")
             else:
-                prepared = cast(_Prepared, handle)
+                prepared = handle
                 name, binding, dims, cell = prepared
             if type(raw) is float:
                 amount = raw

@@ -15,7 +15,6 @@ namespace or an indexed attribute changed. Each instance it builds equals the on
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import operator
@@ -43,11 +42,6 @@ class _Failed:
 
 
 _STALE: Any = object()
-_STALES = itertools.repeat(_STALE)
-_NONES = itertools.repeat(None)
-# Runs an iterator to its end in C (as itertools' "consume" recipe).
-_drain: collections.deque[object] = collections.deque(maxlen=0)
-_consume: Callable[[Iterable[object]], None] = _drain.extend
 _MAX_CHANGE_SETS = 1024
 _MAX_HANDLES = 1024  # prepared series remembered per instance of a rule
 
@@ -286,12 +280,14 @@ class ReportSession:
             matched = None
         else:
             stale = plan.stale(tuple(changed))
-            _consume(map(values.__setitem__, stale.slots, _STALES))
+            for slot in stale.slots:
+                values[slot] = _STALE
             if failed:
                 failed.difference_update(stale.slots)
             # Now, not when next built: an instance not built for this entry (its rule did
             # not match) must not be reused for a later one.
-            _consume(map(built.__setitem__, stale.builds, _NONES))
+            for number in stale.builds:
+                built[number] = None
             if stale.reselect or stale.rematch:
                 matched = None
         evaluators = plan.evaluators
@@ -342,7 +338,8 @@ class ReportSession:
                         # Ids of objects a remembered entry holds alive: same ids, same objects.
                         hit = group.handles.get(group_key)
                         if hit is not None:
-                            _consume(map(built.__setitem__, group.numbers, hit[1]))
+                            for number, handle in zip(group.numbers, hit[1], strict=True):
+                                built[number] = handle
                             group_key = None
                 for number, name, template, keys, slots, getter, vslot in builds:
                     held = built[number]
@@ -423,11 +420,12 @@ class ReportSession:
         data = bag._data
         # Only the names read that some entry of this session had: the others were absent in
         # every entry before, and still are unless they are new here.
-        new = data.keys() - self._seen
-        if new:
-            new &= self._plan.read_set
-            if new:
-                self._seen |= new
+        if not self._seen.issuperset(data):
+            # Names the rules do not read are remembered too, not to be looked at again (the
+            # session's bags hold only wanted names: bounded by the config).
+            new = data.keys() - self._seen
+            self._seen |= new
+            if not new.isdisjoint(self._plan.read_set):
                 self._names = tuple(n for n in self._plan.read_names if n in self._seen)
                 self._previous = None  # a new name changed: evaluate this entry whole
         names = self._names
