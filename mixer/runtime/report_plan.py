@@ -199,11 +199,12 @@ class ReportPlan:
         # one kind of request change the same names: one lookup instead of one per name.
         # Names come from requests (only those report rules read, when decoding filters
         # them): bounded.
-        self._stale: dict[tuple[str, ...], Stale] = {}
+        self.stale_of: dict[tuple[str, ...], Stale] = {}
+        """`stale`'s answers so far (read directly: a method call per entry costs more)."""
 
     def stale(self, changed: tuple[str, ...]) -> Stale:
         """What `changed` makes stale."""
-        found = self._stale.get(changed)
+        found = self.stale_of.get(changed)
         if found is None:
             depends = self._depends
             slots = {slot for name in changed for slot in depends.get(name, ())}
@@ -213,9 +214,9 @@ class ReportPlan:
                 not self._selection.isdisjoint(changed),
                 not self._match_slots.isdisjoint(slots),
             )
-            if len(self._stale) >= _MAX_CHANGE_SETS:
-                self._stale.clear()
-            self._stale[changed] = found
+            if len(self.stale_of) >= _MAX_CHANGE_SETS:
+                self.stale_of.clear()
+            self.stale_of[changed] = found
         return found
 
 
@@ -279,7 +280,8 @@ class ReportSession:
             failed.clear()
             matched = None
         else:
-            stale = plan.stale(tuple(changed))
+            changed = tuple(changed)
+            stale = plan.stale_of.get(changed) or plan.stale(changed)
             for slot in stale.slots:
                 values[slot] = _STALE
             if failed:
@@ -329,8 +331,10 @@ class ReportSession:
                     if _STALE in shared:
                         for slot in group.slots:
                             if values[slot] is _STALE:
-                                values[slot] = result = _evaluate(evaluators[slot], bag)
-                                if result.__class__ is _Failed:
+                                try:
+                                    values[slot] = evaluators[slot](bag)
+                                except Exception as exc:
+                                    values[slot] = _Failed(exc)
                                     failed.add(slot)
                         shared = group.values(values)
                     if not failed or failed.isdisjoint(group.slots):
