@@ -312,6 +312,9 @@ def decode(
     return Bag._adopt(data)
 
 
+_SEEN_MAPS = 256  # distinct string maps one Report batch's decoding remembers
+
+
 class _FastEntries:
     """`_decode_fast` for the entries of one Report batch (`default_words`, `wanted` and
     `limits` bound once): `decode` gives an entry's attributes, or None for the checked path
@@ -333,6 +336,9 @@ class _FastEntries:
         adopt = StringMap._adopt
         epoch = _EPOCH
         span = datetime.timedelta
+        # The batch's string maps by their wire form: entries of one batch repeat their peers'
+        # labels, and the words they index are the batch's. One immutable map is shared.
+        seen_maps: dict[bytes, StringMap] = {}
 
         def decode(entry: attributes_pb2.CompressedAttributes) -> dict[str, Value] | None:
             # As `_decode_fast`, written out in one closure: a Report calls it per entry.
@@ -390,14 +396,23 @@ class _FastEntries:
                 entry_count = 0
                 for k in maps:
                     name = gw[k] if k >= 0 else local[~k]
-                    entries = maps[k].entries
+                    smap = maps[k]
+                    entries = smap.entries
                     entry_count += len(entries)
                     if name in wanted:
-                        decoded: dict[str, str] = {}
-                        for a in entries:
-                            b = entries[a]  # a container lookup costs a hash probe: once each
-                            decoded[gw[a] if a >= 0 else local[~a]] = gw[b] if b >= 0 else local[~b]
-                        out[name] = adopt(decoded)
+                        wire = smap.SerializeToString()
+                        found = seen_maps.get(wire)
+                        if found is None:
+                            decoded: dict[str, str] = {}
+                            for a in entries:
+                                b = entries[a]  # a container lookup costs a hash probe: once each
+                                decoded[gw[a] if a >= 0 else local[~a]] = (
+                                    gw[b] if b >= 0 else local[~b]
+                                )
+                            found = adopt(decoded)
+                            if len(seen_maps) < _SEEN_MAPS:
+                                seen_maps[wire] = found
+                        out[name] = found
                     else:
                         skipped.append(name)
                 keys += len(timestamps) + len(durations) + len(raw_bytes) + len(maps)

@@ -389,3 +389,35 @@ def test_a_report_batch_decodes_as_its_entries_do_one_by_one(
     except (BadRequest, LimitExceeded) as exc:
         got = (type(exc), str(exc))
     assert got == expected
+
+
+def test_string_maps_repeated_in_a_batch_decode_as_each_entry_does_alone() -> None:
+    """The batch decoder shares one map between entries whose maps are the same on the wire;
+    an entry with its own words, where the same indexes name other words, gets its own."""
+    words = ["app", "reviews", "version", "v1", "ratings"]
+    req = mixer_pb2.ReportRequest(default_words=words)
+    contents = [{-1: -2, -3: -4}, {-1: -5, -3: -4}, {-1: -2, -3: -4}, {-1: -2, -3: -4}]
+    for n, content in enumerate(contents):
+        entry = req.attributes.add()
+        if n == 3:
+            entry.words.extend(["app", "details", "version", "v9"])
+        entry.string_maps[GLOBAL_INDEX["source.labels"]].entries.update(content)
+        entry.int64s[GLOBAL_INDEX["response.code"]] = 200 + n
+    wanted = frozenset({"source.labels", "response.code"})
+    limits = Limits()
+    got = decode_report_changes(req, wanted=wanted, limits=limits)[1]
+    expected = [
+        decode_entry(
+            entry,
+            default_words=words,
+            where=f"attributes[{n}]",
+            wanted=wanted,
+            limits=limits,
+        )
+        for n, entry in enumerate(req.attributes)
+    ]
+    assert got == expected
+    labels = [entry["source.labels"] for entry in got]
+    assert labels[0] is labels[2]
+    assert labels[1] == StringMap({"app": "ratings", "version": "v1"})
+    assert labels[3] == StringMap({"app": "details", "version": "v9"})
