@@ -126,6 +126,19 @@ class ReadShape:
                     return None
         return tuple(values)
 
+    def find(
+        self, table: Mapping[tuple[object, ...], V], data: Mapping[str, object]
+    ) -> tuple[tuple[object, ...], V] | None:
+        """The entry of `table` for this shape's key in `data`, with its key, or None."""
+        key = self.key(data)
+        if key is None:
+            return None
+        try:
+            value = table.get(key)
+        except TypeError:  # an unhashable value read: no entry can have it
+            return None
+        return None if value is None else (key, value)
+
 
 class ShapeSet:
     """The shapes seen so far (at most `max_shapes`), found again by their reads in evaluation
@@ -158,17 +171,11 @@ class ShapeSet:
         return iter(self.shapes.values())
 
     def first(self, table: Mapping[tuple[object, ...], V], data: Mapping[str, object]) -> V | None:
-        """The first entry `found` would give, or None."""
+        """The first entry `found` would give, or None (no generator: a memo asks per entry)."""
         for shape in self.shapes.values():
-            key = shape.key(data)
-            if key is None:
-                continue
-            try:
-                value = table.get(key)
-            except TypeError:  # an unhashable value read: no entry can have it
-                continue
-            if value is not None:
-                return value
+            hit = shape.find(table, data)
+            if hit is not None:
+                return hit[1]
         return None
 
     def found(
@@ -177,12 +184,6 @@ class ShapeSet:
         """The entries of `table` (keyed by `ReadShape.key`) that `data` (see `plain`) has, one
         per known shape at most, in shape order."""
         for shape in self.shapes.values():
-            key = shape.key(data)
-            if key is None:
-                continue
-            try:
-                value = table.get(key)
-            except TypeError:  # an unhashable value read: no entry can have it
-                continue
-            if value is not None:
-                yield key, value
+            hit = shape.find(table, data)
+            if hit is not None:
+                yield hit

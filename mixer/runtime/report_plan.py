@@ -329,13 +329,7 @@ class ReportSession:
                     # by the shared fields' values (each build then takes only its value).
                     shared = group.values(values)
                     if _STALE in shared:
-                        for slot in group.slots:
-                            if values[slot] is _STALE:
-                                try:
-                                    values[slot] = evaluators[slot](bag)
-                                except Exception as exc:
-                                    values[slot] = _Failed(exc)
-                                    failed.add(slot)
+                        _fill(values, evaluators, failed, group.slots, bag)
                         shared = group.values(values)
                     if not failed or failed.isdisjoint(group.slots):
                         group_key = tuple(map(id, shared))
@@ -368,13 +362,7 @@ class ReportSession:
                         continue
                     found = getter(values)
                     if _STALE in found:
-                        for slot in slots:
-                            if values[slot] is _STALE:
-                                try:
-                                    values[slot] = evaluators[slot](bag)
-                                except Exception as exc:
-                                    values[slot] = _Failed(exc)
-                                    failed.add(slot)
+                        _fill(values, evaluators, failed, slots, bag)
                         found = getter(values)
                     if failed and not failed.isdisjoint(slots):
                         # As building field by field would: the first failed field is the error.
@@ -476,6 +464,23 @@ def _getter(slots: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
     # `itemgetter` of one index returns the value itself, not a tuple: ask for it twice (the
     # fields are zipped with their keys, which stops at the first key's value).
     return operator.itemgetter(*slots) if len(slots) > 1 else operator.itemgetter(*slots * 2)
+
+
+def _fill(
+    values: list[Any],
+    evaluators: list[Callable[[Bag], object]],
+    failed: set[int],
+    slots: tuple[int, ...],
+    bag: Bag,
+) -> None:
+    """Evaluate the stale ones of `slots`; a failure is kept as a `_Failed` and in `failed`."""
+    for slot in slots:
+        if values[slot] is _STALE:
+            try:
+                values[slot] = evaluators[slot](bag)
+            except Exception as exc:
+                values[slot] = _Failed(exc)
+                failed.add(slot)
 
 
 def _evaluate(evaluate: Callable[[Bag], object], bag: Bag) -> object:
