@@ -62,10 +62,11 @@ def plain(bag: Mapping[str, object]) -> Mapping[str, object]:
 
 class ReadShape:
     """Reads one shape's key from a bag: whole attributes with one C-level `itemgetter` (their
-    types too: 1, 1.0 and True are equal in Python but not as attributes), then the absent names
-    and the string-map keys one by one. `key` is None when the bag has another shape."""
+    types too: 1, 1.0 and True are equal in Python but not as attributes), the absent names in
+    one set test, then each string map once: its keys read present with one `itemgetter`, its
+    keys read absent one by one. `key` is None when the bag has another shape."""
 
-    __slots__ = ("absent", "id", "keyed", "maps", "present", "single")
+    __slots__ = ("absent", "id", "maps", "present", "single")
 
     def __init__(self, shape: Shape, shape_id: int) -> None:
         self.id = shape_id
@@ -75,13 +76,12 @@ class ReadShape:
         )
         self.single = len(names) == 1
         self.absent = tuple(name for name, key, present in shape if key is None and not present)
-        self.keyed = tuple((name, key, present) for name, key, present in shape if key is not None)
         # The keyed reads by map, in shape order: a getter of the keys read present (one C
         # call per map; a tuple even for one key), and the keys read absent.
         maps: dict[str, tuple[list[str], list[str]]] = {}
-        for name, key, present in self.keyed:
-            assert key is not None
-            maps.setdefault(name, ([], []))[0 if present else 1].append(key)
+        for name, key, present in shape:
+            if key is not None:
+                maps.setdefault(name, ([], []))[0 if present else 1].append(key)
         self.maps = tuple(
             (
                 name,
