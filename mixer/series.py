@@ -13,11 +13,11 @@ adapter's store.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
 import threading
 from abc import abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from typing import Generic, TypeVar, cast
 
@@ -77,7 +77,7 @@ class HistogramSeries:
     def observe(self, amount: float) -> None:
         """Count `amount` in the first bucket whose upper bound is at least `amount`."""
         if amount == amount:  # not NaN
-            self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+            self.counts[bisect_left(self.bounds, amount)] += 1
         self.sum += amount
 
     def buckets(self, le: Sequence[str]) -> list[tuple[str, float]]:

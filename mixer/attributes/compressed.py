@@ -62,7 +62,7 @@ class _Words:
 
 def _timestamp(ts: timestamp_pb2.Timestamp, where: str) -> datetime.datetime:
     try:
-        return _EPOCH + datetime.timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+        return _EPOCH + datetime.timedelta(0, ts.seconds, ts.nanos // 1000)
     except OverflowError:
         raise BadRequest(
             f"{where}: timestamp {ts.seconds}s is outside the years 1 to 9999"
@@ -71,7 +71,7 @@ def _timestamp(ts: timestamp_pb2.Timestamp, where: str) -> datetime.datetime:
 
 def _duration(d: duration_pb2.Duration, where: str) -> datetime.timedelta:
     try:
-        return datetime.timedelta(seconds=d.seconds, microseconds=d.nanos // 1000)
+        return datetime.timedelta(0, d.seconds, d.nanos // 1000)
     except OverflowError:
         raise BadRequest(f"{where}: duration {d.seconds}s is out of range") from None
 
@@ -186,7 +186,7 @@ def _decode_fast(
         if wanted is None or name in wanted:
             ts = timestamps[k]
             seconds, nanos = ts.seconds, ts.nanos
-            out[name] = _EPOCH + datetime.timedelta(seconds=seconds, microseconds=nanos // 1000)
+            out[name] = _EPOCH + datetime.timedelta(0, seconds, nanos // 1000)
         else:
             skipped.append(name)
     durations = msg.durations
@@ -194,7 +194,7 @@ def _decode_fast(
         name = gw[k] if k >= 0 else local[~k]
         if wanted is None or name in wanted:
             dur = durations[k]
-            out[name] = datetime.timedelta(seconds=dur.seconds, microseconds=dur.nanos // 1000)
+            out[name] = datetime.timedelta(0, dur.seconds, dur.nanos // 1000)
         else:
             skipped.append(name)
     longest = limits.max_string_length if limits is not None else -1
@@ -369,7 +369,9 @@ class _FastEntries:
                     name = gw[k] if k >= 0 else local[~k]
                     if name in wanted:
                         ts = timestamps[k]
-                        out[name] = epoch + span(seconds=ts.seconds, microseconds=ts.nanos // 1000)
+                        # (days, seconds, microseconds) positionally: keywords double the
+                        # constructor's cost.
+                        out[name] = epoch + span(0, ts.seconds, ts.nanos // 1000)
                     else:
                         skipped.append(name)
                 durations = entry.durations
@@ -377,7 +379,7 @@ class _FastEntries:
                     name = gw[k] if k >= 0 else local[~k]
                     if name in wanted:
                         d = durations[k]
-                        out[name] = span(seconds=d.seconds, microseconds=d.nanos // 1000)
+                        out[name] = span(0, d.seconds, d.nanos // 1000)
                     else:
                         skipped.append(name)
                 raw_bytes = entry.bytes

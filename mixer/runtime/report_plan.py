@@ -65,15 +65,20 @@ _new_instance: Callable[..., Instance] = tuple.__new__
 class _Group:
     """Prepared series that share every field but their values (Istio's HTTP metrics share
     their dimensions): the slots of those fields, a getter of their values, the builds'
-    numbers, and the builds' handles as last prepared together, by those values' identities.
-    One lookup finds every handle of a repeated series set."""
+    numbers, value slots and names, the group's number among the plan's groups, and the
+    builds' handles as last prepared together, by those values' identities. One lookup finds
+    every handle of a repeated series set; while those fields are unchanged, an entry only
+    evaluates the values (`ReportSession` keeps the handles per group)."""
 
-    __slots__ = ("handles", "numbers", "slots", "values")
+    __slots__ = ("handles", "index", "names", "numbers", "slots", "values", "vslots")
 
-    def __init__(self, slots: tuple[int, ...], numbers: tuple[int, ...]) -> None:
+    def __init__(self, slots: tuple[int, ...], builds: tuple[_Build, ...], index: int) -> None:
         self.slots = slots
         self.values = _getter(slots)
-        self.numbers = numbers
+        self.numbers = tuple(b[0] for b in builds)
+        self.vslots = tuple(b[6] for b in builds)
+        self.names = tuple(b[1] for b in builds)
+        self.index = index
         self.handles: dict[tuple[int, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
 
 
@@ -93,7 +98,9 @@ class Stale(NamedTuple):
     slots: tuple[int, ...]
     """The programs to evaluate again."""
     builds: tuple[int, ...]
-    """The instances with a field to evaluate again."""
+    """The instances with a field to evaluate again (other than a group's)."""
+    groups: tuple[int, ...]
+    """The groups whose shared fields are to evaluate again."""
     reselect: bool
     """The candidate rules may differ (the namespace or an indexed attribute changed)."""
     rematch: bool
@@ -127,6 +134,7 @@ class ReportPlan:
         ] = []
         build_slots: list[tuple[int, ...]] = []
         match_slots: set[int] = set()
+        self.groups: list[_Group] = []
 
         def slot(identity: int, evaluate: Callable[[Bag], object], names: frozenset[str]) -> int:
             found = slots.get(identity)
@@ -183,7 +191,8 @@ class ReportPlan:
                 group = None
                 shared = {build_slots[b[0]] for b in builds}
                 if len(builds) > 1 and len(shared) == 1 and all(b[6] >= 0 for b in builds):
-                    group = _Group(shared.pop(), tuple(b[0] for b in builds))
+                    group = _Group(shared.pop(), tuple(builds), len(self.groups))
+                    self.groups.append(group)
                 planned.append((action.handler.name, prepare, tuple(builds), group))
             self.rules[id(rule)] = _RulePlan(rule, match, tuple(planned))
         self.builds = len(build_slots)
@@ -208,9 +217,16 @@ class ReportPlan:
         if found is None:
             depends = self._depends
             slots = {slot for name in changed for slot in depends.get(name, ())}
+            # A group's builds are kept by the group (`ReportSession._grouped`), not one by one.
+            grouped = {number for group in self.groups for number in group.numbers}
             found = Stale(
                 tuple(sorted(slots)),
-                tuple(b for b, used in enumerate(self._build_slots) if not slots.isdisjoint(used)),
+                tuple(
+                    b
+                    for b, used in enumerate(self._build_slots)
+                    if b not in grouped and not slots.isdisjoint(used)
+                ),
+                tuple(g.index for g in self.groups if not slots.isdisjoint(g.slots)),
                 not self._selection.isdisjoint(changed),
                 not self._match_slots.isdisjoint(slots),
             )
@@ -229,6 +245,7 @@ class ReportSession:
         "_built",
         "_failed",
         "_failing",
+        "_grouped",
         "_match_errors",
         "_matched",
         "_metrics",
@@ -255,6 +272,9 @@ class ReportSession:
         # fields is stale: instances are immutable, and handlers only read them. For a handler
         # given prepared series: the series handle, or (None, instance) for a whole instance.
         self._built: list[Any] = [None] * plan.builds
+        # Per group (`_Group`): its builds' handles while its shared fields are unchanged, or
+        # None. Its builds' entries in `_built` are used only when it has no handles.
+        self._grouped: list[tuple[Any, ...] | None] = [None] * len(plan.groups)
         # The candidate rules that matched the entry before, and those whose match failed;
         # None: choose and match again.
         self._matched: list[_RulePlan] | None = None
@@ -272,11 +292,13 @@ class ReportSession:
         plan = self._plan
         values = self._values
         built = self._built
+        grouped = self._grouped
         matched = self._matched
         failed = self._failed
         if changed is None or matched is None:
             values[:] = [_STALE] * len(values)
             built[:] = [None] * len(built)
+            grouped[:] = [None] * len(grouped)
             failed.clear()
             matched = None
         else:
@@ -290,6 +312,8 @@ class ReportSession:
             # not match) must not be reused for a later one.
             for number in stale.builds:
                 built[number] = None
+            for number in stale.groups:
+                grouped[number] = None
             if stale.reselect or stale.rematch:
                 matched = None
         evaluators = plan.evaluators
@@ -324,21 +348,41 @@ class ReportSession:
                 if out is None:
                     out = pending[handler] = []
                 group_key = None
-                if group is not None and built[group.numbers[0]] is None:
-                    # The group's series went stale together: find them again in one lookup
-                    # by the shared fields' values (each build then takes only its value).
-                    shared = group.values(values)
-                    if _STALE in shared:
-                        _fill(values, evaluators, failed, group.slots, bag)
+                if group is not None:
+                    kept = grouped[group.index]
+                    if kept is None:
+                        # The group's series went stale together: find them again in one
+                        # lookup by the shared fields' values (each build then takes only its
+                        # value), or build them one by one below.
                         shared = group.values(values)
-                    if not failed or failed.isdisjoint(group.slots):
-                        group_key = tuple(map(id, shared))
-                        # Ids of objects a remembered entry holds alive: same ids, same objects.
-                        hit = group.handles.get(group_key)
-                        if hit is not None:
-                            for number, handle in zip(group.numbers, hit[1], strict=True):
-                                built[number] = handle
-                            group_key = None
+                        if _STALE in shared:
+                            _fill(values, evaluators, failed, group.slots, bag)
+                            shared = group.values(values)
+                        if not failed or failed.isdisjoint(group.slots):
+                            group_key = tuple(map(id, shared))
+                            # Ids of objects a remembered entry holds alive: same ids, same
+                            # objects.
+                            hit = group.handles.get(group_key)
+                            if hit is not None:
+                                kept = grouped[group.index] = hit[1]
+                    if kept is not None:
+                        for held, vslot, name in zip(kept, group.vslots, group.names, strict=True):
+                            value = values[vslot]
+                            if value is _STALE:
+                                try:
+                                    value = evaluators[vslot](bag)
+                                except Exception as exc:
+                                    value = _Failed(exc)
+                                    failed.add(vslot)
+                                values[vslot] = value
+                            if value.__class__ is _Failed:
+                                self._build_errors.get(handler, "build_error").inc()
+                                logger.debug("instance %s failed to build: %s", name, value.error)
+                                continue
+                            out.append((held, value))
+                        continue
+                    for number in group.numbers:
+                        built[number] = None  # kept by the group only while it has handles
                 for number, name, template, keys, slots, getter, vslot in builds:
                     held = built[number]
                     if held is not None:
@@ -405,6 +449,7 @@ class ReportSession:
                         if len(remembered) >= _MAX_HANDLES:
                             remembered.clear()
                         remembered[group_key] = (shared, prepared)
+                        grouped[group.index] = prepared  # type: ignore[union-attr]
 
     def add_whole(self, bag: Bag) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what

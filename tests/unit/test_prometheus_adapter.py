@@ -793,6 +793,15 @@ async def test_prepared_series_record_what_the_instances_would() -> None:
         assert series(registries[0]) == series(registries[1])
     assert samples(series(registries[1]), "istio_c_total", k="a")[0].value == 6.5
 
+    # Recording through the handle keeps its series alive, as reporting it does; the other
+    # one goes idle and expires.
+    clock.now += 8
+    prepared.record([(handle, 1)])
+    await whole.report([inst(1)])
+    clock.now += 4
+    assert series(registries[0]) == series(registries[1])
+    assert [s.labels["k"] for s in samples(series(registries[1]), "istio_c_total")] == ["a"]
+
     # The series expires; the handle finds (a new) one again, as a report would.
     clock.now += 20
     assert series(registries[0]).samples == series(registries[1]).samples == []
