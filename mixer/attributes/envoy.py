@@ -289,11 +289,13 @@ _FULL_PLAN = (True,) * len(_ALS_ATTRIBUTES)
 # `wanted` sets in its lifetime; clients name identifiers, addresses and clusters.
 _MEMO_ENTRIES = 1024
 _MEMO_TEXT = 256
+_MEMO_BYTES = 1024
 _IDENTIFIERS_KEPT = 64
 _IDENTIFIER_BYTES = 16 * 1024
 _PLANS: dict[frozenset[str], tuple[bool, ...]] = {}
 _IPS: dict[str, bytes | None] = {}
 _CLUSTERS: dict[str, str | None] = {}
+_TLS: dict[bytes, tuple[str, str, str]] = {}
 _SHARED: dict[bytes, tuple[str, dict[str, Value]]] = {}
 _NO_IDENTIFIER: tuple[str, dict[str, Value]] = ("inbound", {"context.reporter.kind": "inbound"})
 _METHODS = {value: name for name, value in RequestMethod.items() if value}
@@ -437,21 +439,15 @@ def _entries(
             )
 
         if w_peer or w_local or w_sni:
-            tls = common.tls_properties
-            if w_peer:
-                peer = _cert_principal(tls.peer_certificate_properties)
-                if peer and w_src_principal:
-                    out["source.principal"] = peer
-            if w_local:
-                local_principal = _cert_principal(tls.local_certificate_properties)
-                if local_principal:
-                    out["destination.principal"] = local_principal
+            peer, local_principal, sni = _tls_names(common.tls_properties)
+            if peer and w_src_principal:
+                out["source.principal"] = peer
+            if w_local and local_principal:
+                out["destination.principal"] = local_principal
             if w_mtls:
                 out["connection.mtls"] = bool(peer)
-            if w_sni:
-                sni = tls.tls_sni_hostname
-                if sni:
-                    out["connection.requested_server_name"] = sni
+            if w_sni and sni:
+                out["connection.requested_server_name"] = sni
 
         # response.time is made from both times: each is read only when the other is set.
         has_start = w_start and common.HasField("start_time")
@@ -668,6 +664,25 @@ def _span_of(seconds: int, nanos: int, where: str) -> datetime.timedelta:
         return datetime.timedelta(0, seconds, micros)
     except OverflowError as err:
         raise BadRequest(f"{where}: invalid duration: {err}") from None
+
+
+def _tls_names(tls: TLSProperties) -> tuple[str, str, str]:
+    """The peer's and the local principal and the SNI of `tls`, memoized by its wire form (the
+    entries of a stream repeat a few peers: one serialization costs less than reading the
+    certificates' fields)."""
+    wire = tls.SerializeToString()
+    found = _TLS.get(wire)
+    if found is None:
+        found = (
+            _cert_principal(tls.peer_certificate_properties),
+            _cert_principal(tls.local_certificate_properties),
+            tls.tls_sni_hostname,
+        )
+        if len(wire) <= _MEMO_BYTES:
+            if len(_TLS) >= _MEMO_ENTRIES:
+                _TLS.clear()
+            _TLS[wire] = found
+    return found
 
 
 def _cert_principal(cert: TLSProperties.CertificateProperties) -> str:
