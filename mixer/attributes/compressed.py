@@ -11,11 +11,14 @@ import datetime
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf.message import DecodeError
 
 from mixer.attributes.bag import Bag, StringMap, Value
 from mixer.attributes.dictionary import GLOBAL_INDEX, GLOBAL_WORD_COUNT, GLOBAL_WORDS
+from mixer.attributes.lazy_maps import full_entry, is_lazy
 from mixer.attributes.limits import Limits, check_compressed, check_words
 from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded
 from mixer.v1 import attributes_pb2, mixer_pb2
@@ -328,17 +331,27 @@ class _FastEntries:
         ip_attributes: frozenset[str],
         wanted: frozenset[str],
         limits: Limits,
+        raw_maps: bool = False,
     ) -> None:
+        """`raw_maps`: the entries hold their string maps as wire bytes (`lazy_maps`)."""
         gw = GLOBAL_WORDS
         local = default_words
         max_attributes = limits.max_attributes
         longest = limits.max_string_length
         adopt = StringMap._adopt
+        parse_map = attributes_pb2.StringMap.FromString
         epoch = _EPOCH
         span = datetime.timedelta
         # The batch's string maps by their wire form: entries of one batch repeat their peers'
         # labels, and the words they index are the batch's. One immutable map is shared.
         seen_maps: dict[bytes, StringMap] = {}
+
+        def string_map(entries: Mapping[int, int]) -> StringMap:
+            decoded: dict[str, str] = {}
+            for a in entries:
+                b = entries[a]  # a container lookup costs a hash probe: once each
+                decoded[gw[a] if a >= 0 else local[~a]] = gw[b] if b >= 0 else local[~b]
+            return adopt(decoded)
 
         def decode(entry: attributes_pb2.CompressedAttributes) -> dict[str, Value] | None:
             # As `_decode_fast`, written out in one closure: a Report calls it per entry.
@@ -394,31 +407,36 @@ class _FastEntries:
                         out[name] = bytes(raw)
                     else:
                         skipped.append(name)
-                maps = entry.string_maps
+                # Values: `StringMap` messages, or their wire bytes (`raw_maps`).
+                maps: Mapping[int, Any] = entry.string_maps
+                keys += len(timestamps) + len(durations) + len(raw_bytes) + len(maps)
                 entry_count = 0
                 for k in maps:
                     name = gw[k] if k >= 0 else local[~k]
-                    smap = maps[k]
-                    entries = smap.entries
-                    entry_count += len(entries)
+                    if raw_maps:
+                        wire = maps[k]
+                        # A map entry takes two bytes at least: a bound on their number (an
+                        # entry past `max_attributes` by it is decoded again, exactly).
+                        entry_count += len(wire) >> 1
+                        entries = None
+                    else:
+                        smap = maps[k]
+                        entries = smap.entries
+                        entry_count += len(entries)
                     if name in wanted:
-                        wire = smap.SerializeToString()
+                        if entries is not None:
+                            wire = smap.SerializeToString()
                         found = seen_maps.get(wire)
                         if found is None:
-                            decoded: dict[str, str] = {}
-                            for a in entries:
-                                b = entries[a]  # a container lookup costs a hash probe: once each
-                                decoded[gw[a] if a >= 0 else local[~a]] = (
-                                    gw[b] if b >= 0 else local[~b]
-                                )
-                            found = adopt(decoded)
+                            found = string_map(
+                                entries if entries is not None else parse_map(wire).entries
+                            )
                             if len(seen_maps) < _SEEN_MAPS:
                                 seen_maps[wire] = found
                         out[name] = found
                     else:
                         skipped.append(name)
-                keys += len(timestamps) + len(durations) + len(raw_bytes) + len(maps)
-            except (IndexError, OverflowError, ValueError):
+            except (IndexError, OverflowError, ValueError, DecodeError):
                 return None
             if keys + entry_count > max_attributes:
                 return None
@@ -466,7 +484,8 @@ def decode_report_changes(
     A DELTA entry holds what changed from the entry before (applying the dicts in order gives
     every entry's bag, as `decode_report` does); an INDEPENDENT entry holds all of its own.
     The whole batch is decoded (and refused, if anything in it is malformed or crosses
-    `limits`) before it is returned; `wanted` and `limits` as in `decode_report`.
+    `limits`) before it is returned; `wanted` and `limits` as in `decode_report`. `req` may be a
+    `lazy_maps.LazyReportRequest`, whose string maps are parsed only where `wanted` reads them.
     """
     check_word_count(req.global_word_count)
     if limits is not None:
@@ -479,14 +498,18 @@ def decode_report_changes(
     # message size, is what the batch costs, so it is bounded.
     budget = limits.max_report_values if limits is not None else -1
     expanded = 0
+    entries = req.attributes
+    raw_maps = len(entries) > 0 and is_lazy(entries[0])
     fast = (
-        _FastEntries(default_words, ip_attributes, wanted, limits).decode
+        _FastEntries(default_words, ip_attributes, wanted, limits, raw_maps).decode
         if wanted is not None and limits is not None
         else None
     )
-    for i, entry in enumerate(req.attributes):
+    for i, entry in enumerate(entries):
         out = fast(entry) if fast is not None else None
         if out is None:
+            if raw_maps:
+                entry = full_entry(entry, f"attributes[{i}]")
             out = decode_entry(
                 entry,
                 default_words=default_words,

@@ -2,6 +2,7 @@ import datetime
 import ipaddress
 
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,9 @@ from mixer.attributes.compressed import (
     encode_report,
 )
 from mixer.attributes.dictionary import GLOBAL_INDEX
+from mixer.attributes.lazy_maps import LazyReportRequest
 from mixer.attributes.limits import Limits, check_compressed, check_words
-from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded
+from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded, MalformedMessage
 from mixer.v1 import attributes_pb2, mixer_pb2
 
 UTC = datetime.UTC
@@ -384,11 +386,13 @@ def test_a_report_batch_decodes_as_its_entries_do_one_by_one(
         )
     except (BadRequest, LimitExceeded) as exc:
         expected = (type(exc), str(exc))
-    try:
-        got: object = decode_report_changes(req, wanted=wanted, limits=limits)[1][0]
-    except (BadRequest, LimitExceeded) as exc:
-        got = (type(exc), str(exc))
-    assert got == expected
+    # As the server reads it too: string maps left as wire bytes until read (`lazy_maps`).
+    for message in (req, LazyReportRequest.FromString(req.SerializeToString())):
+        try:
+            got: object = decode_report_changes(message, wanted=wanted, limits=limits)[1][0]
+        except (BadRequest, LimitExceeded) as exc:
+            got = (type(exc), str(exc))
+        assert got == expected
 
 
 def test_string_maps_repeated_in_a_batch_decode_as_each_entry_does_alone() -> None:
@@ -405,7 +409,10 @@ def test_string_maps_repeated_in_a_batch_decode_as_each_entry_does_alone() -> No
         entry.int64s[GLOBAL_INDEX["response.code"]] = 200 + n
     wanted = frozenset({"source.labels", "response.code"})
     limits = Limits()
-    got = decode_report_changes(req, wanted=wanted, limits=limits)[1]
+    lazy = LazyReportRequest.FromString(req.SerializeToString())
+    got, got_lazy = (decode_report_changes(r, wanted=wanted, limits=limits)[1] for r in (req, lazy))
+    assert got_lazy == got
+    assert got_lazy[0]["source.labels"] is got_lazy[2]["source.labels"]
     expected = [
         decode_entry(
             entry,
@@ -421,3 +428,34 @@ def test_string_maps_repeated_in_a_batch_decode_as_each_entry_does_alone() -> No
     assert labels[0] is labels[2]
     assert labels[1] == StringMap({"app": "ratings", "version": "v1"})
     assert labels[3] == StringMap({"app": "details", "version": "v9"})
+
+
+def test_lazy_maps_are_parsed_where_read_and_malformed_ones_named() -> None:
+    """The server's Report type keeps string maps as bytes: a map a rule reads is parsed, and a
+    malformed one is refused naming its entry; one that no rule reads is never parsed (the
+    documented difference from the generated class, which refuses the whole request)."""
+    req = mixer_pb2.ReportRequest()
+    for code in (200, 503):
+        entry = req.attributes.add()
+        entry.int64s[GLOBAL_INDEX["response.code"]] = code
+        entry.string_maps[GLOBAL_INDEX["request.headers"]].entries[GLOBAL_INDEX[":method"]] = (
+            GLOBAL_INDEX["GET"]
+        )
+    wire = bytearray(req.SerializeToString())
+    good = bytes(req.attributes[1].string_maps[GLOBAL_INDEX["request.headers"]].SerializeToString())
+    at = wire.rindex(good)
+    wire[at : at + len(good)] = b"\x0a\x7f" + good[2:]  # an entry longer than its map
+    broken = bytes(wire)
+    with pytest.raises(DecodeError):
+        mixer_pb2.ReportRequest.FromString(broken)
+    lazy = LazyReportRequest.FromString(broken)
+    limits = Limits()
+    unread = decode_report_changes(lazy, wanted=frozenset({"response.code"}), limits=limits)
+    assert unread == (True, [{"response.code": 200}, {"response.code": 503}])
+    with pytest.raises(MalformedMessage, match=r"^attributes\[1\]\.string_maps: cannot decode"):
+        decode_report_changes(lazy, wanted=frozenset({"request.headers"}), limits=limits)
+    fine = LazyReportRequest.FromString(req.SerializeToString())
+    assert decode_report_changes(fine, wanted=frozenset({"request.headers"}), limits=limits) == (
+        True,
+        [{"request.headers": StringMap({":method": "GET"})}] * 2,
+    )

@@ -29,6 +29,7 @@ from mixer.api.accesslog_servicer import AccessLogService
 from mixer.api.mixer_servicer import MixerService
 from mixer.attributes.compressed import encode_report
 from mixer.attributes.envoy import bags_from_access_logs
+from mixer.attributes.lazy_maps import LazyReportRequest
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.report_plan import ReportPlan
@@ -239,9 +240,11 @@ async def test_incremental_reports_equal_the_reference_series_by_series(
             delta = rng.random() < 0.7
             entries = random_entries(rng, rng.randint(1, 60), delta)
             request = encode_report(entries, delta=delta)
-            message = mixer_pb2.ReportRequest.FromString(request.SerializeToString())
+            wire = request.SerializeToString()
+            message = mixer_pb2.ReportRequest.FromString(wire)
             await reference.service._report_bags(reference.runtime, message, None, False)
-            await incremental.service.report(message, None)
+            # As the server parses it: string maps left as bytes until read (`lazy_maps`).
+            await incremental.service.report(LazyReportRequest.FromString(wire), None)
         await assert_same(reference, incremental)
     finally:
         await reference.holder.close()
