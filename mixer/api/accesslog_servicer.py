@@ -96,6 +96,7 @@ class AccessLogService:
                     rt.dispatcher.report(await rt.dispatcher.generate_report(bags))
                     continue
                 for bag in bags:
-                    session.add_whole(bag)
+                    # One conversion makes every bag: a name's values are of one type.
+                    session.add_whole(bag, fixed_types=True)
                 session.flush()
         return als_pb2.StreamAccessLogsResponse()

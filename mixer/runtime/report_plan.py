@@ -281,7 +281,7 @@ class ReportSession:
         self._failing: list[_RulePlan] = []
         self._failed: set[int] = set()  # the slots whose value is a `_Failed`
         self._previous: tuple[object, ...] | None = None
-        self._previous_types: tuple[type, ...] = ()
+        self._previous_types: tuple[type, ...] | None = None
         self._seen: set[str] = set()
         self._names: tuple[str, ...] = ()
         self._pending: dict[str, list[Any]] = {}  # instances, or pairs (`series_handlers`)
@@ -451,9 +451,11 @@ class ReportSession:
                         remembered[group_key] = (shared, prepared)
                         grouped[group.index] = prepared  # type: ignore[union-attr]
 
-    def add_whole(self, bag: Bag) -> None:
+    def add_whole(self, bag: Bag, *, fixed_types: bool = False) -> None:
         """Report the entry `bag` given whole (an INDEPENDENT batch, an access log): what
-        changed is found by comparing it with the bag given before, on the names read."""
+        changed is found by comparing it with the bag given before, on the names read.
+        `fixed_types`: every bag of the session gives each name values of one type (bags that
+        one conversion makes, as from access logs), so values alone are compared."""
         data = bag._data
         # Only the names read that some entry of this session had: the others were absent in
         # every entry before, and still are unless they are new here.
@@ -467,10 +469,19 @@ class ReportSession:
                 self._previous = None  # a new name changed: evaluate this entry whole
         names = self._names
         values = tuple(map(data.get, names))  # attribute values are never None
+        previous = self._previous
+        self._previous = values
+        if fixed_types:
+            self._previous_types = None  # not kept: a later entry's types are compared whole
+            if previous is None:
+                self.add(bag, None)
+            else:
+                self.add(bag, tuple(itertools.compress(names, map(operator.ne, previous, values))))
+            return
         types = tuple(map(type, values))
-        previous, previous_types = self._previous, self._previous_types
-        self._previous, self._previous_types = values, types
-        if previous is None:
+        previous_types = self._previous_types
+        self._previous_types = types
+        if previous is None or previous_types is None:
             self.add(bag, None)
             return
         # In C, name by name: equal values of the same type (1, 1.0 and True are equal in

@@ -352,6 +352,22 @@ def test_full_conversion_is_the_reference() -> None:
     assert checked > RANDOM_MESSAGES and 50 < failures < checked / 2
 
 
+def test_every_attribute_has_one_type_in_every_conversion() -> None:
+    """The ALS servicer's report session compares entries' values without their types
+    (`ReportSession.add_whole(fixed_types=True)`): that holds only while the conversion gives
+    each name values of one type, whatever the entry."""
+    types: dict[str, set[type]] = {}
+    for msg, identifier in _corpus():
+        got = _outcome(envoy.bags_from_access_logs, msg, identifier)
+        if isinstance(got, Exception):
+            continue
+        for bag in got:
+            for name, value in bag.items():
+                types.setdefault(name, set()).add(type(value))
+    assert len(types) > 40
+    assert {name: kinds for name, kinds in types.items() if len(kinds) > 1} == {}
+
+
 # ---- the lenient reference: invalid fields as markers --------------------------------------
 
 
