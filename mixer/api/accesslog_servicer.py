@@ -16,6 +16,7 @@ import grpc
 from mixer.api.status import stream_unary_handler
 from mixer.api.threaded import LoopBridge
 from mixer.attributes.envoy import bags_from_access_logs
+from mixer.attributes.lazy import LazyStreamAccessLogsMessage
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.errors import BadRequest, LimitExceeded
@@ -54,7 +55,8 @@ class AccessLogService:
                     SERVICE,
                     METHOD,
                     self.stream,
-                    als_pb2.StreamAccessLogsMessage,
+                    # Addresses and TLS blocks stay bytes until read (`lazy`).
+                    LazyStreamAccessLogsMessage,
                     bridge=bridge,
                 )
             },

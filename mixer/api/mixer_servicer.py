@@ -21,7 +21,7 @@ from mixer.attributes.compressed import (
     decode_report,
     decode_report_changes,
 )
-from mixer.attributes.lazy_maps import LazyReportRequest
+from mixer.attributes.lazy import LazyReportRequest
 from mixer.attributes.limits import DEFAULT_LIMITS, Limits
 from mixer.errors import LimitExceeded
 from mixer.runtime.decision_log import DecisionLog
@@ -78,7 +78,7 @@ class MixerService:
                     encoded=True,
                     bridge=bridge,
                 ),
-                # Its entries' string maps stay bytes until a rule reads one (`lazy_maps`).
+                # Its entries' string maps stay bytes until a rule reads one (`lazy`).
                 "Report": unary_handler(
                     m, SERVICE, "Report", self.report, LazyReportRequest, bridge=bridge
                 ),

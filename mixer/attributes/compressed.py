@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from mixer.attributes.bag import Bag, StringMap, Value
 from mixer.attributes.dictionary import GLOBAL_INDEX, GLOBAL_WORD_COUNT, GLOBAL_WORDS
-from mixer.attributes.lazy_maps import full_entry, is_lazy
+from mixer.attributes.lazy import full_entry, is_lazy
 from mixer.attributes.limits import Limits, check_compressed, check_words
 from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded
 from mixer.v1 import attributes_pb2, mixer_pb2
@@ -333,7 +333,7 @@ class _FastEntries:
         limits: Limits,
         raw_maps: bool = False,
     ) -> None:
-        """`raw_maps`: the entries hold their string maps as wire bytes (`lazy_maps`)."""
+        """`raw_maps`: the entries hold their string maps as wire bytes (`lazy`)."""
         gw = GLOBAL_WORDS
         local = default_words
         max_attributes = limits.max_attributes
@@ -485,7 +485,7 @@ def decode_report_changes(
     every entry's bag, as `decode_report` does); an INDEPENDENT entry holds all of its own.
     The whole batch is decoded (and refused, if anything in it is malformed or crosses
     `limits`) before it is returned; `wanted` and `limits` as in `decode_report`. `req` may be a
-    `lazy_maps.LazyReportRequest`, whose string maps are parsed only where `wanted` reads them.
+    `lazy.LazyReportRequest`, whose string maps are parsed only where `wanted` reads them.
     """
     check_word_count(req.global_word_count)
     if limits is not None:

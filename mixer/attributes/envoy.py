@@ -24,6 +24,7 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from mixer.attributes.bag import Bag, StringMap, Value
+from mixer.attributes.lazy import parse
 from mixer.attributes.node_identity import node_attributes, side_of
 from mixer.envoy.config.core.v3.address_pb2 import Address
 from mixer.envoy.config.core.v3.base_pb2 import HeaderMap, Metadata, RequestMethod
@@ -296,6 +297,8 @@ _PLANS: dict[frozenset[str], tuple[bool, ...]] = {}
 _IPS: dict[str, bytes | None] = {}
 _CLUSTERS: dict[str, str | None] = {}
 _TLS: dict[bytes, tuple[str, str, str]] = {}
+_ADDRESSES: dict[bytes, tuple[bytes | None, int | None]] = {}
+_NO_IP: tuple[bytes | None, int | None] = (None, None)
 _SHARED: dict[bytes, tuple[str, dict[str, Value]]] = {}
 _NO_IDENTIFIER: tuple[str, dict[str, Value]] = ("inbound", {"context.reporter.kind": "inbound"})
 _METHODS = {value: name for name, value in RequestMethod.items() if value}
@@ -339,28 +342,48 @@ def _shared(
 
 def _first_ip(
     out: dict[str, Value],
-    addresses: tuple[Address, Address],
+    addresses: tuple[Address | bytes, Address | bytes],
     ip_name: str | None,
     port_name: str | None,
 ) -> None:
     """The IP (as `ip_name`) and port (as `port_name`; None: not wanted) of the first of
-    `addresses` that holds an IP address."""
+    `addresses` (messages, or their wire form: `mixer.attributes.lazy`) that holds an IP."""
     for address in addresses:
-        # An unset address, a pipe or an internal one reads as an empty socket address, which
-        # is no IP: no need to ask which one it is.
-        socket_address = address.socket_address
-        text = socket_address.address
-        ip = _IPS.get(text, b"") if text else None
-        if ip == b"":
-            ip = _ip_memo(text)
+        if isinstance(address, bytes):
+            # A stream's entries repeat a few peers: found by the address's wire form.
+            found = _ADDRESSES.get(address)
+            if found is None:
+                found = _ip_port(parse(Address, address, "common_properties: an address"))
+                if len(address) <= _MEMO_BYTES:
+                    if len(_ADDRESSES) >= _MEMO_ENTRIES:
+                        _ADDRESSES.clear()
+                    _ADDRESSES[address] = found
+            ip, port = found
+        else:
+            ip, port = _ip_port(address)
         if ip is not None:
             if ip_name is not None:
                 out[ip_name] = ip
-            if port_name is not None:
-                port = socket_address.port_value
-                if port or socket_address.WhichOneof("port_specifier") == "port_value":
-                    out[port_name] = port
+            if port_name is not None and port is not None:
+                out[port_name] = port
             return
+
+
+def _ip_port(address: Address) -> tuple[bytes | None, int | None]:
+    """The IP address of `address` and its port (None: unset), or (None, None) for no IP."""
+    # An unset address, a pipe or an internal one reads as an empty socket address, which is no
+    # IP: no need to ask which one it is.
+    socket_address = address.socket_address
+    text = socket_address.address
+    ip = _IPS.get(text, b"") if text else None
+    if ip == b"":
+        ip = _ip_memo(text)
+    if ip is None:
+        return _NO_IP
+    port = socket_address.port_value
+    if port or socket_address.WhichOneof("port_specifier") == "port_value":
+        return ip, port
+    return ip, None
 
 
 def _ip_memo(text: str) -> bytes | None:
@@ -666,22 +689,31 @@ def _span_of(seconds: int, nanos: int, where: str) -> datetime.timedelta:
         raise BadRequest(f"{where}: invalid duration: {err}") from None
 
 
-def _tls_names(tls: TLSProperties) -> tuple[str, str, str]:
-    """The peer's and the local principal and the SNI of `tls`, memoized by its wire form (the
-    entries of a stream repeat a few peers: one serialization costs less than reading the
-    certificates' fields)."""
-    wire = tls.SerializeToString()
-    found = _TLS.get(wire)
-    if found is None:
-        found = (
-            _cert_principal(tls.peer_certificate_properties),
-            _cert_principal(tls.local_certificate_properties),
-            tls.tls_sni_hostname,
-        )
-        if len(wire) <= _MEMO_BYTES:
-            if len(_TLS) >= _MEMO_ENTRIES:
-                _TLS.clear()
-            _TLS[wire] = found
+def _tls_names(tls: TLSProperties | bytes) -> tuple[str, str, str]:
+    """The peer's and the local principal and the SNI of `tls` (or of its wire form:
+    `mixer.attributes.lazy`), memoized by its wire form (the entries of a stream repeat a few
+    peers: one serialization costs less than reading the certificates' fields)."""
+    if isinstance(tls, bytes):
+        wire = tls
+        found = _TLS.get(wire)
+        if found is not None:
+            return found
+        message: TLSProperties = parse(TLSProperties, wire, "common_properties.tls_properties")
+    else:
+        message = tls
+        wire = message.SerializeToString()
+        found = _TLS.get(wire)
+        if found is not None:
+            return found
+    found = (
+        _cert_principal(message.peer_certificate_properties),
+        _cert_principal(message.local_certificate_properties),
+        message.tls_sni_hostname,
+    )
+    if len(wire) <= _MEMO_BYTES:
+        if len(_TLS) >= _MEMO_ENTRIES:
+            _TLS.clear()
+        _TLS[wire] = found
     return found
 
 

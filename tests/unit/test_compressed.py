@@ -18,7 +18,7 @@ from mixer.attributes.compressed import (
     encode_report,
 )
 from mixer.attributes.dictionary import GLOBAL_INDEX
-from mixer.attributes.lazy_maps import LazyReportRequest
+from mixer.attributes.lazy import LazyReportRequest
 from mixer.attributes.limits import Limits, check_compressed, check_words
 from mixer.errors import BadRequest, DictionaryMismatch, LimitExceeded, MalformedMessage
 from mixer.v1 import attributes_pb2, mixer_pb2
@@ -386,7 +386,7 @@ def test_a_report_batch_decodes_as_its_entries_do_one_by_one(
         )
     except (BadRequest, LimitExceeded) as exc:
         expected = (type(exc), str(exc))
-    # As the server reads it too: string maps left as wire bytes until read (`lazy_maps`).
+    # As the server reads it too: string maps left as wire bytes until read (`lazy`).
     for message in (req, LazyReportRequest.FromString(req.SerializeToString())):
         try:
             got: object = decode_report_changes(message, wanted=wanted, limits=limits)[1][0]
@@ -430,7 +430,7 @@ def test_string_maps_repeated_in_a_batch_decode_as_each_entry_does_alone() -> No
     assert labels[3] == StringMap({"app": "details", "version": "v9"})
 
 
-def test_lazy_maps_are_parsed_where_read_and_malformed_ones_named() -> None:
+def test_lazy_are_parsed_where_read_and_malformed_ones_named() -> None:
     """The server's Report type keeps string maps as bytes: a map a rule reads is parsed, and a
     malformed one is refused naming its entry; one that no rule reads is never parsed (the
     documented difference from the generated class, which refuses the whole request)."""

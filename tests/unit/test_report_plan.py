@@ -29,7 +29,7 @@ from mixer.api.accesslog_servicer import AccessLogService
 from mixer.api.mixer_servicer import MixerService
 from mixer.attributes.compressed import encode_report
 from mixer.attributes.envoy import bags_from_access_logs
-from mixer.attributes.lazy_maps import LazyReportRequest
+from mixer.attributes.lazy import LazyReportRequest, LazyStreamAccessLogsMessage
 from mixer.envoy.service.accesslog.v3 import als_pb2
 from mixer.runtime.build import build_runtime, load_snapshot
 from mixer.runtime.report_plan import ReportPlan
@@ -243,7 +243,7 @@ async def test_incremental_reports_equal_the_reference_series_by_series(
             wire = request.SerializeToString()
             message = mixer_pb2.ReportRequest.FromString(wire)
             await reference.service._report_bags(reference.runtime, message, None, False)
-            # As the server parses it: string maps left as bytes until read (`lazy_maps`).
+            # As the server parses it: string maps left as bytes until read (`lazy`).
             await incremental.service.report(LazyReportRequest.FromString(wire), None)
         await assert_same(reference, incremental)
     finally:
@@ -303,7 +303,9 @@ async def test_incremental_access_logs_equal_the_reference_series_by_series(
         service = AccessLogService(incremental.holder, incremental.metrics)
         for _ in range(3):
             messages = random_als_messages(rng, rng.randint(1, 6))
-            await service.stream(_stream(messages), cast(Any, None))
+            # As the server parses them: addresses and TLS blocks left as bytes (`lazy`).
+            lazy = [LazyStreamAccessLogsMessage.FromString(m.SerializeToString()) for m in messages]
+            await service.stream(_stream(lazy), cast(Any, None))
             identifier = None
             for message in messages:
                 if message.HasField("identifier"):
