@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -94,6 +95,9 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
         from mixer.telemetry import ServerMetrics
     except ImportError:  # a tree from before telemetry moved out of mixer/server (A/B runs)
         from mixer.server.telemetry import ServerMetrics  # type: ignore[no-redef]
+    report_type: Any = mixer_pb2.ReportRequest
+    with contextlib.suppress(ImportError):  # the server's own class, where the tree has one
+        from mixer.attributes.lazy import LazyReportRequest as report_type
 
     scenario = runner.SCENARIOS[name]
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +118,7 @@ async def _count(name: str, calls: int, warmup: int, top: int) -> Work:
         parse = mixer_pb2.CheckRequest.FromString
     else:
         call = MixerService(holder, metrics).report
-        parse = mixer_pb2.ReportRequest.FromString
+        parse = report_type.FromString
     frames = scenario.frames(warmup + calls, "work")
     requests = [parse(_unframed(f)) for f in frames]
 
@@ -186,7 +190,11 @@ async def _count_als(
     from mixer.api.accesslog_servicer import AccessLogService
     from mixer.envoy.service.accesslog.v3 import als_pb2
 
-    parse = als_pb2.StreamAccessLogsMessage.FromString
+    message_type: Any = als_pb2.StreamAccessLogsMessage
+    with contextlib.suppress(ImportError):  # the server's own class, where the tree has one
+        from mixer.attributes.lazy import LazyStreamAccessLogsMessage as message_type
+
+    parse = message_type.FromString
     messages = [parse(_unframed(f)) for f in scenario.frames(warmup + calls, "work")]
     # Each stream opens with the identifier, as Envoy's do (the frames carry it once).
     messages[warmup].identifier.CopyFrom(messages[0].identifier)

@@ -499,6 +499,9 @@ def decode_report_changes(
     budget = limits.max_report_values if limits is not None else -1
     expanded = 0
     entries = req.attributes
+    # With `wanted`, an entry holds wanted names only (both decoders), so each bag expands to
+    # that many values at most: a batch that cannot cross the budget so is not counted.
+    counting = budget >= 0 and (wanted is None or len(entries) * len(wanted) > budget)
     raw_maps = len(entries) > 0 and is_lazy(entries[0])
     fast = (
         _FastEntries(default_words, ip_attributes, wanted, limits, raw_maps).decode
@@ -518,17 +521,18 @@ def decode_report_changes(
                 wanted=wanted,
                 limits=limits,
             )
-        if delta:
-            names.update(out)
-            expanded += len(names)
-        else:
-            expanded += len(out)
-        if 0 <= budget < expanded:
-            raise LimitExceeded(
-                f"attributes[{i}]: the report expands to more than the limit of {budget} "
-                "attribute values",
-                "max_report_values",
-            )
+        if counting:
+            if delta:
+                names.update(out)
+                expanded += len(names)
+            else:
+                expanded += len(out)
+            if expanded > budget:
+                raise LimitExceeded(
+                    f"attributes[{i}]: the report expands to more than the limit of {budget} "
+                    "attribute values",
+                    "max_report_values",
+                )
         changes.append(out)
     return delta, changes
 

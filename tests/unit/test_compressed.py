@@ -1,3 +1,4 @@
+import collections
 import datetime
 import ipaddress
 
@@ -459,3 +460,46 @@ def test_lazy_are_parsed_where_read_and_malformed_ones_named() -> None:
         True,
         [{"request.headers": StringMap({":method": "GET"})}] * 2,
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch=st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e"]), _text, max_size=4),
+        min_size=1,
+        max_size=8,
+    ),
+    delta=st.booleans(),
+    keep=st.sets(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=5),
+    budget=st.integers(0, 40),
+    own_words=st.integers(-1, 7),
+)
+def test_report_expansion_is_refused_at_the_entry_that_crosses_the_budget(
+    batch: list[dict[str, object]], delta: bool, keep: set[str], budget: int, own_words: int
+) -> None:
+    """A DELTA entry repeats every attribute before it; the batch is refused at the first
+    entry whose values, added up as the bags expand, pass `max_report_values`, whatever
+    `wanted` is and whether or not the entry takes the decoder's fast path (one with its own
+    words does not)."""
+    if delta:  # a DELTA batch never removes an attribute
+        batch = [dict(collections.ChainMap(*reversed(batch[: i + 1]))) for i in range(len(batch))]
+    req = encode_report(batch, delta=delta)
+    if 0 <= own_words < len(req.attributes):
+        # The same words (and one more), as the entry's own: the indexes keep their meaning.
+        req.attributes[own_words].words.extend([*req.default_words, "pad"])
+    for wanted in (frozenset(keep), None):
+        changes = decode_report_changes(req, wanted=wanted, limits=Limits())[1]
+        names: set[str] = set()
+        expanded, crossing = 0, None
+        for i, change in enumerate(changes):
+            names.update(change)
+            expanded += len(names) if delta else len(change)
+            if expanded > budget:
+                crossing = i
+                break
+        limits = Limits(max_report_values=budget)
+        if crossing is None:
+            assert decode_report_changes(req, wanted=wanted, limits=limits)[1] == changes
+        else:
+            with pytest.raises(LimitExceeded, match=rf"^attributes\[{crossing}\]: the report"):
+                decode_report_changes(req, wanted=wanted, limits=limits)
