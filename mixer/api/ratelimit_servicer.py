@@ -151,20 +151,28 @@ def rls_response(decision: Decision, headers: str = "draft") -> rls_pb2.RateLimi
     """Build Envoy's answer for a decision."""
     resp = rls_pb2.RateLimitResponse(overall_code=_CODES[decision.code])
     for status in decision.statuses:
-        out = resp.statuses.add(code=_CODES[status.code], limit_remaining=status.remaining)
-        if status.limited:
-            assert status.rule is not None
-            policy = status.rule.policy
-            out.current_limit.requests_per_unit = policy.requests_per_unit
-            out.current_limit.unit = _UNITS[policy.unit]
-            out.current_limit.name = policy.name
-            out.duration_until_reset.FromTimedelta(status.reset_after)
+        _add_status(resp, status)
+    _add_headers(resp, decision, headers)
+    return resp
+
+
+def _add_status(resp: rls_pb2.RateLimitResponse, status: DescriptorDecision) -> None:
+    out = resp.statuses.add(code=_CODES[status.code], limit_remaining=status.remaining)
+    if status.limited:
+        assert status.rule is not None
+        policy = status.rule.policy
+        out.current_limit.requests_per_unit = policy.requests_per_unit
+        out.current_limit.unit = _UNITS[policy.unit]
+        out.current_limit.name = policy.name
+        out.duration_until_reset.FromTimedelta(status.reset_after)
+
+
+def _add_headers(resp: rls_pb2.RateLimitResponse, decision: Decision, headers: str) -> None:
     made = {"draft": draft_headers, "ietf": ietf_headers, "ratelimit": ratelimit_headers}.get(
         headers
     )
     for key, value in made(decision.statuses) if made else ():
         resp.response_headers_to_add.append(base_pb2.HeaderValue(key=key, value=value))
-    return resp
 
 
 def dynamic_metadata(request: rls_pb2.RateLimitRequest, decision: Decision) -> dict[str, Any]:
@@ -225,14 +233,6 @@ def _override(index: int, descriptor: ratelimit_pb2.RateLimitDescriptor) -> Over
     if unit is None:
         raise BadRequest(f"descriptors[{index}].limit has no valid unit")
     return Override(descriptor.limit.requests_per_unit, unit)
-
-
-def _hits(request: rls_pb2.RateLimitRequest) -> list[int]:
-    """Per descriptor: its own ``hits_addend`` (0 allowed), else the request's, else 1."""
-    default = request.hits_addend or 1
-    return [
-        d.hits_addend.value if d.HasField("hits_addend") else default for d in request.descriptors
-    ]
 
 
 class RateLimitService:
@@ -303,11 +303,17 @@ class RateLimitService:
         if not request.descriptors:
             raise BadRequest("rate limit descriptor list must not be empty")
         descriptors = await _descriptors(request, self._limits)
-        overrides: list[Override | None] = [
-            _override(index, d) if d.HasField("limit") else None
-            for index, d in enumerate(request.descriptors)
-        ]
-        hits = _hits(request)
+        # Everything done per descriptor yields every `_SLICE` of them: a request of many
+        # never holds the event loop (and the Checks waiting on it) for long.
+        overrides: list[Override | None] = []
+        default_hits = request.hits_addend or 1
+        hits: list[int] = []
+        for index, d in enumerate(request.descriptors):
+            if index and index % _SLICE == 0:
+                await asyncio.sleep(0)
+            overrides.append(_override(index, d) if d.HasField("limit") else None)
+            # its own hits_addend (0 allowed), else the request's, else 1
+            hits.append(d.hits_addend.value if d.HasField("hits_addend") else default_hits)
         with self._holder.use() as rt:
             table = self._table_of(rt)
             if not table.configured:
@@ -320,14 +326,18 @@ class RateLimitService:
                 quota_mode=self._quota_mode,
                 overrides=overrides if any(overrides) else (),
             )
-        self._stats.record(decision, hits)
-        for index, status in enumerate(decision.statuses):
+        stats = self._stats
+        stats.record_decision(decision)
+        response = rls_pb2.RateLimitResponse(overall_code=_CODES[decision.code])
+        for index, (status, n) in enumerate(zip(decision.statuses, hits, strict=True)):
             if index and index % _SLICE == 0:
                 await asyncio.sleep(0)
+            stats.record_status(status, n)
             if status.rule is not None:
                 result = "exhausted" if status.code == Code.OVER_LIMIT else "granted"
                 self._metrics.quota_results.labels(status.rule.quota, result).inc()
-        response = rls_response(decision, self._headers)
+            _add_status(response, status)
+        _add_headers(response, decision, self._headers)
         if self._dynamic_metadata:
             response.dynamic_metadata.update(dynamic_metadata(request, decision))
         return response

@@ -37,12 +37,22 @@ class RuleStats:
         self._keys: set[tuple[str, str]] = set()
 
     def record(self, decision: Decision, hits: Sequence[int]) -> None:
-        """Count every limited descriptor of `decision` (`hits`: one number per descriptor)."""
+        """Count every limited descriptor of `decision` (`hits`: one number per descriptor):
+        `record_decision`, then `record_status` for each."""
+        self.record_decision(decision)
+        for status, n in zip(decision.statuses, hits, strict=True):
+            self.record_status(status, n)
+
+    def record_decision(self, decision: Decision) -> None:
+        """Count what concerns the decision as a whole (a global shadow mode)."""
         if decision.shadowed:
             self._metrics.ratelimit_global_shadow.labels().inc()
-        for status, n in zip(decision.statuses, hits, strict=True):
-            if status.limited and n > 0:
-                self._count(status, n)
+
+    def record_status(self, status: DescriptorDecision, hits: int) -> None:
+        """Count one descriptor's `hits`, if it reached a finite limit (a caller may spread a
+        large request's descriptors over several turns of the event loop)."""
+        if status.limited and hits > 0:
+            self._count(status, hits)
 
     def _key(self, domain: str, key: str, fallback: str) -> str:
         if (domain, key) in self._keys:

@@ -428,6 +428,8 @@ class RateLimitTable:
         rules = [None if r is not None and r.policy.name in replaced else r for r, _, _ in walked]
         calls: list[tuple[int, Instance, QuotaArgs]] = []
         for index, rule in enumerate(rules):
+            if index and index % _SLICE == 0:
+                await asyncio.sleep(0)
             if rule is not None and rule.quota:
                 instance = Instance(rule.quota, "quota", {"dimensions": walked[index][1]})
                 args = QuotaArgs(amount=max(per[index], 0))
@@ -440,14 +442,17 @@ class RateLimitTable:
                 await asyncio.sleep(0)
             results += await self._allocate([(i, a) for _, i, a in calls[start : start + _SLICE]])
         by_index = {index: result for (index, _, _), result in zip(calls, results, strict=True)}
-        statuses = tuple(
-            _status(rule, by_index.get(index), per[index], walked[index][2])
-            for index, rule in enumerate(rules)
-        )
-        statuses = tuple(
-            dataclasses.replace(s, in_quota=True) if _in_quota_mode(s, quota_mode) else s
-            for s in statuses
-        )
+        made: list[DescriptorDecision] = []
+        for index, rule in enumerate(rules):
+            if index and index % _SLICE == 0:
+                await asyncio.sleep(0)
+            status = _status(rule, by_index.get(index), per[index], walked[index][2])
+            made.append(
+                dataclasses.replace(status, in_quota=True)
+                if _in_quota_mode(status, quota_mode)
+                else status
+            )
+        statuses = tuple(made)
         quota = [s for s in statuses if s.in_quota]
         over = any(s.code is Code.OVER_LIMIT for s in statuses if not s.in_quota) or (
             bool(quota) and all(s.code is Code.OVER_LIMIT for s in quota)
