@@ -366,6 +366,8 @@ class ReportSession:
                             if hit is not None:
                                 kept = grouped[group.index] = hit[1]
                     if kept is not None:
+                        # A kept build's steps (as in the loop below), written out again: this
+                        # loop runs per series of every entry, where a helper would add a call.
                         for held, vslot, name in zip(kept, group.vslots, group.names, strict=True):
                             value = values[vslot]
                             if value is _STALE:
