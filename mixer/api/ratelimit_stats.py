@@ -18,7 +18,6 @@ later ones fold into the rule's config key (bounded by the config) and count in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 from mixer.runtime.ratelimit import Decision, DescriptorDecision
 from mixer.telemetry import RATELIMIT_STATS, ServerMetrics
@@ -28,20 +27,14 @@ STATS = RATELIMIT_STATS
 
 
 class RuleStats:
-    """Adds one RLS decision's hits to the per-rule counters of `metrics`."""
+    """Adds RLS decisions' hits to the per-rule counters of `metrics`: `record_decision` once
+    per decision, `record_status` per descriptor."""
 
     def __init__(self, metrics: ServerMetrics, near_limit_ratio: float, max_keys: int) -> None:
         self._metrics = metrics
         self._ratio = near_limit_ratio
         self._max_keys = max_keys
         self._keys: set[tuple[str, str]] = set()
-
-    def record(self, decision: Decision, hits: Sequence[int]) -> None:
-        """Count every limited descriptor of `decision` (`hits`: one number per descriptor):
-        `record_decision`, then `record_status` for each."""
-        self.record_decision(decision)
-        for status, n in zip(decision.statuses, hits, strict=True):
-            self.record_status(status, n)
 
     def record_decision(self, decision: Decision) -> None:
         """Count what concerns the decision as a whole (a global shadow mode)."""
